@@ -1,0 +1,13 @@
+"""hf-metaopt: in-context learning as implicit finetuning, for any transformers causal LM.
+
+``import hf_metaopt`` registers the MomentumGPT architecture (model type
+``momentum_gpt``) in transformers' Auto classes and the ``icl-analysis`` pipeline.
+"""
+
+__version__ = "0.1.0"
+
+from .analysis.report import ICLAnalysisReport
+
+__all__ = [
+    "ICLAnalysisReport",
+]
