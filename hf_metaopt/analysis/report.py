@@ -1,4 +1,27 @@
-"""ICLAnalysisReport: the result of one ICL-vs-finetuning analysis (contract 3)."""
+"""ICLAnalysisReport: the result of one ICL-vs-finetuning analysis (contract 3).
+
+The dictionary schema (every float is a plain float, every list a JSON list;
+"ci95" entries are ``[low, high]`` bootstrap 95% intervals over queries)::
+
+    accuracy:       {zsl, icl, ft}                 floats in [0, 1]
+    accuracy_ci95:  {zsl, icl, ft}                 [low, high]
+    predictions:    {zsl, icl, ft}                 label indices per query
+    labels:         [int]                          gold label per query
+    rec2ftp:        float | None                   None when FT fixes nothing
+    rec2ftp_ci95:   [low, high] | None
+    simaou:   {per_layer, mean, ci95, random_mean, random_per_layer,
+               unnormalized_per_layer, unnormalized_mean, unnormalized_ci95}
+    simam:    {per_layer_before, per_layer_after, per_layer_delta,
+               before, after, delta, before_ci95, after_ci95, delta_ci95}
+    kendall:  {per_layer, mean, ci95, random_mean, random_per_layer}
+    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall}} or {}
+    config:   {model, model_revision, task, template, label_words, separator,
+               position, method, learning_rate, seed, n_demonstrations (used),
+               n_queries, demonstrations_used (indices or ids), control,
+               versions: {hf_metaopt, transformers, torch, peft}}
+    notes:    [str]                                warnings the run raised
+    selection: optional, the dev-split grid-search table ({"rows": [...], "chosen": {...}})
+"""
 
 from __future__ import annotations
 
