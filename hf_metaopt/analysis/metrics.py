@@ -1,0 +1,313 @@
+"""The paper's four analysis metrics and their baselines, as pure numpy functions.
+
+Definitions follow ``PAPER.md`` section 3 (the reference code's reading of Dai et
+al. 2023) plus Deutch et al. 2024's variants. Every function takes numpy arrays,
+nested lists or CPU torch tensors, computes in float64 and returns numpy arrays
+(or plain Python floats for the summaries).
+
+Degenerate inputs are defined, not left to produce NaN:
+
+- the cosine of a zero vector with anything is **0.0** (no direction, so no
+  agreement); this happens e.g. when an update ``h_icl - h_zsl`` is exactly zero;
+- Kendall's tau of a constant ranking (scipy returns NaN) is **0.0**;
+- shape mismatches raise ``ValueError`` naming the argument and both shapes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+__all__ = [
+    "bootstrap_ci",
+    "cosine",
+    "kendall_random_scores",
+    "kendall_scores",
+    "rec2ftp",
+    "rec2ftp_bootstrap_ci",
+    "simam_scores",
+    "simaou_random_scores",
+    "simaou_scores",
+    "summarize_layers",
+]
+
+
+def _array(x: Any, name: str, ndim: int | None = None, dtype=np.float64) -> np.ndarray:
+    if hasattr(x, "detach"):  # torch tensor
+        x = x.detach().to("cpu").double().numpy() if dtype is np.float64 else x.detach().to("cpu").numpy()
+    try:
+        arr = np.asarray(x, dtype=dtype)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"`{name}` must be a numeric array (or nested lists of equal length); got {type(x).__name__}: {err}") from err
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"`{name}` must have {ndim} dimensions; got shape {arr.shape}.")
+    if dtype is np.float64 and not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` contains NaN or infinite values; remove or fix them before scoring.")
+    return arr
+
+
+def _same_shape(ref: np.ndarray, ref_name: str, other: np.ndarray, other_name: str) -> None:
+    if ref.shape != other.shape:
+        raise ValueError(f"`{other_name}` has shape {other.shape} but `{ref_name}` has shape {ref.shape}; they must match.")
+
+
+def cosine(a: Any, b: Any) -> np.ndarray:
+    """Cosine similarity along the last axis; 0.0 where either vector is zero."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na = np.linalg.norm(a, axis=-1)
+    nb = np.linalg.norm(b, axis=-1)
+    denom = na * nb
+    dot = np.sum(a * b, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
+    # Rounding can push |cos| a hair above 1.
+    return np.clip(out, -1.0, 1.0)
+
+
+def _l2_normalize(h: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(h, axis=-1, keepdims=True)
+    return np.where(norm > 0, h / np.where(norm > 0, norm, 1.0), 0.0)
+
+
+# ---------------------------------------------------------------- Rec2FTP
+
+def _bool_vector(x: Any, name: str) -> np.ndarray:
+    arr = _array(x, name, ndim=1, dtype=None)
+    if arr.dtype != bool:
+        if not np.all(np.isin(arr, (0, 1))):
+            raise ValueError(f"`{name}` must hold booleans (or 0/1) per query; got values {np.unique(arr)[:5].tolist()}.")
+        arr = arr.astype(bool)
+    return arr
+
+
+def _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct):
+    zsl = _bool_vector(zsl_correct, "zsl_correct")
+    icl = _bool_vector(icl_correct, "icl_correct")
+    ft = _bool_vector(ft_correct, "ft_correct")
+    _same_shape(zsl, "zsl_correct", icl, "icl_correct")
+    _same_shape(zsl, "zsl_correct", ft, "ft_correct")
+    return zsl, icl, ft
+
+
+def rec2ftp(zsl_correct: Any, icl_correct: Any, ft_correct: Any) -> float | None:
+    """Recall to finetuning predictions.
+
+    ``#(FT correct & ZSL wrong & ICL correct) / #(FT correct & ZSL wrong)``: of the
+    queries finetuning fixes relative to zero-shot, the fraction ICL fixes too.
+
+    Args:
+        zsl_correct, icl_correct, ft_correct: boolean arrays ``[Q]``, whether each
+            route predicted query ``q`` correctly.
+
+    Returns:
+        The ratio as a float, or ``None`` when FT fixes no query (empty denominator).
+    """
+    zsl, icl, ft = _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct)
+    fixed_by_ft = ft & ~zsl
+    denom = int(fixed_by_ft.sum())
+    if denom == 0:
+        return None
+    return float((fixed_by_ft & icl).sum() / denom)
+
+
+def rec2ftp_bootstrap_ci(
+    zsl_correct: Any,
+    icl_correct: Any,
+    ft_correct: Any,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> list[float] | None:
+    """Percentile bootstrap interval of :func:`rec2ftp` over queries.
+
+    Queries are resampled with replacement and the ratio recomputed; resamples in
+    which FT fixes nothing (empty denominator) are skipped. Returns ``None`` when
+    the full sample's ratio is undefined.
+    """
+    zsl, icl, ft = _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct)
+    _check_bootstrap_args(n_resamples, confidence)
+    fixed = ft & ~zsl
+    if not fixed.any():
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, fixed.shape[0], size=(n_resamples, fixed.shape[0]))
+    denom = fixed[idx].sum(axis=1)
+    num = (fixed & icl)[idx].sum(axis=1)
+    ok = denom > 0
+    ratios = num[ok] / denom[ok]
+    return _percentile_interval(ratios, confidence)
+
+
+# ---------------------------------------------------------------- SimAOU
+
+def simaou_scores(h_zsl: Any, h_icl: Any, h_ft: Any, normalize: bool = True) -> np.ndarray:
+    """Similarity of attention output updates, per (query, layer).
+
+    ``cos(h_icl - h_zsl, h_ft - h_zsl)`` where ``h_*`` are the self-attention outputs
+    (after the output projection, before the residual add) at the analysed position.
+
+    Args:
+        h_zsl, h_icl, h_ft: arrays ``[Q, L, D]``.
+        normalize: L2-normalise each ``h`` before taking differences (the paper);
+            ``False`` is Deutch et al.'s unnormalised variant.
+
+    Returns:
+        Array ``[Q, L]``; 0.0 where an update is the zero vector.
+    """
+    zsl = _array(h_zsl, "h_zsl", ndim=3)
+    icl = _array(h_icl, "h_icl", ndim=3)
+    ft = _array(h_ft, "h_ft", ndim=3)
+    _same_shape(zsl, "h_zsl", icl, "h_icl")
+    _same_shape(zsl, "h_zsl", ft, "h_ft")
+    if normalize:
+        zsl, icl, ft = _l2_normalize(zsl), _l2_normalize(icl), _l2_normalize(ft)
+    return cosine(icl - zsl, ft - zsl)
+
+
+def simaou_random_scores(h_zsl: Any, h_icl: Any, seed: int = 0) -> np.ndarray:
+    """SimAOU baseline: ``cos(update_ICL, r)`` per (query, layer).
+
+    ``update_ICL`` uses L2-normalised ``h`` as the paper does; ``r`` is a fresh
+    vector per (query, layer) drawn from Uniform[0, 1)^D, not centred, as in the
+    reference code (so the baseline is not exactly 0 in expectation).
+    """
+    zsl = _array(h_zsl, "h_zsl", ndim=3)
+    icl = _array(h_icl, "h_icl", ndim=3)
+    _same_shape(zsl, "h_zsl", icl, "h_icl")
+    r = np.random.default_rng(seed).random(zsl.shape)
+    return cosine(_l2_normalize(icl) - _l2_normalize(zsl), r)
+
+
+# ---------------------------------------------------------------- SimAM
+
+def _per_query(seq: Any, name: str, ndim: int) -> list[np.ndarray]:
+    if isinstance(seq, np.ndarray) or hasattr(seq, "detach"):
+        arr = _array(seq, name, ndim=ndim + 1)
+        return list(arr)
+    if not isinstance(seq, Sequence) or isinstance(seq, (str, bytes)):
+        raise TypeError(f"`{name}` must be a list over queries of arrays; got {type(seq).__name__}.")
+    if len(seq) == 0:
+        raise ValueError(f"`{name}` is empty; pass at least one query.")
+    return [_array(x, f"{name}[{q}]", ndim=ndim) for q, x in enumerate(seq)]
+
+
+def _check_routes(ref: list[np.ndarray], ref_name: str, other: list[np.ndarray], other_name: str) -> None:
+    if len(ref) != len(other):
+        raise ValueError(f"`{other_name}` has {len(other)} queries but `{ref_name}` has {len(ref)}; they must match.")
+    for q, (a, b) in enumerate(zip(ref, other)):
+        _same_shape(a, f"{ref_name}[{q}]", b, f"{other_name}[{q}]")
+    layers = {a.shape[0] for a in ref}
+    if len(layers) != 1:
+        raise ValueError(f"`{ref_name}` has differing numbers of layers across queries ({sorted(layers)}); every query needs the same L.")
+
+
+def simam_scores(m_zsl: Any, m_icl: Any, m_ft: Any) -> dict[str, np.ndarray]:
+    """Similarity of attention maps, per (query, layer), averaged over heads.
+
+    Args:
+        m_zsl, m_icl, m_ft: lists over queries of arrays ``[L, H, T_q]``: the
+            pre-softmax scores of the analysed position over the query's own tokens
+            (``T_q`` may differ between queries, not between routes).
+
+    Returns:
+        ``{"before": cos(m_icl, m_zsl), "after": cos(m_icl, m_ft),
+        "delta": cos(m_icl - m_zsl, m_ft - m_zsl)}``, each ``[Q, L]``: cosine over
+        ``T_q`` per (query, layer, head), then the mean over heads.
+    """
+    zsl = _per_query(m_zsl, "m_zsl", 3)
+    icl = _per_query(m_icl, "m_icl", 3)
+    ft = _per_query(m_ft, "m_ft", 3)
+    _check_routes(zsl, "m_zsl", icl, "m_icl")
+    _check_routes(zsl, "m_zsl", ft, "m_ft")
+    before = np.stack([cosine(i, z).mean(axis=-1) for z, i in zip(zsl, icl)])
+    after = np.stack([cosine(i, f).mean(axis=-1) for i, f in zip(icl, ft)])
+    delta = np.stack([cosine(i - z, f - z).mean(axis=-1) for z, i, f in zip(zsl, icl, ft)])
+    return {"before": before, "after": after, "delta": delta}
+
+
+# ---------------------------------------------------------------- Kendall
+
+def _tau(a: np.ndarray, b: np.ndarray) -> float:
+    if a.shape[0] < 2:
+        return 0.0
+    tau = stats.kendalltau(a, b).statistic  # tau-b
+    return 0.0 if np.isnan(tau) else float(tau)
+
+
+def kendall_scores(m_icl_demo: Any, m_ft_demo: Any) -> np.ndarray:
+    """Kendall's tau-b between ICL attention to and FT training-token attention on demonstrations.
+
+    Args:
+        m_icl_demo: list over queries of ``[L, T_demo]``: pre-softmax scores of the
+            position over the demonstration tokens, summed over heads.
+        m_ft_demo: list over queries of ``[L, T_demo]``: for the FT model, the dot
+            product of the position's query vector with each demonstration token's
+            query vector during finetuning, summed over heads.
+
+    Returns:
+        Array ``[Q, L]``; 0.0 where tau is undefined (a constant ranking or fewer
+        than two tokens).
+    """
+    icl = _per_query(m_icl_demo, "m_icl_demo", 2)
+    ft = _per_query(m_ft_demo, "m_ft_demo", 2)
+    _check_routes(icl, "m_icl_demo", ft, "m_ft_demo")
+    return np.array([[_tau(a_l, b_l) for a_l, b_l in zip(a, b)] for a, b in zip(icl, ft)], dtype=np.float64)
+
+
+def kendall_random_scores(m_icl_demo: Any, seed: int = 0) -> np.ndarray:
+    """Kendall baseline: tau-b of the ICL scores against Uniform[0, 1) random scores, ``[Q, L]``."""
+    icl = _per_query(m_icl_demo, "m_icl_demo", 2)
+    _check_routes(icl, "m_icl_demo", icl, "m_icl_demo")
+    rng = np.random.default_rng(seed)
+    return np.array([[_tau(a_l, rng.random(a_l.shape)) for a_l in a] for a in icl], dtype=np.float64)
+
+
+# ---------------------------------------------------------------- summaries
+
+def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+    if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
+        raise ValueError(f"`n_resamples` must be a positive integer; got {n_resamples!r}.")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"`confidence` must lie strictly between 0 and 1 (e.g. 0.95); got {confidence!r}.")
+
+
+def _percentile_interval(estimates: np.ndarray, confidence: float) -> list[float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(estimates, [alpha, 1.0 - alpha])
+    return [float(low), float(high)]
+
+
+def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> list[float]:
+    """Percentile bootstrap interval ``[low, high]`` of the mean over queries.
+
+    Args:
+        values: ``[Q]`` per-query values (floats, or bools for accuracies).
+        n_resamples: bootstrap resamples of the queries (with replacement).
+        seed: seeds the resampling; the same seed gives the same interval.
+        confidence: coverage of the interval.
+
+    A single query or constant values give the degenerate interval ``[v, v]``.
+    """
+    arr = _array(values, "values", ndim=1)
+    if arr.shape[0] == 0:
+        raise ValueError("`values` is empty; a bootstrap interval needs at least one query.")
+    _check_bootstrap_args(n_resamples, confidence)
+    if arr.shape[0] == 1 or np.all(arr == arr[0]):
+        v = float(arr.mean())
+        return [v, v]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, arr.shape[0], size=(n_resamples, arr.shape[0]))
+    return _percentile_interval(arr[idx].mean(axis=1), confidence)
+
+
+def summarize_layers(scores: Any) -> dict[str, Any]:
+    """``{"per_layer": mean over queries per layer, "mean": mean of those}`` for scores ``[Q, L]``."""
+    arr = _array(scores, "scores", ndim=2)
+    if arr.size == 0:
+        raise ValueError(f"`scores` must hold at least one query and one layer; got shape {arr.shape}.")
+    per_layer = arr.mean(axis=0)
+    return {"per_layer": [float(v) for v in per_layer], "mean": float(per_layer.mean())}
