@@ -1,0 +1,28 @@
+"""Task registry: the paper's six tasks, offline tasks from registry packages, user data.
+
+    from hf_metaopt import tasks
+    tasks.list_tasks()                        # ['sst2', 'sst5', 'mr', 'subj', 'agnews', 'cb', 'rt_sentiment', ...]
+    demos, queries, spec = tasks.prepare("rt_sentiment", n_demonstrations=16, n_queries=200, seed=1)
+    spec = tasks.from_files("my.csv", template="Review: {text} Sentiment:", label_words="Negative,Positive")
+"""
+
+from .lm_eval import export_lm_eval, to_lm_eval_config
+from .prepare import prepare
+from .registry import OFFLINE_TASK_NAMES, PAPER_TASK_NAMES, get_task, list_tasks, register_task
+from .spec import DATA_DIR_ENV, TaskSpec
+from .user import from_files, parse_label_words
+
+__all__ = [
+    "DATA_DIR_ENV",
+    "OFFLINE_TASK_NAMES",
+    "PAPER_TASK_NAMES",
+    "TaskSpec",
+    "export_lm_eval",
+    "from_files",
+    "get_task",
+    "list_tasks",
+    "parse_label_words",
+    "prepare",
+    "register_task",
+    "to_lm_eval_config",
+]

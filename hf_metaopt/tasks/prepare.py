@@ -1,0 +1,90 @@
+"""Demonstrations and queries of one run, selected as the reference code does."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import datasets
+
+from .registry import get_task
+from .spec import TaskSpec
+
+__all__ = ["prepare", "QUERY_SHUFFLE_SEED", "ROLES"]
+
+# The reference code shuffles the eval set with seed 1 before capping it, whatever the run seed.
+QUERY_SHUFFLE_SEED = 1
+ROLES = ("train", "dev", "test")
+
+
+def _as_records(ds: datasets.Dataset, indices: list[int]) -> list[dict[str, Any]]:
+    rows = ds.select(indices).to_list()
+    for row, idx in zip(rows, indices):
+        row["idx"] = int(idx)
+    return rows
+
+
+def prepare(
+    task: str | TaskSpec,
+    n_demonstrations: int,
+    n_queries: int | None,
+    seed: int,
+    split: str | None = None,
+    *,
+    data: dict[str, datasets.Dataset] | None = None,
+) -> tuple[list[dict], list[dict], TaskSpec]:
+    """Pick the demonstrations and queries of one run.
+
+    Demonstrations: the train split shuffled with ``seed``, the first ``n_demonstrations``
+    (the engine packs as many as fit the context, dropping from the end). Queries: the
+    ``split`` split (default ``"test"``, the split the task reports on) shuffled with seed 1
+    and capped at ``n_queries`` (``None``: the task's ``eval_cap``). Each example is a dict
+    of the template's fields, the integer ``label`` and ``idx``, its row in its split.
+
+    Args:
+        task: a registered name, or a :class:`TaskSpec` (e.g. from :func:`from_files`).
+        data: the task's already loaded splits (skips :meth:`TaskSpec.load`).
+
+    Returns:
+        ``(demonstrations, queries, spec)``. Asking for more queries or demonstrations than
+        the split holds uses all of them and warns.
+    """
+    spec = get_task(task)
+    split = split or "test"
+    if split not in ROLES:
+        raise ValueError(f"split must be one of {list(ROLES)}, got {split!r}.")
+    if isinstance(n_demonstrations, bool) or not isinstance(n_demonstrations, int) or n_demonstrations < 1:
+        raise ValueError(f"n_demonstrations must be a positive integer, got {n_demonstrations!r}.")
+    if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1):
+        raise ValueError(f"n_queries must be a positive integer or None (the task's eval cap), got {n_queries!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}.")
+    data = data if data is not None else spec.load()
+
+    train = data["train"]
+    if n_demonstrations > len(train):
+        warnings.warn(
+            f"task {spec.name!r}: n_demonstrations={n_demonstrations} exceeds the {len(train)} train "
+            f"examples; using all {len(train)}.",
+            stacklevel=2,
+        )
+    order = _permutation(len(train), seed)
+    demonstrations = _as_records(train, order[: min(n_demonstrations, len(train))])
+
+    pool = data[split]
+    cap = n_queries if n_queries is not None else (spec.eval_cap or len(pool))
+    if n_queries is not None and n_queries > len(pool):
+        warnings.warn(
+            f"task {spec.name!r}: n_queries={n_queries} exceeds the {len(pool)} examples of its "
+            f"{split} split; using all {len(pool)}.",
+            stacklevel=2,
+        )
+    queries = _as_records(pool, _permutation(len(pool), QUERY_SHUFFLE_SEED)[: min(cap, len(pool))])
+    return demonstrations, queries, spec
+
+
+def _permutation(n: int, seed: int) -> list[int]:
+    """The row order ``datasets.Dataset.shuffle(seed=seed)`` produces for ``n`` rows."""
+    import numpy as np
+
+    return np.random.default_rng(seed).permutation(n).tolist()
