@@ -1,0 +1,37 @@
+"""The paper's analysis metrics as `evaluate` modules, loadable offline from the installed package.
+
+    >>> import hf_metaopt.metrics
+    >>> simaou = hf_metaopt.metrics.load("simaou")
+    >>> simaou.compute(h_zsl=..., h_icl=..., h_ft=...)
+
+Each module delegates to :mod:`hf_metaopt.analysis.metrics`, so scores computed here equal
+those in an :class:`~hf_metaopt.ICLAnalysisReport`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+METRICS = ("rec2ftp", "simaou", "simam", "kendall")
+
+__all__ = ["METRICS", "load", "module_path"]
+
+
+def module_path(name: str) -> Path:
+    """The folder of the packaged `evaluate` module ``name`` (one of :data:`METRICS`)."""
+    if name not in METRICS:
+        raise ValueError(f"Unknown metric {name!r}; choose one of {list(METRICS)}.")
+    return Path(__file__).resolve().parent / name
+
+
+def load(name: str, **kwargs: Any):
+    """``evaluate.load`` the packaged metric ``name``; no network access is needed.
+
+    Args:
+        name: one of ``"rec2ftp"``, ``"simaou"``, ``"simam"``, ``"kendall"``.
+        **kwargs: passed to :func:`evaluate.load` (e.g. ``experiment_id``, ``keep_in_memory``).
+    """
+    import evaluate
+
+    return evaluate.load(str(module_path(name)), **kwargs)
