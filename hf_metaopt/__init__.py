@@ -7,7 +7,12 @@
 __version__ = "0.1.0"
 
 from .analysis.report import ICLAnalysisReport
+from .models.momentum_gpt import MomentumGPTConfig, MomentumGPTModel, MomentumGPTForCausalLM, MomentumGPTForSequenceClassification
 
 __all__ = [
     "ICLAnalysisReport",
+    "MomentumGPTConfig",
+    "MomentumGPTModel",
+    "MomentumGPTForCausalLM",
+    "MomentumGPTForSequenceClassification",
 ]

@@ -1,0 +1,595 @@
+"""MomentumGPT: GPT-2 with momentum attention (Dai et al. 2023, "Why Can GPT Learn In-Context?", section 5).
+
+Per head, the attention output gets a causal exponential moving average of the earlier value vectors:
+
+    out_t = softmax(q_t K^T / sqrt(d)) V + sum_{i<t} eta^(t-i) v_i          (added before o_proj)
+
+The softmax part goes through transformers' attention interface (`ALL_ATTENTION_FUNCTIONS`), so any registered
+attention function (eager, sdpa, a recording one) sees q, k, v; the momentum term is added outside it. With
+`momentum=0.0` the model is exactly GPT-2.
+
+Self-contained (imports only torch, transformers and its configuration file) so that it travels with saved
+checkpoints as Hub remote code.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from transformers import GPT2LMHeadModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.cache_utils import (
+    Cache,
+    DynamicCache,
+    DynamicLayer,
+    LinearAttentionAndFullAttentionLayer,
+    LinearAttentionCacheLayerMixin,
+)
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_momentum_gpt import MomentumGPTConfig
+
+MOMENTUM_CHUNK_SIZE = 64
+
+
+def _powers(eta: float, exponents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """eta ** exponents for non-negative integer exponents, in float64 then cast: underflows to 0, never overflows."""
+    return torch.pow(torch.tensor(eta, dtype=torch.float64, device=exponents.device), exponents.double()).to(dtype)
+
+
+def momentum_term(
+    values: torch.Tensor,
+    momentum: float,
+    state: torch.Tensor | None = None,
+    chunk_size: int = MOMENTUM_CHUNK_SIZE,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The causal EMA `m_t = sum_{i<t} momentum^(t-i) v_i` for a whole segment, with tensor ops only.
+
+    Chunked: inside chunks of `chunk_size` positions a strictly lower triangular decay matrix
+    `momentum^(t-i)`; across chunks the carried state, obtained from the per-chunk summaries with a second
+    (small) decay matrix. Every power has a non-negative exponent, so long sequences are numerically safe.
+
+    Args:
+        values: `[batch, seq, dim]` value vectors of the segment (padding already zeroed).
+        momentum: eta in [0, 1).
+        state: `[batch, dim]` momentum carried in from earlier tokens, i.e. `sum_{i<0} eta^(0-i) v_i` for the
+            segment's first position (`None`: no earlier tokens).
+        chunk_size: chunk length of the decay matrices.
+
+    Returns:
+        `(m, next_state)`: `m` of shape `[batch, seq, dim]`, and the state for the token after the segment.
+    """
+    batch, seq_len, dim = values.shape
+    compute_dtype = torch.promote_types(values.dtype, torch.float32)
+    v = values.to(compute_dtype)
+    chunk = max(1, min(chunk_size, seq_len))
+    n_chunks = math.ceil(seq_len / chunk)
+    if n_chunks * chunk != seq_len:
+        v = nn.functional.pad(v, (0, 0, 0, n_chunks * chunk - seq_len))
+    v = v.view(batch, n_chunks, chunk, dim)
+
+    idx = torch.arange(chunk, device=v.device)
+    lag = idx[:, None] - idx[None, :]
+    intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
+    intra = torch.matmul(intra_decay, v)  # [B, n, C, D]
+
+    # Contribution of each chunk to the momentum at the first position of the next chunk.
+    summaries = torch.einsum("c,bncd->bnd", _powers(momentum, chunk - idx, compute_dtype), v)
+    cidx = torch.arange(n_chunks, device=v.device)
+    clag = cidx[:, None] - cidx[None, :]
+    inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), compute_dtype), 0.0)
+    chunk_states = torch.matmul(inter_decay, summaries)  # [B, n, D]
+    if state is not None:
+        chunk_states = chunk_states + _powers(momentum, chunk * cidx, compute_dtype)[:, None] * state.to(
+            compute_dtype
+        ).unsqueeze(1)
+
+    m = intra + _powers(momentum, idx, compute_dtype)[None, None, :, None] * chunk_states.unsqueeze(2)
+    m = m.reshape(batch, n_chunks * chunk, dim)[:, :seq_len]
+    last_v = values[:, -1].to(compute_dtype)
+    next_state = momentum * (m[:, -1] + last_v)
+    return m.to(values.dtype), next_state.to(values.dtype)
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention: returns `(output [B, T, H, D], weights [B, H, T, S])`."""
+    attn_weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        attn_weights = attn_weights + attention_mask
+    attn_weights = nn.functional.softmax(attn_weights, dim=-1, dtype=torch.float32).to(value.dtype)
+    attn_weights = nn.functional.dropout(attn_weights, p=dropout, training=module.training)
+    attn_output = torch.matmul(attn_weights, value).transpose(1, 2).contiguous()
+    return attn_output, attn_weights
+
+
+def _momentum_cache_layer(cache: Cache, layer_idx: int) -> LinearAttentionCacheLayerMixin:
+    layer = cache.layers[layer_idx]
+    if not isinstance(layer, LinearAttentionCacheLayerMixin):
+        raise TypeError(
+            f"MomentumGPT keeps its momentum state in the cache, but cache layer {layer_idx} is a "
+            f"{type(layer).__name__} without a recurrent state. Pass `DynamicCache(config=model.config)` "
+            "(or no cache: the model creates the right one)."
+        )
+    return layer
+
+
+class MomentumGPTAttention(nn.Module):
+    """Multi-head causal self-attention with separate q/k/v/o projections plus the momentum term."""
+
+    def __init__(self, config: MomentumGPTConfig, layer_idx: int):
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.num_key_value_groups = 1
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_dropout
+        self.is_causal = True
+        self.momentum = config.momentum
+
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
+        self.resid_dropout = nn.Dropout(config.resid_dropout)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        momentum_mask: torch.Tensor | None = None,
+        cache: Cache | None = None,
+        **kwargs,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+
+        query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        values = self.v_proj(hidden_states)
+        value_states = values.view(hidden_shape).transpose(1, 2)
+
+        if cache is not None:
+            key_states, value_states = cache.update(key_states, value_states, self.layer_idx)
+
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        attn_output, attn_weights = attention_interface(
+            self,
+            query_states,
+            key_states,
+            value_states,
+            attention_mask,
+            dropout=0.0 if not self.training else self.attention_dropout,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        attn_output = attn_output.reshape(*input_shape, -1).contiguous()
+
+        if self.momentum > 0.0:
+            # The EMA acts on each coordinate independently, so all heads are handled at once on [B, T, hidden].
+            if momentum_mask is not None:
+                values = values * momentum_mask[..., None].to(values.dtype)
+            state = None
+            if cache is not None:
+                layer = _momentum_cache_layer(cache, self.layer_idx)
+                state = cache.get_recurrent_state(self.layer_idx)
+            ema, next_state = momentum_term(values, self.momentum, state)
+            if cache is not None:
+                cache.update_recurrent_state(next_state, self.layer_idx)
+                # `get_recurrent_state` returns the state only once it is flagged; `reset()` clears the flag.
+                layer.has_previous_state[0] = True
+            attn_output = attn_output + ema
+
+        attn_output = self.resid_dropout(self.o_proj(attn_output))
+        return attn_output, attn_weights
+
+
+class MomentumGPTMLP(nn.Module):
+    def __init__(self, config: MomentumGPTConfig):
+        super().__init__()
+        self.fc_in = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.fc_out = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.act = ACT2FN[config.activation_function]
+        self.dropout = nn.Dropout(config.resid_dropout)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc_out(self.act(self.fc_in(hidden_states))))
+
+
+class MomentumGPTBlock(GradientCheckpointingLayer):
+    """Pre-LayerNorm GPT-2 block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: MomentumGPTConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.self_attn = MomentumGPTAttention(config, layer_idx)
+        self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.mlp = MomentumGPTMLP(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        momentum_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        use_cache: bool | None = False,
+        **kwargs,
+    ) -> torch.Tensor:
+        residual = hidden_states
+        attn_output, _ = self.self_attn(
+            self.input_layernorm(hidden_states),
+            attention_mask=attention_mask,
+            momentum_mask=momentum_mask,
+            cache=cache,
+            **kwargs,
+        )
+        hidden_states = residual + attn_output
+        return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
+
+
+class MomentumGPTPreTrainedModel(PreTrainedModel):
+    config_class = MomentumGPTConfig
+    config: MomentumGPTConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["MomentumGPTBlock"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = False
+    _supports_attention_backend = True
+    _can_record_outputs = {
+        "hidden_states": MomentumGPTBlock,
+        "attentions": MomentumGPTAttention,
+    }
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        # GPT-2's scaled init of the projections that write into the residual stream: std / sqrt(2 * n_layer).
+        if isinstance(module, (MomentumGPTAttention, MomentumGPTMLP)):
+            out = module.o_proj if isinstance(module, MomentumGPTAttention) else module.fc_out
+            std = self.config.initializer_range / math.sqrt(2 * self.config.num_hidden_layers)
+            init.normal_(out.weight, mean=0.0, std=std)
+
+
+class MomentumGPTModel(MomentumGPTPreTrainedModel):
+    """The MomentumGPT decoder: token + learned position embeddings, blocks, final LayerNorm."""
+
+    def __init__(self, config: MomentumGPTConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.drop = nn.Dropout(config.embd_dropout)
+        self.layers = nn.ModuleList(
+            [MomentumGPTBlock(config, layer_idx) for layer_idx in range(config.num_hidden_layers)]
+        )
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def _prepare_cache(self, cache: Cache | None, use_cache: bool | None) -> Cache | None:
+        if use_cache and cache is None:
+            return DynamicCache(config=self.config)
+        if (
+            cache is not None
+            and self.config.momentum > 0.0
+            and not cache.layers
+            and cache.layer_class_to_replicate is DynamicLayer
+        ):
+            # A bare `DynamicCache()`: let it create layers that also hold the momentum state.
+            cache.layer_class_to_replicate = LinearAttentionAndFullAttentionLayer
+        return cache
+
+    @merge_with_config_defaults
+    @capture_outputs
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | dict | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        """Run the decoder.
+
+        Args:
+            input_ids: `[batch, seq]` token ids (or pass `inputs_embeds`).
+            attention_mask: `[batch, past + seq]` padding mask (1 = token, 0 = padding; left padding works, and
+                padded positions never enter the momentum sum), a 4D additive mask, or the dict `generate`
+                builds for static caches.
+            position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2.
+            cache: a `DynamicCache(config=model.config)` (keys, values and the momentum state).
+            inputs_embeds: `[batch, seq, hidden]` instead of `input_ids`.
+            use_cache: return the cache for further decoding.
+        """
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("MomentumGPTModel: pass exactly one of `input_ids` or `inputs_embeds`.")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        cache = self._prepare_cache(cache, use_cache)
+
+        if position_ids is None:
+            past_seen_tokens = cache.get_seq_length() if cache is not None else 0
+            position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
+            position_ids = position_ids.unsqueeze(0)
+        if position_ids.max() >= self.config.max_position_embeddings:
+            raise ValueError(
+                f"MomentumGPTModel: position {int(position_ids.max())} is beyond max_position_embeddings "
+                f"({self.config.max_position_embeddings}); shorten the input."
+            )
+
+        if isinstance(attention_mask, dict):
+            causal_mask = attention_mask["full_attention"]
+            momentum_mask = attention_mask.get("linear_attention")
+        else:
+            causal_mask = create_causal_mask(
+                config=self.config,
+                inputs_embeds=inputs_embeds,
+                attention_mask=attention_mask,
+                cache=cache,
+                position_ids=position_ids,
+            )
+            momentum_mask = create_recurrent_attention_mask(self.config, inputs_embeds, attention_mask, cache)
+
+        hidden_states = self.drop(inputs_embeds + self.embed_positions(position_ids))
+        for block in self.layers:
+            hidden_states = block(
+                hidden_states,
+                attention_mask=causal_mask,
+                momentum_mask=momentum_mask,
+                position_ids=position_ids,
+                cache=cache,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        hidden_states = self.norm(hidden_states)
+        return BaseModelOutputWithPast(last_hidden_state=hidden_states, cache=cache if use_cache else None)
+
+
+class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
+    """MomentumGPT with a language-modelling head tied to the token embeddings."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: MomentumGPTConfig):
+        super().__init__(config)
+        self.model = MomentumGPTModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | dict | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        """Logits (and the shifted causal-LM loss when `labels` are given; -100 is ignored).
+
+        See [`MomentumGPTModel.forward`] for the inputs; `logits_to_keep` keeps only the last positions.
+        """
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = slice_logits_to_keep(outputs.last_hidden_state, logits_to_keep)
+        logits = self.lm_head(hidden_states)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **kwargs)
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    @classmethod
+    def from_gpt2(
+        cls,
+        model_or_path: GPT2LMHeadModel | str | os.PathLike,
+        momentum: float = 0.0,
+        **from_pretrained_kwargs,
+    ) -> MomentumGPTForCausalLM:
+        """Convert a GPT-2 checkpoint: split the fused `c_attn`, transpose the Conv1D weights.
+
+        Args:
+            model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
+                `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
+            momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
+
+        Returns:
+            A `MomentumGPTForCausalLM` with GPT-2's weights, dtype and attention implementation.
+        """
+        if isinstance(model_or_path, (str, os.PathLike)):
+            gpt2 = GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)
+        elif isinstance(model_or_path, GPT2LMHeadModel):
+            gpt2 = model_or_path
+        else:
+            raise TypeError(
+                "MomentumGPTForCausalLM.from_gpt2: model_or_path must be a GPT2LMHeadModel, a local path or a Hub "
+                f"id, got {type(model_or_path).__name__}."
+            )
+        g = gpt2.config
+        unsupported = [
+            name
+            for name, bad in (
+                ("add_cross_attention", g.add_cross_attention),
+                ("scale_attn_by_inverse_layer_idx", g.scale_attn_by_inverse_layer_idx),
+                ("scale_attn_weights=False", not g.scale_attn_weights),
+            )
+            if bad
+        ]
+        if unsupported:
+            raise ValueError(f"from_gpt2: GPT-2 options {unsupported} have no MomentumGPT equivalent.")
+        config = MomentumGPTConfig(
+            vocab_size=g.vocab_size,
+            max_position_embeddings=g.n_positions,
+            hidden_size=g.n_embd,
+            num_hidden_layers=g.n_layer,
+            num_attention_heads=g.n_head,
+            intermediate_size=g.n_inner if g.n_inner is not None else 4 * g.n_embd,
+            activation_function=g.activation_function,
+            resid_dropout=g.resid_pdrop,
+            embd_dropout=g.embd_pdrop,
+            attention_dropout=g.attn_pdrop,
+            layer_norm_epsilon=g.layer_norm_epsilon,
+            initializer_range=g.initializer_range,
+            momentum=momentum,
+            use_cache=g.use_cache,
+            tie_word_embeddings=g.tie_word_embeddings,
+            bos_token_id=g.bos_token_id,
+            eos_token_id=g.eos_token_id,
+            pad_token_id=g.pad_token_id,
+        )
+        config._attn_implementation = g._attn_implementation
+        src = gpt2.state_dict()
+        hidden = g.n_embd
+        state = {
+            "model.embed_tokens.weight": src["transformer.wte.weight"],
+            "model.embed_positions.weight": src["transformer.wpe.weight"],
+            "model.norm.weight": src["transformer.ln_f.weight"],
+            "model.norm.bias": src["transformer.ln_f.bias"],
+            "lm_head.weight": src["lm_head.weight"],
+        }
+        for i in range(g.n_layer):
+            h, out = f"transformer.h.{i}.", f"model.layers.{i}."
+            for ln_src, ln_dst in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
+                state[f"{out}{ln_dst}.weight"] = src[f"{h}{ln_src}.weight"]
+                state[f"{out}{ln_dst}.bias"] = src[f"{h}{ln_src}.bias"]
+            # Conv1D stores [in, out]; nn.Linear stores [out, in].
+            qkv_w = src[f"{h}attn.c_attn.weight"].split(hidden, dim=1)
+            qkv_b = src[f"{h}attn.c_attn.bias"].split(hidden, dim=0)
+            for name, w, b in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b):
+                state[f"{out}self_attn.{name}.weight"] = w.t()
+                state[f"{out}self_attn.{name}.bias"] = b
+            for conv, linear in (
+                ("attn.c_proj", "self_attn.o_proj"),
+                ("mlp.c_fc", "mlp.fc_in"),
+                ("mlp.c_proj", "mlp.fc_out"),
+            ):
+                state[f"{out}{linear}.weight"] = src[f"{h}{conv}.weight"].t()
+                state[f"{out}{linear}.bias"] = src[f"{h}{conv}.bias"]
+
+        model = cls(config).to(dtype=gpt2.dtype, device=gpt2.device)
+        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
+        model.train(gpt2.training)
+        return model
+
+
+class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
+    """MomentumGPT with a linear classifier on the last real token (padding-aware, left or right padding)."""
+
+    def __init__(self, config: MomentumGPTConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = MomentumGPTModel(config)
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    def _last_token_index(
+        self, input_ids: torch.LongTensor | None, attention_mask: torch.Tensor | None, seq_len: int, batch: int
+    ) -> torch.Tensor:
+        positions = torch.arange(seq_len, device=self.score.weight.device)
+        if attention_mask is not None and attention_mask.ndim == 2:
+            real = attention_mask[:, -seq_len:].to(positions.device) != 0
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            real = input_ids.to(positions.device) != self.config.pad_token_id
+        elif batch == 1:
+            return torch.full((1,), seq_len - 1, device=positions.device)
+        else:
+            raise ValueError(
+                "MomentumGPTForSequenceClassification: with batch size > 1 pass `attention_mask` (or set "
+                "config.pad_token_id) so the last real token of each row can be found."
+            )
+        return (positions * real).argmax(-1)
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        """Class logits `[batch, num_labels]` from the last real token; loss from `labels` per
+        `config.problem_type` (regression, single- or multi-label), as transformers' heads do."""
+        outputs: BaseModelOutputWithPast = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden_states = outputs.last_hidden_state
+        batch, seq_len = hidden_states.shape[:2]
+        last = self._last_token_index(input_ids, attention_mask, seq_len, batch)
+        pooled_logits = self.score(hidden_states[torch.arange(batch, device=last.device), last])
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(logits=pooled_logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+        return SequenceClassifierOutputWithPast(
+            loss=loss,
+            logits=pooled_logits,
+            cache=outputs.cache,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+
+__all__ = [
+    "MomentumGPTPreTrainedModel",
+    "MomentumGPTModel",
+    "MomentumGPTForCausalLM",
+    "MomentumGPTForSequenceClassification",
+    "MomentumGPTAttention",
+    "momentum_term",
+]
