@@ -1,0 +1,130 @@
+"""Report files: report.json (the schema), report.md (its sections), PNGs that open."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from hf_metaopt.analysis.report import PLOT_FILES, REQUIRED_KEYS, ICLAnalysisReport
+
+
+def synthetic_report(n_layers: int = 4, n_queries: int = 20, control: bool = True, selection: bool = False) -> dict:
+    """A report dict that follows the schema in report.py's docstring, with made-up numbers."""
+    rng = random.Random(0)
+    layer = lambda lo, hi: [rng.uniform(lo, hi) for _ in range(n_layers)]  # noqa: E731
+    labels = [i % 2 for i in range(n_queries)]
+    preds = {s: [rng.randint(0, 1) for _ in labels] for s in ("zsl", "icl", "ft")}
+    acc = {s: sum(p == y for p, y in zip(preds[s], labels)) / n_queries for s in preds}
+    metrics = {
+        "rec2ftp": 0.75,
+        "simaou": {"per_layer": layer(0.1, 0.3), "mean": 0.2, "random_mean": 0.001, "unnormalized_mean": 0.1},
+        "simam": {"per_layer_before": layer(0.3, 0.4), "per_layer_after": layer(0.4, 0.5), "before": 0.35, "after": 0.45, "delta": 0.1},
+        "kendall": {"per_layer": layer(0.1, 0.2), "mean": 0.15, "random_mean": 0.0},
+    }
+    data = {
+        "accuracy": acc,
+        "accuracy_ci95": {s: [max(0.0, a - 0.1), min(1.0, a + 0.1)] for s, a in acc.items()},
+        "predictions": preds,
+        "labels": labels,
+        "rec2ftp": 0.75,
+        "rec2ftp_ci95": [0.5, 0.9],
+        "simaou": {
+            **metrics["simaou"],
+            "ci95": [0.15, 0.25],
+            "random_per_layer": layer(-0.01, 0.01),
+            "unnormalized_per_layer": layer(0.05, 0.15),
+            "unnormalized_ci95": [0.05, 0.15],
+        },
+        "simam": {**metrics["simam"], "per_layer_delta": layer(0.0, 0.2), "before_ci95": [0.3, 0.4], "after_ci95": [0.4, 0.5], "delta_ci95": [0.05, 0.15]},
+        "kendall": {**metrics["kendall"], "ci95": [0.1, 0.2], "random_per_layer": layer(-0.01, 0.01)},
+        "controls": {"untrained": {"accuracy": {"zsl": 0.5, "icl": 0.5, "ft": 0.5}, **metrics}} if control else {},
+        "config": {
+            "model": "tiny-llama",
+            "model_revision": None,
+            "task": "rt_sentiment",
+            "template": "Review: {text} Sentiment:",
+            "label_words": [" Negative", " Positive"],
+            "separator": "\n",
+            "position": "prediction",
+            "method": "kv",
+            "learning_rate": 0.001,
+            "seed": 1,
+            "n_demonstrations": 4,
+            "n_queries": n_queries,
+            "demonstrations_used": [3, 1, 4, 0],
+            "control": "untrained" if control else None,
+            "versions": {"hf_metaopt": "0.1.0", "transformers": "5.24.0", "torch": "2.13.0", "peft": "0.21.0"},
+        },
+        "notes": ["kept 4 of 4 demonstrations"],
+    }
+    if selection:
+        data["selection"] = {
+            "criterion": "FT accuracy on dev",
+            "rows": [{"learning_rate": lr, "seed": 1, "zsl": 0.5, "icl": 0.7, "ft": f} for lr, f in ((1e-3, 0.6), (1e-2, 0.65))],
+            "chosen": {"learning_rate": 1e-2, "seed": 1},
+        }
+    return data
+
+
+def test_markdown_has_every_section():
+    md = ICLAnalysisReport(synthetic_report(selection=True)).to_markdown()
+    for heading in ("# ICL vs finetuning: tiny-llama on rt_sentiment", "## Accuracy", "## ICL vs finetuning metrics",
+                    "## Untrained control", "## Hyperparameter selection on the dev split", "## Per layer", "## Plots",
+                    "## Settings", "## Notes"):
+        assert heading in md, heading
+    assert "| FT (finetuned on the demonstrations) |" in md
+    assert "random vector 0.001" in md and "[0.150, 0.250]" in md
+    assert "| SimAM delta cos(ICL-ZSL, FT-ZSL) | 0.100 | [0.050, 0.150] |" in md
+    assert "![simaou](simaou.png)" in md
+    assert "| learning_rate | 0.001 |" in md
+    # per-layer table has one row per layer
+    assert sum(1 for line in md.splitlines() if line.startswith("| 3 |")) == 1
+
+
+def test_markdown_without_optional_parts():
+    data = synthetic_report(control=False)
+    data["rec2ftp"], data["rec2ftp_ci95"] = None, None
+    md = ICLAnalysisReport(data).to_markdown(plots_dir=None)
+    assert "## Untrained control" not in md and "## Plots" not in md and "## Hyperparameter selection" not in md
+    assert "n/a (FT fixes no query)" in md
+
+
+def test_save_writes_json_markdown_and_pngs(tmp_path):
+    import matplotlib.image
+
+    report = ICLAnalysisReport(synthetic_report())
+    run = report.save(tmp_path / "run")
+    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", *PLOT_FILES])
+    loaded = json.loads((run / "report.json").read_text())
+    assert set(REQUIRED_KEYS) <= set(loaded)
+    assert loaded == report.to_dict()
+    assert ICLAnalysisReport.from_json(run).to_dict() == report.to_dict()
+    for name in PLOT_FILES:
+        image = matplotlib.image.imread(run / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+        assert image.std() > 0  # something was drawn
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_save_never_overwrites_an_existing_run(tmp_path):
+    report = ICLAnalysisReport(synthetic_report())
+    run = report.save(tmp_path / "run")
+    before = (run / "report.json").read_bytes()
+    with pytest.raises(FileExistsError, match="already exists"):
+        ICLAnalysisReport(synthetic_report(control=False)).save(run)
+    assert (run / "report.json").read_bytes() == before
+
+
+def test_save_failure_leaves_nothing_behind(tmp_path, monkeypatch):
+    report = ICLAnalysisReport(synthetic_report())
+    monkeypatch.setattr(ICLAnalysisReport, "plot", lambda self, d: (_ for _ in ()).throw(RuntimeError("disk full")))
+    with pytest.raises(RuntimeError, match="disk full"):
+        report.save(tmp_path / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_plot_returns_paths(tmp_path):
+    paths = ICLAnalysisReport(synthetic_report(control=False)).plot(tmp_path)
+    assert [p.name for p in paths] == list(PLOT_FILES) and all(p.stat().st_size > 1000 for p in paths)
