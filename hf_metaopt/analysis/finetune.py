@@ -1,0 +1,189 @@
+"""Finetune a copy of a causal LM on the demonstrations, in the paper's regime.
+
+``transformers.Trainer`` runs plain SGD (no momentum, no weight decay, no gradient
+clipping), a constant learning rate without warmup, one epoch, batch size 1, the
+examples in the given order (``train_sampling_strategy="sequential"``), causal-LM
+loss over every token of each example.
+
+Methods:
+
+- ``"kv"``: only the attention key and value projections (weights and biases, every
+  layer) train. Separate ``k_proj``/``v_proj`` are unfrozen by name; GPT-2's fused
+  ``c_attn`` (Conv1D, output columns ``[Q | K | V]``) is unfrozen whole and a
+  gradient hook zeroes the Q columns, so with SGD and no weight decay they stay
+  bit-identical.
+- ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj``, merged into the weights after
+  training. PEFT cannot target a part of a fused layer, so GPT-2's ``c_attn`` is refused
+  with an error (use ``"kv"``, which masks the Q part, or ``"full"``).
+- ``"full"``: every parameter trains.
+
+The input model is never modified: a deep copy is trained and returned.
+"""
+
+from __future__ import annotations
+
+import copy
+import tempfile
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .capture import find_attention_modules
+
+__all__ = ["METHODS", "finetune_model", "kv_parameter_names"]
+
+METHODS = ("kv", "lora", "full")
+
+
+def _kv_layout(model: nn.Module) -> list[tuple[nn.Module, str]]:
+    """``(attention module, "separate" | "fused")`` for every layer."""
+    layout = []
+    for module in find_attention_modules(model):
+        if hasattr(module, "k_proj") and hasattr(module, "v_proj"):
+            layout.append((module, "separate"))
+        elif hasattr(module, "c_attn"):
+            layout.append((module, "fused"))
+    return layout
+
+
+def kv_parameter_names(model: nn.Module) -> list[str]:
+    """Names of the parameters ``method="kv"`` trains (fused layers: the whole ``c_attn``)."""
+    wanted = set()
+    for module, kind in _kv_layout(model):
+        subs = [module.k_proj, module.v_proj] if kind == "separate" else [module.c_attn]
+        for sub in subs:
+            wanted.update(id(p) for p in sub.parameters())
+    return [n for n, p in model.named_parameters() if id(p) in wanted]
+
+
+def _mask_query_columns(c_attn: nn.Module) -> None:
+    width = c_attn.weight.shape[-1] // 3  # Conv1D weight is [in, 3 * embed]: columns Q | K | V
+
+    def zero_q(grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        grad[..., :width] = 0
+        return grad
+
+    c_attn.weight.register_hook(zero_q)
+    if c_attn.bias is not None:
+        c_attn.bias.register_hook(zero_q)
+
+
+def _prepare_kv(model: nn.Module) -> None:
+    model.requires_grad_(False)
+    for module, kind in _kv_layout(model):
+        if kind == "separate":
+            module.k_proj.requires_grad_(True)
+            module.v_proj.requires_grad_(True)
+        else:
+            module.c_attn.requires_grad_(True)
+            _mask_query_columns(module.c_attn)
+
+
+def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    layout = _kv_layout(model)
+    if any(kind == "fused" for _, kind in layout):
+        raise ValueError(
+            "method='lora' cannot target GPT-2's fused c_attn: PEFT adapts whole layers, so an adapter there would "
+            "also change the query projection. Use method='kv' (trains K and V, the Q columns masked) or "
+            "method='full'."
+        )
+    torch.manual_seed(seed)
+    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["k_proj", "v_proj"], bias="none")
+    return get_peft_model(model, config)
+
+
+class _ExampleDataset(torch.utils.data.Dataset):
+    def __init__(self, examples: Sequence[Sequence[int]]):
+        self.examples = [list(e) for e in examples]
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict:
+        ids = torch.tensor(self.examples[i], dtype=torch.long)
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
+
+
+def _collate(batch: list[dict]) -> dict:
+    # Batch size is 1: nothing to pad.
+    return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
+
+
+def finetune_model(
+    model: nn.Module,
+    examples: Sequence[Sequence[int]],
+    *,
+    method: str = "kv",
+    learning_rate: float = 1e-3,
+    seed: int = 0,
+    on_train_start=None,
+) -> nn.Module:
+    """Return a finetuned deep copy of ``model`` (see the module docstring for the regime).
+
+    Args:
+        model: a causal LM; left unchanged.
+        examples: token-id lists, one training example each, in training order.
+        method: ``"kv"``, ``"lora"`` or ``"full"``.
+        learning_rate: the constant SGD step size (> 0).
+        seed: seeds the Trainer (dropout) and the LoRA initialisation.
+        on_train_start: optional ``callable(copy) -> context manager`` entered around
+            training (the analysis records the training tokens' query vectors with it).
+    """
+    from transformers import PrinterCallback, Trainer, TrainingArguments
+
+    if method not in METHODS:
+        raise ValueError(f"`method` must be one of {list(METHODS)}; got {method!r}.")
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
+        raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {learning_rate!r}.")
+    if not examples:
+        raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
+    tuned = copy.deepcopy(model)
+    trained = tuned
+    if method == "kv":
+        _prepare_kv(tuned)
+    elif method == "lora":
+        trained = _prepare_lora(tuned, seed)
+    else:
+        tuned.requires_grad_(True)
+
+    on_cpu = all(p.device.type == "cpu" for p in tuned.parameters())
+    with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
+        args = TrainingArguments(
+            output_dir=out,
+            per_device_train_batch_size=1,
+            gradient_accumulation_steps=1,
+            num_train_epochs=1,
+            learning_rate=float(learning_rate),
+            optim="sgd",
+            weight_decay=0.0,
+            max_grad_norm=0.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            train_sampling_strategy="sequential",
+            seed=seed,
+            data_seed=seed,
+            report_to="none",
+            save_strategy="no",
+            logging_strategy="no",
+            eval_strategy="no",
+            disable_tqdm=True,
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            use_cpu=on_cpu,
+        )
+        trainer = Trainer(model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate)
+        trainer.remove_callback(PrinterCallback)  # it prints the final log line to stdout
+        if on_train_start is not None:
+            with on_train_start(tuned):
+                trainer.train()
+        else:
+            trainer.train()
+    if method == "lora":
+        tuned = trained.merge_and_unload()
+    tuned.requires_grad_(False)
+    tuned.eval()
+    return tuned
