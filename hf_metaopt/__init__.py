@@ -7,9 +7,11 @@
 __version__ = "0.1.0"
 
 from .analysis.report import ICLAnalysisReport
+from .pipelines.icl_analysis import ICLAnalyzer
 from .models.momentum_gpt import MomentumGPTConfig, MomentumGPTModel, MomentumGPTForCausalLM, MomentumGPTForSequenceClassification
 
 __all__ = [
+    "ICLAnalyzer",
     "ICLAnalysisReport",
     "MomentumGPTConfig",
     "MomentumGPTModel",
