@@ -1,0 +1,99 @@
+"""Capture through the attention interface: unchanged outputs, correct scores, GPT-2, Llama, MomentumGPT."""
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from hf_metaopt.analysis.capture import AttentionRecorder, RowSpec, UnsupportedArchitectureError
+
+
+def gpt2(impl):
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=64, bos_token_id=0, eos_token_id=0)
+    return _with_impl(GPT2LMHeadModel(cfg), impl)
+
+
+def _with_impl(model, impl):
+    model.set_attn_implementation(impl)
+    return model.eval()
+
+
+def llama(impl):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        vocab_size=400, max_position_embeddings=64, bos_token_id=0, eos_token_id=0,
+    )
+    return _with_impl(LlamaForCausalLM(cfg), impl)
+
+
+def momentum(impl):
+    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MomentumGPTConfig(
+        vocab_size=400, max_position_embeddings=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        momentum=0.5,
+    )
+    return _with_impl(MomentumGPTForCausalLM(cfg), impl)
+
+
+BUILDERS = {"gpt2": gpt2, "llama": llama, "momentum_gpt": momentum}
+IDS = torch.tensor([[3, 50, 7, 99, 12, 8, 41], [5, 6, 7, 8, 9, 1, 1]])
+
+
+@pytest.mark.parametrize("arch", sorted(BUILDERS))
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_recording_leaves_logits_unchanged_and_scores_match_attention(arch, impl):
+    model = BUILDERS[arch](impl)
+    with torch.no_grad():
+        plain = model(input_ids=IDS).logits
+    recorder = AttentionRecorder(model)
+    assert recorder.num_layers == 2
+    rows = [RowSpec(position=6, own=(0, 7), demo=[1, 2]), RowSpec(position=4, own=(2, 5), demo=[0, 3])]
+    with recorder.recording(), torch.no_grad():
+        recorder.rows = rows
+        recorded = model(input_ids=IDS).logits
+    assert model.config._attn_implementation == impl  # restored
+    assert torch.allclose(plain, recorded, atol=1e-6)
+    rec = recorder.pop()
+    assert rec["query"].shape == (2, 2, 4, 8) and rec["output"].shape == (2, 2, 32)
+    assert rec["own_scores"][0][0].shape == (4, 7) and rec["own_scores"][0][1].shape == (4, 3)
+    assert rec["query"].dtype == torch.float64
+
+    # reference: eager attention probabilities; softmax of the recorded causal row must equal them
+    reference = BUILDERS[arch]("eager")
+    with torch.no_grad():
+        attentions = reference(input_ids=IDS, output_attentions=True).attentions
+    for layer in range(2):
+        probs = torch.softmax(rec["own_scores"][layer][0], dim=-1)  # row 0: keys 0..6, position 6
+        assert torch.allclose(probs, attentions[layer][0, :, 6, :7].double(), atol=1e-5)
+        # demonstration scores: the chosen keys, summed over heads
+        assert torch.allclose(rec["demo_scores"][0, layer], rec["own_scores"][layer][0][:, [1, 2]].sum(dim=0))
+
+
+def test_output_is_the_attention_module_output_at_the_position():
+    model = llama("sdpa")
+    seen = {}
+    handle = model.model.layers[1].self_attn.register_forward_hook(lambda m, a, out: seen.update(out=out[0]))
+    recorder = AttentionRecorder(model)
+    with recorder.recording(), torch.no_grad():
+        recorder.rows = [RowSpec(position=3, own=(0, 4)), RowSpec(position=5, own=(0, 6))]
+        model(input_ids=IDS)
+    handle.remove()
+    out = recorder.pop()["output"]
+    assert torch.allclose(out[0, 1], seen["out"][0, 3].double()) and torch.allclose(out[1, 1], seen["out"][1, 5].double())
+
+
+def test_training_pass_records_every_token_query():
+    model = llama("sdpa")
+    recorder = AttentionRecorder(model)
+    recorder.all_queries, recorder.skip = True, 1
+    with recorder.recording():
+        model(input_ids=IDS[:1])
+    assert len(recorder.token_queries[0]) == 1 and recorder.token_queries[0][0].shape == (4, 6, 8)
+
+
+def test_unsupported_architecture_is_named():
+    with pytest.raises(UnsupportedArchitectureError, match="q_proj/k_proj/v_proj"):
+        AttentionRecorder(torch.nn.Sequential(torch.nn.Linear(4, 4)))
