@@ -10,7 +10,7 @@ folder; branches, commits and pull requests are kept in memory.
 Faults are injected per route: ``hub.fail("commit", 500, times=1)`` makes the next commit answer
 500 (then the route works again). Route names: ``create``, ``info``, ``validate_yaml``,
 ``preupload``, ``commit``, ``lfs_batch``, ``lfs_upload``, ``lfs_verify``, ``resolve``, ``tree``,
-``paths_info``, ``discussions``.
+``paths_info``, ``discussions``, ``branch``.
 
 Use the ``hub`` fixture (``from hub_server import hub``), which starts a server per test and points
 ``huggingface_hub`` and transformers at it; Xet uploads are disabled there because the server speaks
@@ -24,7 +24,10 @@ import fnmatch
 import hashlib
 import itertools
 import json
+import os
 import shutil
+import struct
+import zlib
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -148,7 +151,7 @@ class HubState:
         return (self.root / "objects" / blob.git_oid).read_bytes()
 
     def new_commit(self, repo: Repo, files: dict[str, Blob], message: str, parent: str | None) -> Commit:
-        seed = json.dumps([repo.repo_id, sorted((p, b.git_oid) for p, b in files.items()), message, parent, next(self._counter)])
+        seed = json.dumps([repo.repo_id, sorted((p, b.git_oid) for p, b in files.items()), message, parent, next(self._counter), os.urandom(8).hex()])
         commit = Commit(
             oid=hashlib.sha1(seed.encode()).hexdigest(),
             files=files,
@@ -287,6 +290,8 @@ class HubHandler(BaseHTTPRequestHandler):
                 return "tree", self.h_tree, (repo_id, rest[1], "/".join(rest[2:]))
             if method == "POST" and rest[:1] == ["paths-info"]:
                 return "paths_info", self.h_paths_info, (repo_id, "/".join(rest[1:]))
+            if method == "POST" and rest[:1] == ["branch"] and len(rest) >= 2:
+                return "branch", self.h_branch, (repo_id, "/".join(rest[1:]))
             if method == "GET" and rest[:1] == ["discussions"]:
                 return "discussions", self.h_discussions, (repo_id, rest[1] if len(rest) > 1 else None)
         if method == "PUT" and p[:1] == ["_lfs"] and len(p) == 2:
@@ -458,6 +463,14 @@ class HubHandler(BaseHTTPRequestHandler):
                 "pullRequestUrl": pr_url,
             },
         )
+
+    def h_branch(self, repo_id: str, branch: str, *, body: bytes, **_):
+        repo = self._repo(repo_id, write=True)
+        if branch in repo.refs:
+            raise HubError(409, None, f"Reference already exists: refs/heads/{branch}")
+        start = (json.loads(body) if body else {}).get("startingPoint") or "main"
+        repo.refs[branch] = self.state.resolve(repo, start).oid
+        self._json(200, {})
 
     def _entries(self, commit: Commit, prefix: str, recursive: bool) -> list[dict[str, Any]]:
         prefix = prefix.strip("/")
@@ -644,4 +657,54 @@ def hub(tmp_path_factory, monkeypatch):
     shutil.rmtree(root, ignore_errors=True)
 
 
-__all__ = ["HUB_TOKEN", "HUB_USER", "LocalHub", "hub", "point_clients_at"]
+# -- test data: a synthetic analysis run that follows the report schema ---------------------------
+
+
+def tiny_png(width: int = 4, height: int = 3) -> bytes:
+    """A valid grey PNG image, written without matplotlib."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    rows = b"".join(b"\0" + bytes([128] * width) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def make_report(task: str = "sst2", model: str = "alice/tiny-gpt2", rec2ftp: float | None = 0.8) -> dict[str, Any]:
+    """A report dictionary with every key of the schema in hf_metaopt/analysis/report.py."""
+    return {
+        "accuracy": {"zsl": 0.5, "icl": 0.75, "ft": 0.625},
+        "accuracy_ci95": {"zsl": [0.375, 0.625], "icl": [0.625, 0.875], "ft": [0.5, 0.75]},
+        "predictions": {"zsl": [0, 1, 0, 0, 1, 1, 0, 1], "icl": [0, 1, 1, 0, 1, 1, 0, 1], "ft": [0, 1, 1, 0, 1, 0, 0, 1]},
+        "labels": [0, 1, 1, 0, 1, 0, 0, 1],
+        "rec2ftp": rec2ftp,
+        "rec2ftp_ci95": [0.5, 1.0] if rec2ftp is not None else None,
+        "simaou": {"per_layer": [0.2, 0.1], "mean": 0.15, "ci95": [0.1, 0.2], "random_mean": 0.001,
+                   "random_per_layer": [0.002, 0.0], "unnormalized_per_layer": [0.1, 0.05],
+                   "unnormalized_mean": 0.075, "unnormalized_ci95": [0.05, 0.1]},
+        "simam": {"per_layer_before": [0.3, 0.35], "per_layer_after": [0.4, 0.45], "per_layer_delta": [0.1, 0.12],
+                  "before": 0.325, "after": 0.425, "delta": 0.11,
+                  "before_ci95": [0.3, 0.35], "after_ci95": [0.4, 0.45], "delta_ci95": [0.1, 0.12]},
+        "kendall": {"per_layer": [0.2, 0.18], "mean": 0.19, "ci95": [0.15, 0.23], "random_mean": 0.0, "random_per_layer": [0.0, 0.0]},
+        "controls": {},
+        "config": {"model": model, "model_revision": None, "task": task, "template": "Sentence: {text} Label:",
+                   "label_words": [" Negative", " Positive"], "separator": "\n", "position": "prediction",
+                   "method": "kv", "learning_rate": 0.001, "seed": 1, "n_demonstrations": 4, "n_queries": 8,
+                   "demonstrations_used": [3, 1, 0, 2], "control": None,
+                   "versions": {"hf_metaopt": "0.1.0", "transformers": "5.24.0", "torch": "2.13.0", "peft": "0.21.0"}},
+        "notes": ["synthetic report for the Hub tests"],
+    }
+
+
+def make_run_dir(folder: Path, report: dict[str, Any] | None = None) -> Path:
+    """An analysis run folder as ICLAnalysisReport.save writes it: report.json, report.md, plots."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "report.json").write_text(json.dumps(report or make_report(), indent=2))
+    (folder / "report.md").write_text("# ICL analysis\n\nSynthetic.\n")
+    (folder / "simaou_per_layer.png").write_bytes(tiny_png())
+    (folder / "kendall_per_layer.png").write_bytes(tiny_png(5, 2))
+    return folder
+
+
+__all__ = ["HUB_TOKEN", "HUB_USER", "LocalHub", "hub", "make_report", "make_run_dir", "point_clients_at", "tiny_png"]

@@ -1,0 +1,150 @@
+"""Cards and eval results, rendered locally (no Hub needed)."""
+
+from __future__ import annotations
+
+import pytest
+from huggingface_hub import EvalResult, ModelCard
+from hub_server import make_report
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_metaopt.hub import eval_results_from_report, merge_eval_results, render_analysis_card, write_model_card
+from hf_metaopt.hub.cards import template_path
+
+
+@pytest.fixture
+def gpt2_dir(tmp_path):
+    config = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=64, bos_token_id=0, eos_token_id=0)
+    folder = tmp_path / "tiny-gpt2"
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder
+
+
+def test_templates_ship_inside_the_package():
+    for name in ("momentum_gpt.md", "icl_analysis.md"):
+        path = template_path(name)
+        assert path.parent.name == "model_cards"
+        assert "{{ card_data }}" in path.read_text()
+
+
+def test_checkpoint_card_metadata_and_body(gpt2_dir):
+    readme = write_model_card(
+        gpt2_dir,
+        repo_id="alice/tiny-gpt2",
+        base_model="openai-community/gpt2",
+        datasets=["wikitext"],
+        training_data="WikiText-103, 1M tokens.",
+        training_settings={"optimizer": "Adam (0.9, 0.98)", "peak learning rate": 3e-4},
+        perplexities={"valid@256": 19.37},
+        baseline_perplexities={"valid@256": 19.5},
+        license="mit",
+    )
+    assert readme == gpt2_dir / "README.md"
+    assert not [p for p in gpt2_dir.iterdir() if p.name.startswith(".")]  # no temporary file left
+    card = ModelCard.load(readme)
+    assert card.data.library_name == "transformers"
+    assert card.data.tags == ["hf-metaopt"]  # a plain GPT-2 is not a momentum model
+    assert card.data.base_model == "openai-community/gpt2"
+    assert card.data.datasets == ["wikitext"]
+    assert card.data.license == "mit"
+    assert "| valid@256 | 19.37 | 19.50 |" in card.text
+    assert "| layers | 2 |" in card.text and "| hidden size | 32 |" in card.text
+    assert 'from_pretrained("alice/tiny-gpt2")' in card.text
+    assert "| optimizer | Adam (0.9, 0.98) |" in card.text
+    assert "2212.10559" in card.text  # citation
+
+
+def test_checkpoint_card_marks_momentum_models(gpt2_dir):
+    import json
+
+    config = json.loads((gpt2_dir / "config.json").read_text())
+    config.update(model_type="momentum_gpt", momentum=0.5, auto_map={"AutoModelForCausalLM": "modeling_momentum_gpt.MomentumGPTForCausalLM"})
+    (gpt2_dir / "config.json").write_text(json.dumps(config))
+    (gpt2_dir / "modeling_momentum_gpt.py").write_text("# remote code\n")
+    card = ModelCard.load(write_model_card(gpt2_dir, repo_id="alice/mgpt"))
+    assert card.data.tags == ["hf-metaopt", "momentum-attention"]
+    assert "eta = 0.5" in card.text
+    assert 'from_pretrained("alice/mgpt", trust_remote_code=True)' in card.text
+    assert "import hf_metaopt" in card.text
+
+
+def test_checkpoint_card_rejects_bad_fields(gpt2_dir, tmp_path):
+    with pytest.raises(TypeError, match="perplexitys"):
+        write_model_card(gpt2_dir, perplexitys={"a": 1.0})
+    with pytest.raises(ValueError, match=r"perplexities\['valid'\]"):
+        write_model_card(gpt2_dir, perplexities={"valid": float("nan")})
+    with pytest.raises(ValueError, match="base_model"):
+        write_model_card(gpt2_dir, base_model=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        write_model_card(tmp_path / "empty")
+    assert not (gpt2_dir / "README.md").exists()
+
+
+def test_eval_results_from_report():
+    results = eval_results_from_report(make_report())
+    by_name = {r.metric_name: r for r in results}
+    assert set(by_name) == {
+        "Accuracy (ZSL)", "Accuracy (ICL)", "Accuracy (FT)", "Rec2FTP", "SimAOU",
+        "SimAM before finetuning", "SimAM after finetuning", "Kendall",
+    }
+    assert by_name["Accuracy (ICL)"].metric_value == 0.75 and by_name["Accuracy (ICL)"].metric_config == "icl"
+    assert by_name["SimAM after finetuning"].metric_value == 0.425
+    assert by_name["Kendall"].metric_type == "kendall_tau"
+    for r in results:  # the paper's sst2 is glue/sst2, validation split
+        assert (r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_name) == ("glue", "sst2", "validation", "sst2")
+        assert r.metric_args["seed"] == 1 and r.metric_args["method"] == "kv"
+
+
+def test_eval_results_skip_missing_rec2ftp_and_use_config_dataset():
+    report = make_report(task="rt-offline", rec2ftp=None)
+    report["config"].update(dataset="cornell-movie-review-data/rotten_tomatoes", dataset_split="test")
+    results = eval_results_from_report(report)
+    assert "Rec2FTP" not in {r.metric_name for r in results}
+    assert {(r.dataset_type, r.dataset_split) for r in results} == {("cornell-movie-review-data/rotten_tomatoes", "test")}
+    with pytest.raises(ValueError, match="'config'"):
+        eval_results_from_report({"accuracy": {}})
+    with pytest.raises(TypeError, match="ICLAnalysisReport"):
+        eval_results_from_report([1, 2])
+
+
+def test_analysis_card_round_trips_eval_results_and_embeds_plots():
+    report = make_report()
+    card = render_analysis_card(report, plots=["simaou_per_layer.png"])
+    parsed = ModelCard(str(card))
+    assert parsed.data.eval_results == eval_results_from_report(report)
+    assert parsed.data.tags == ["hf-metaopt", "icl-analysis"]
+    assert parsed.data.base_model == "alice/tiny-gpt2"
+    assert parsed.data.model_name == "alice/tiny-gpt2"
+    text = parsed.text
+    assert "| Accuracy (ICL) | 75.0% | [62.5%, 87.5%] | 50.0% (chance) |" in text
+    assert "| SimAOU | 0.150 | [0.100, 0.200] | 0.001 (random) |" in text
+    assert "| Kendall | 0.190 | [0.150, 0.230] | 0.000 (random) |" in text
+    assert "![simaou per layer](simaou_per_layer.png)" in text
+    assert "| template | `\"Sentence: {text} Label:\"` |" in text
+    assert "synthetic report for the Hub tests" in text
+
+
+def test_analysis_card_of_a_local_model_has_no_base_model():
+    card = ModelCard(str(render_analysis_card(make_report(model="/tmp"))))
+    assert card.data.base_model is None and card.data.model_name == "/tmp"
+
+
+def test_merge_eval_results_keeps_the_body_and_other_metadata():
+    body = "\n# Owner's model\n\nHand-written text | with pipes\n---\nand a rule.\n"
+    original = "---\nlicense: mit\ntags:\n- owner-tag\n---\n" + body
+    old = EvalResult(task_type="text-classification", dataset_type="glue", dataset_name="sst2",
+                     metric_type="accuracy", metric_value=0.1, metric_config="icl", metric_name="Accuracy (ICL)",
+                     task_name="In-context learning vs finetuning (sst2)", dataset_config="sst2", dataset_split="validation",
+                     metric_args={"method": "kv", "position": "prediction", "learning_rate": 0.001, "seed": 1, "n_demonstrations": 4})
+    other = EvalResult(task_type="text-generation", dataset_type="wikitext", dataset_name="wikitext",
+                       metric_type="perplexity", metric_value=20.0)
+    seeded = merge_eval_results(original, [old, other], "alice/owner-model")
+    merged = merge_eval_results(seeded, eval_results_from_report(make_report()), "ignored")
+    card = ModelCard(merged)
+    assert card.text == body
+    assert merged.endswith(body)
+    assert card.data.license == "mit" and card.data.tags == ["owner-tag"]
+    assert card.data.model_name == "alice/owner-model"
+    values = {(r.metric_type, r.metric_config): r.metric_value for r in card.data.eval_results}
+    assert values[("accuracy", "icl")] == 0.75  # replaced, not duplicated
+    assert values[("perplexity", None)] == 20.0  # the owner's own result is kept
+    assert len(card.data.eval_results) == 1 + len(eval_results_from_report(make_report()))
