@@ -32,7 +32,7 @@ from transformers.cache_utils import (
     LinearAttentionCacheLayerMixin,
 )
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
+from transformers.masking_utils import create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -77,6 +77,11 @@ def momentum_term(
     """
     batch, seq_len, dim = values.shape
     compute_dtype = torch.promote_types(values.dtype, torch.float32)
+    if seq_len == 1:  # one decoding step: O(1) in the context length
+        # A copy: the caller may overwrite `state` in place (the cache does) while `m` is still in use.
+        m = torch.zeros_like(values[:, 0], dtype=compute_dtype) if state is None else state.to(compute_dtype, copy=True)
+        next_state = momentum * (m + values[:, 0].to(compute_dtype))
+        return m.unsqueeze(1).to(values.dtype), next_state.to(values.dtype)
     v = values.to(compute_dtype)
     chunk = max(1, min(chunk_size, seq_len))
     n_chunks = math.ceil(seq_len / chunk)
@@ -359,7 +364,11 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 cache=cache,
                 position_ids=position_ids,
             )
-            momentum_mask = create_recurrent_attention_mask(self.config, inputs_embeds, attention_mask, cache)
+            # Unlike `create_recurrent_attention_mask`, single-token steps keep their mask too: feeding a
+            # left-padded prompt token by token must not let the padding into the momentum state.
+            momentum_mask = None
+            if attention_mask is not None and attention_mask.ndim == 2:
+                momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
 
         hidden_states = self.drop(inputs_embeds + self.embed_positions(position_ids))
         for block in self.layers:

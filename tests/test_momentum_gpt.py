@@ -1,0 +1,391 @@
+"""MomentumGPT (paper section 5): config, registration, GPT-2 equivalence, momentum term, cache, heads, I/O."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import (
+    AttentionInterface,
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    DynamicCache,
+    GPT2Config,
+    GPT2LMHeadModel,
+)
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+import hf_metaopt
+from hf_metaopt import (
+    MomentumGPTConfig,
+    MomentumGPTForCausalLM,
+    MomentumGPTForSequenceClassification,
+    MomentumGPTModel,
+)
+from hf_metaopt.models.momentum_gpt import momentum_term
+
+VOCAB = 400
+
+
+def tiny_config(**overrides) -> MomentumGPTConfig:
+    kwargs = dict(
+        vocab_size=VOCAB,
+        max_position_embeddings=64,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        momentum=0.6,
+        resid_dropout=0.0,
+        embd_dropout=0.0,
+        attention_dropout=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
+    kwargs.update(overrides)
+    return MomentumGPTConfig(**kwargs)
+
+
+def tiny_model(attn="sdpa", **overrides) -> MomentumGPTForCausalLM:
+    torch.manual_seed(0)
+    model = MomentumGPTForCausalLM(tiny_config(**overrides)).eval()
+    model.set_attn_implementation(attn)
+    return model
+
+
+def left_padded_batch(lengths=(12, 7), seed=1):
+    """Token ids (pad id 0 on the left), the 2D attention mask, and the unpadded rows."""
+    gen = torch.Generator().manual_seed(seed)
+    total = max(lengths)
+    rows = [torch.randint(1, VOCAB, (n,), generator=gen) for n in lengths]
+    ids = torch.zeros(len(rows), total, dtype=torch.long)
+    mask = torch.zeros(len(rows), total, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, total - len(row) :] = row
+        mask[i, total - len(row) :] = 1
+    return ids, mask, rows
+
+
+# ---------------------------------------------------------------- registration and config
+
+
+def test_registration_with_auto_classes():
+    config = AutoConfig.for_model("momentum_gpt", hidden_size=32, num_attention_heads=4, num_hidden_layers=1, vocab_size=VOCAB)
+    assert isinstance(config, MomentumGPTConfig)
+    assert type(AutoModel.from_config(config)) is MomentumGPTModel
+    assert type(AutoModelForCausalLM.from_config(config)) is MomentumGPTForCausalLM
+    assert type(AutoModelForSequenceClassification.from_config(config)) is MomentumGPTForSequenceClassification
+    for name in ("MomentumGPTConfig", "MomentumGPTModel", "MomentumGPTForCausalLM", "MomentumGPTForSequenceClassification"):
+        assert name in hf_metaopt.__all__
+        assert getattr(hf_metaopt, name) is getattr(hf_metaopt.models, name)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"momentum": 1.0}, "momentum"),
+        ({"momentum": -0.1}, "momentum"),
+        ({"momentum": "0.5"}, "momentum"),
+        ({"hidden_size": 30, "num_attention_heads": 4}, "hidden_size"),
+        ({"vocab_size": 0}, "vocab_size"),
+        ({"num_hidden_layers": -1}, "num_hidden_layers"),
+        ({"num_attention_heads": 0}, "num_attention_heads"),
+        ({"intermediate_size": 0}, "intermediate_size"),
+        ({"max_position_embeddings": 2.5}, "max_position_embeddings"),
+        ({"attention_dropout": 1.5}, "attention_dropout"),
+        ({"activation_function": "nope"}, "activation_function"),
+        ({"n_embd": 32}, "n_embd"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        MomentumGPTConfig(**kwargs)
+
+
+def test_config_round_trip_keeps_transformers_keys(tmp_path):
+    config = tiny_config(momentum=0.25)
+    MomentumGPTForCausalLM(config).save_pretrained(tmp_path)  # writes architectures, auto_map, dtype, ...
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, MomentumGPTConfig)
+    assert loaded.momentum == 0.25 and loaded.intermediate_size == 4 * 32
+    assert loaded.architectures == ["MomentumGPTForCausalLM"]
+    assert loaded.auto_map["AutoModelForCausalLM"] == "modeling_momentum_gpt.MomentumGPTForCausalLM"
+    again = MomentumGPTConfig.from_dict(loaded.to_dict())
+    assert again.to_dict() == loaded.to_dict()
+    assert MomentumGPTConfig(**{**config.to_dict(), "_name_or_path": "x"}).momentum == 0.25
+    assert loaded.layer_types == ["hybrid", "hybrid"]
+
+
+# ---------------------------------------------------------------- GPT-2 equivalence
+
+
+@pytest.fixture(scope="module")
+def random_gpt2():
+    torch.manual_seed(0)
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=VOCAB, n_positions=64)).eval()
+    with torch.no_grad():  # GPT-2 initialises biases and LayerNorms to constants: randomise so every weight counts
+        for p in gpt2.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return gpt2
+
+
+def test_from_gpt2_at_zero_momentum_reproduces_gpt2_logits(random_gpt2, tmp_path):
+    ids, mask, _ = left_padded_batch()
+    expected = random_gpt2(ids, attention_mask=mask).logits
+    model = MomentumGPTForCausalLM.from_gpt2(random_gpt2, momentum=0.0)
+    assert (model(ids, attention_mask=mask).logits - expected).abs().max() < 1e-4
+
+    random_gpt2.save_pretrained(tmp_path)
+    from_path = MomentumGPTForCausalLM.from_gpt2(str(tmp_path), momentum=0.0).eval()
+    assert (from_path(ids, attention_mask=mask).logits - expected).abs().max() < 1e-4
+
+    with_momentum = MomentumGPTForCausalLM.from_gpt2(random_gpt2, momentum=0.5)
+    assert with_momentum.config.momentum == 0.5
+    assert (with_momentum(ids, attention_mask=mask).logits - expected).abs().max() > 1e-2
+
+
+def test_from_gpt2_rejects_other_objects():
+    with pytest.raises(TypeError, match="model_or_path"):
+        MomentumGPTForCausalLM.from_gpt2(tiny_model())
+
+
+# ---------------------------------------------------------------- the momentum term
+
+
+def naive_momentum(values: torch.Tensor, eta: float, state: torch.Tensor | None = None) -> torch.Tensor:
+    """m_t = sum_{i<t} eta^(t-i) v_i (+ eta^t state), one position at a time in float64."""
+    v = values.double()
+    m = torch.zeros_like(v[:, 0]) if state is None else state.double()
+    out = []
+    for t in range(v.shape[1]):
+        out.append(m)
+        m = eta * (m + v[:, t])
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.3, 0.9, 0.99])
+@pytest.mark.parametrize("length", [1, 5, 64, 65, 300, 2048])
+def test_momentum_term_matches_naive_loop(eta, length):
+    gen = torch.Generator().manual_seed(length)
+    values = torch.randn(2, length, 8, generator=gen)
+    state = torch.randn(2, 8, generator=gen)
+    for carried in (None, state):
+        m, next_state = momentum_term(values, eta, carried)
+        reference = naive_momentum(torch.cat([values, torch.zeros(2, 1, 8)], 1), eta, carried)
+        assert torch.isfinite(m).all()
+        torch.testing.assert_close(m.double(), reference[:, :-1], rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(next_state.double(), reference[:, -1], rtol=1e-4, atol=1e-4)
+
+
+def test_eta_to_the_minus_t_formulation_overflows_at_2048_tokens():
+    # The premise of the long-sequence test: sum_i eta^(t-i) v_i = eta^t cumsum(eta^-i v_i) is not usable.
+    t = torch.arange(2048, dtype=torch.float32)
+    assert not torch.isfinite(torch.tensor(0.9) ** -t).all()
+
+
+def test_momentum_chunks_compose():
+    values = torch.randn(3, 150, 16)
+    whole, whole_state = momentum_term(values, 0.8)
+    first, state = momentum_term(values[:, :70], 0.8)
+    second, second_state = momentum_term(values[:, 70:], 0.8, state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole)
+    torch.testing.assert_close(second_state, whole_state)
+
+
+# ---------------------------------------------------------------- cache: decoding == one forward
+
+
+@pytest.mark.parametrize("padded", [False, True], ids=["no-padding", "left-padding"])
+def test_token_by_token_and_chunked_prefill_equal_full_forward(padded):
+    model = tiny_model()
+    ids, mask, _ = left_padded_batch() if padded else left_padded_batch((10, 10))
+    real = mask.bool()
+    full = model(ids, attention_mask=mask).logits
+
+    cache = DynamicCache(config=model.config)
+    steps = [
+        model(ids[:, t : t + 1], attention_mask=mask[:, : t + 1], cache=cache, use_cache=True).logits
+        for t in range(ids.shape[1])
+    ]
+    assert (torch.cat(steps, 1) - full)[real].abs().max() < 1e-5
+
+    first = model(ids[:, :4], attention_mask=mask[:, :4], use_cache=True)
+    second = model(ids[:, 4:9], attention_mask=mask[:, :9], cache=first.cache, use_cache=True)
+    third = model(ids[:, 9:], attention_mask=mask, cache=second.cache, use_cache=True)
+    chunked = torch.cat([first.logits, second.logits, third.logits], 1)
+    assert (chunked - full)[real].abs().max() < 1e-5
+
+
+def test_padding_never_enters_the_momentum_sum():
+    model = tiny_model(momentum=0.9)
+    ids, mask, rows = left_padded_batch()
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    batched = model(ids, attention_mask=mask, position_ids=position_ids).logits
+    for i, row in enumerate(rows):
+        alone = model(row[None]).logits[0]
+        assert (batched[i, -len(row) :] - alone).abs().max() < 1e-5
+
+
+def test_generate_with_left_padding_matches_unpadded_generation():
+    model = tiny_model()
+    ids, mask, rows = left_padded_batch()
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0)
+    assert out.shape == (2, ids.shape[1] + 5)
+    for i, row in enumerate(rows):
+        alone = model.generate(row[None], max_new_tokens=5, do_sample=False, pad_token_id=0)
+        assert torch.equal(out[i, -5:], alone[0, -5:])
+    beams = model.generate(ids, attention_mask=mask, max_new_tokens=3, num_beams=2, do_sample=False, pad_token_id=0)
+    assert beams.shape == (2, ids.shape[1] + 3)
+
+
+def test_cache_state_and_incompatible_caches():
+    model = tiny_model()
+    ids = torch.randint(1, VOCAB, (1, 6))
+    full = model(ids).logits
+    bare = DynamicCache()  # layers created lazily: the model makes them carry the momentum state
+    first = model(ids[:, :3], cache=bare, use_cache=True).logits
+    rest = model(ids[:, 3:], cache=bare, use_cache=True).logits
+    assert (torch.cat([first, rest], 1) - full).abs().max() < 1e-5
+    assert bare.get_recurrent_state(0).shape == (1, 32)
+
+    gpt2_cache = DynamicCache(config=GPT2Config(n_layer=2))
+    with pytest.raises(TypeError, match="DynamicCache\\(config=model.config\\)"):
+        model(ids, cache=gpt2_cache, use_cache=True)
+
+
+def test_positions_beyond_the_table_raise():
+    model = tiny_model()
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.randint(1, VOCAB, (1, 65)))
+
+
+# ---------------------------------------------------------------- attention implementations
+
+
+def test_eager_equals_sdpa_with_padding():
+    ids, mask, _ = left_padded_batch()
+    eager = tiny_model("eager")(ids, attention_mask=mask).logits
+    sdpa = tiny_model("sdpa")(ids, attention_mask=mask).logits
+    real = mask.bool()
+    assert (eager - sdpa)[real].abs().max() < 1e-5
+
+
+def test_registered_attention_function_sees_q_k_v():
+    seen = []
+
+    def recording(module, query, key, value, attention_mask, **kwargs):
+        seen.append((module.layer_idx, query.shape, key.shape, value.shape))
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+    AttentionInterface.register("momentum_gpt_test_recording", recording)
+    # A custom attention function gets a mask only if a mask builder is registered under its name too.
+    AttentionMaskInterface.register("momentum_gpt_test_recording", sdpa_mask)
+    ids, mask, _ = left_padded_batch()
+    expected = tiny_model("sdpa")(ids, attention_mask=mask).logits
+    recorded = tiny_model("momentum_gpt_test_recording")(ids, attention_mask=mask).logits
+    assert [layer for layer, *_ in seen] == [0, 1]
+    assert seen[0][1] == (2, 4, 12, 8) and seen[0][2] == seen[0][3] == (2, 4, 12, 8)
+    # The momentum term is added outside the attention function, so swapping the function changes nothing.
+    torch.testing.assert_close(recorded, expected)
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_gradients_reach_every_parameter():
+    model = tiny_model().train()
+    ids = torch.randint(1, VOCAB, (2, 16))
+    model(ids, labels=ids).loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_gradient_checkpointing_gives_same_loss_and_gradients():
+    ids = torch.randint(1, VOCAB, (2, 16))
+    results = []
+    for checkpointing in (False, True):
+        model = tiny_model().train()
+        if checkpointing:
+            model.activation_checkpointing_enable()
+        loss = model(ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (loss_a, grads_a), (loss_b, grads_b) = results
+    torch.testing.assert_close(loss_a, loss_b)
+    for name in grads_a:
+        torch.testing.assert_close(grads_a[name], grads_b[name], msg=name)
+
+
+# ---------------------------------------------------------------- saving and remote code
+
+
+def test_save_load_round_trip_and_remote_code_without_hf_metaopt(tmp_path):
+    model = tiny_model(momentum=0.3)
+    ids = torch.randint(1, VOCAB, (1, 10))
+    expected = model(ids).logits
+    model.save_pretrained(tmp_path)
+    files = set(os.listdir(tmp_path))
+    assert {"model.safetensors", "configuration_momentum_gpt.py", "modeling_momentum_gpt.py"} <= files
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is MomentumGPTForCausalLM
+    assert reloaded.lm_head.weight.data_ptr() == reloaded.model.embed_tokens.weight.data_ptr()
+    torch.testing.assert_close(reloaded(ids).logits, expected)
+
+    torch.save({"ids": ids, "logits": expected.detach()}, tmp_path / "reference.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+        ref = torch.load({str(tmp_path / "reference.pt")!r})
+        assert "hf_metaopt" not in sys.modules, "hf_metaopt was imported"
+        assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+        print("MAXDIFF", float((model(ref["ids"]).logits - ref["logits"]).abs().max()))
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    max_diff = float(done.stdout.split("MAXDIFF")[-1])
+    assert max_diff < 1e-6
+
+
+# ---------------------------------------------------------------- sequence classification
+
+
+def test_sequence_classification_head_pools_the_last_real_token():
+    torch.manual_seed(0)
+    config = tiny_config(num_labels=3)
+    model = MomentumGPTForSequenceClassification(config).eval()
+    ids, mask, rows = left_padded_batch()
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    labels = torch.tensor([0, 2])
+    out = model(ids, attention_mask=mask, position_ids=position_ids, labels=labels)
+    assert out.logits.shape == (2, 3)
+    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
+    for i, row in enumerate(rows):
+        alone = model(row[None]).logits[0]
+        torch.testing.assert_close(out.logits[i], alone, rtol=1e-5, atol=1e-5)
+
+    # Right padding: pooled from the last token the mask marks as real, not from the padding.
+    right_ids = torch.zeros_like(ids)
+    right_mask = torch.zeros_like(mask)
+    for i, row in enumerate(rows):
+        right_ids[i, : len(row)] = row
+        right_mask[i, : len(row)] = 1
+    right = model(right_ids, attention_mask=right_mask).logits
+    for i, row in enumerate(rows):
+        torch.testing.assert_close(right[i], model(row[None]).logits[0], rtol=1e-5, atol=1e-5)
+
+    out.loss.backward()
+    assert model.score.weight.grad is not None
