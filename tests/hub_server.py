@@ -327,8 +327,10 @@ class HubHandler(BaseHTTPRequestHandler):
             raise HubError(403, None, f"You don't have the rights to create a model under the namespace {namespace}")
         repo_id = f"{namespace}/{payload['name']}"
         url = f"{self.state.base_url}/{repo_id}"
-        if repo_id in self.state.repos:
-            raise HubError(409, None, "You already created this model repo")
+        if repo_id in self.state.repos:  # the Hub answers 409 with the repo's url
+            message = "You already created this model repo"
+            self._json(409, {"error": message, "url": url}, {"X-Error-Message": message})
+            return
         self.state.create_repo(repo_id, payload.get("visibility") == "private" or bool(payload.get("private")), user)
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
