@@ -148,3 +148,16 @@ def test_merge_eval_results_keeps_the_body_and_other_metadata():
     assert values[("accuracy", "icl")] == 0.75  # replaced, not duplicated
     assert values[("perplexity", None)] == 20.0  # the owner's own result is kept
     assert len(card.data.eval_results) == 1 + len(eval_results_from_report(make_report()))
+
+
+def test_checkpoint_card_takes_a_description_and_eval_results(gpt2_dir):
+    perplexity = {"task_type": "text-generation", "dataset_name": "wikitext", "dataset_type": "validation",
+                  "metric_type": "perplexity", "metric_name": "perplexity@64", "metric_value": 42.5}
+    card = ModelCard.load(write_model_card(gpt2_dir, model_name="gpt-seed1", description="## Run\n\n- 10 steps",
+                                           tags=["hf-metaopt", "causal-lm"], eval_results=[perplexity]))
+    assert "## Run\n\n- 10 steps" in card.text
+    assert card.data.tags == ["hf-metaopt", "causal-lm"]
+    assert card.data.model_name == "gpt-seed1"
+    assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [("perplexity@64", 42.5)]
+    with pytest.raises(TypeError, match=r"eval_results\[0\]"):
+        write_model_card(gpt2_dir, eval_results=[{"metric_value": 1.0}])

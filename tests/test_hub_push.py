@@ -240,3 +240,14 @@ def test_bad_arguments_fail_before_any_request(hub, tiny_gpt2, tmp_path):
     with pytest.raises(FileNotFoundError, match="report.json"):
         push_report(tmp_path, "alice/x")
     assert hub.state.requests == []
+
+
+def test_pushing_a_folder_keeps_its_card_unless_fields_are_given(hub, tiny_gpt2, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    tiny_gpt2.save_pretrained(ckpt)
+    (ckpt / "README.md").write_text("---\nlicense: mit\n---\n# Written by a training callback\n")
+    push_model(ckpt, "alice/kept")
+    assert hub.file("alice/kept", "README.md") == (ckpt / "README.md").read_bytes()
+    assert b"Written by a training callback" in hub.file("alice/kept", "README.md")
+    push_model(ckpt, "alice/kept", training_data="fresh card")
+    assert b"fresh card" in hub.file("alice/kept", "README.md")

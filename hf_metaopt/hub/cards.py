@@ -55,6 +55,8 @@ CHECKPOINT_CARD_FIELDS = (
     "perplexities",
     "baseline_perplexities",
     "notes",
+    "description",
+    "eval_results",
     "card_data",
 )
 
@@ -135,8 +137,9 @@ def render_model_card(folder: str | os.PathLike, **fields: Any) -> ModelCard:
     ``datasets``, ``license`` (default ``"apache-2.0"``), ``language``, ``tags`` (added to
     ``hf-metaopt`` and, for MomentumGPT, ``momentum-attention``), ``training_data`` (text),
     ``training_settings`` (mapping), ``perplexities`` and ``baseline_perplexities`` (mappings of
-    evaluation name to perplexity), ``notes`` (text), ``card_data`` (extra metadata: a dict or
-    ``ModelCardData``).
+    evaluation name to perplexity), ``notes`` (text, after the perplexity table), ``description``
+    (markdown, a section of its own), ``eval_results`` (``EvalResult`` objects or their keyword
+    dicts, for the ``model-index``), ``card_data`` (extra metadata: a dict or ``ModelCardData``).
     """
     unknown = sorted(set(fields) - set(CHECKPOINT_CARD_FIELDS))
     if unknown:
@@ -170,6 +173,9 @@ def render_model_card(folder: str | os.PathLike, **fields: Any) -> ModelCard:
         "language": fields.get("language"),
         "model_name": fields.get("model_name") or repo_id,
     }
+    eval_results = _eval_results(fields.get("eval_results"))
+    if eval_results:
+        metadata["eval_results"] = eval_results
     metadata.update(_extra_metadata(fields.get("card_data")))
     card_data = ModelCardData(**{k: v for k, v in metadata.items() if v is not None})
 
@@ -207,7 +213,27 @@ def render_model_card(folder: str | os.PathLike, **fields: Any) -> ModelCard:
         perplexities=perplexities,
         baseline_perplexities=baseline,
         notes=fields.get("notes"),
+        description=fields.get("description"),
     )
+
+
+def _eval_results(value: Any) -> list[EvalResult]:
+    if value is None:
+        return []
+    if isinstance(value, (EvalResult, Mapping)) or not isinstance(value, Sequence):
+        raise TypeError("eval_results must be a list of huggingface_hub.EvalResult or of their keyword dicts.")
+    out = []
+    for i, item in enumerate(value):
+        if isinstance(item, EvalResult):
+            out.append(item)
+        elif isinstance(item, Mapping):
+            try:
+                out.append(EvalResult(**item))
+            except TypeError as err:
+                raise TypeError(f"eval_results[{i}] is not a valid EvalResult: {err}") from None
+        else:
+            raise TypeError(f"eval_results[{i}] must be an EvalResult or a dict; got {type(item).__name__}.")
+    return out
 
 
 def write_model_card(folder: str | os.PathLike, **fields: Any) -> Path:

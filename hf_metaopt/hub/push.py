@@ -266,7 +266,8 @@ def push_model(
     (``model_cards/momentum_gpt.md``) is rendered from the folder's ``config.json`` and
     ``card_fields`` (see :func:`hf_metaopt.hub.cards.render_model_card`: ``base_model``,
     ``datasets``, ``license``, ``training_data``, ``training_settings``, ``perplexities``, ...;
-    ``card_data`` adds metadata) and written as ``README.md``. Pickle files (``*.bin``, ``*.pt``,
+    ``card_data`` adds metadata) and written as ``README.md``; a folder that already holds a
+    ``README.md`` keeps it when no card field is given. Pickle files (``*.bin``, ``*.pt``,
     ...) are never uploaded. Returns the ``CommitInfo`` (``pr_url`` set with ``create_pr=True``).
 
     Raises:
@@ -291,8 +292,10 @@ def push_model(
             f"{folder} holds no *.safetensors weights{f' (only pickle files {pickles})' if pickles else ''}; "
             "hf-metaopt pushes safetensors only: load the model and save it again with model.save_pretrained(folder)."
         )
-    card_fields.setdefault("repo_id", repo_id)
-    write_model_card(folder, card_data=card_data, **card_fields)
+    # A folder's existing card (e.g. refreshed by a training callback) is kept unless card fields are given.
+    if card_fields or card_data is not None or not (folder / "README.md").is_file() or not isinstance(model_or_dir, (str, os.PathLike)):
+        card_fields.setdefault("repo_id", repo_id)
+        write_model_card(folder, card_data=card_data, **card_fields)
     files = _files_under(folder, lambda rel: rel.suffix not in PICKLE_SUFFIXES and not rel.parts[0].startswith(("checkpoint-", "runs")))
     return _commit(
         folder=folder,
