@@ -178,3 +178,21 @@ def test_bad_input(tiny_tokenizer):
 
     with pytest.raises(ValueError, match="c_attn.*q_proj"):
         dual_form_check(NoAttention(), tiny_tokenizer, DEMOS, QUERY)
+
+
+@pytest.mark.slow
+def test_identity_on_real_smollm2(smollm2_path):
+    # Real weights: 30 layers, 9 query heads sharing 3 key/value heads, RoPE, BOS token.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_path, dtype=torch.float32, attn_implementation="eager")
+    result = dual_form_check(model, tokenizer, DEMOS, QUERY, learning_rate=1e-3)
+    assert result.identity_rel_error.shape == (model.config.num_hidden_layers, model.config.num_attention_heads)
+    assert result.max_rel_error < 1e-10
+    assert result.rotary
+    for layer, attn in enumerate(_attention_last_row(model, tokenizer, result)):
+        logits = result.scaling[layer] * result.relaxed_scores[layer]
+        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs /= probs.sum(axis=-1, keepdims=True)
+        np.testing.assert_allclose(probs, attn, atol=1e-4)
