@@ -98,6 +98,7 @@ def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
     # Finetuning moved K/V, but the model itself is untouched.
     assert np.all(result.dw_ft_norm > 0)
     assert np.all(np.abs(result.cos_icl_ft) <= 1.0)
+    assert np.all(np.abs(result.cos_icl_zsl) <= 1.0) and np.all(result.w_zsl_norm > 0)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     as_dict = json.loads(json.dumps(result.to_dict()))

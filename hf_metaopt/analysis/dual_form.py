@@ -203,6 +203,9 @@ class DualFormResult:
         identity_abs_error: ``max |F_ICL(q) - (W_ZSL + dW_ICL) q|``.
         identity_rel_error: the same divided by ``max |F_ICL(q)|``.
         cos_icl_ft: Frobenius cosine of ``dW_ICL`` and ``dW_FT`` (0.0 if either is zero).
+        cos_icl_zsl: Frobenius cosine of ``dW_ICL`` and ``W_ZSL``, a reference point: sums of
+            ``v k^T`` outer products from one layer share structure (e.g. bias directions),
+            so read ``cos_icl_ft`` against it rather than against 0.
         dw_icl_norm, dw_ft_norm, w_zsl_norm: Frobenius norms.
         relaxed_scores: ``[L, H, T]`` the relaxed scores ``k_i . q`` over all tokens (the
             model's pre-softmax scores before its scale).
@@ -212,6 +215,7 @@ class DualFormResult:
     identity_abs_error: np.ndarray
     identity_rel_error: np.ndarray
     cos_icl_ft: np.ndarray
+    cos_icl_zsl: np.ndarray
     dw_icl_norm: np.ndarray
     dw_ft_norm: np.ndarray
     w_zsl_norm: np.ndarray
@@ -239,6 +243,8 @@ class DualFormResult:
             "cos_icl_ft": self.cos_icl_ft.tolist(),
             "cos_icl_ft_per_layer": [float(v) for v in per_layer_cos],
             "cos_icl_ft_mean": float(per_layer_cos.mean()),
+            "cos_icl_zsl": self.cos_icl_zsl.tolist(),
+            "cos_icl_zsl_mean": float(self.cos_icl_zsl.mean()),
             "dw_icl_norm": self.dw_icl_norm.tolist(),
             "dw_ft_norm": self.dw_ft_norm.tolist(),
             "w_zsl_norm": self.w_zsl_norm.tolist(),
@@ -362,7 +368,7 @@ def dual_form_check(
         model.train(was_training)
 
     n_demo, n_q = len(prefix_ids), len(query_ids)
-    rows: dict[str, list] = {k: [] for k in ("abs", "rel", "cos", "n_icl", "n_ft", "n_zsl", "scores")}
+    rows: dict[str, list] = {k: [] for k in ("abs", "rel", "cos", "cos_zsl", "n_icl", "n_ft", "n_zsl", "scores")}
     rotary = False
     with torch.no_grad():
         for a, kv in zip(attns, new_kv):
@@ -386,9 +392,11 @@ def dual_form_check(
             flat_icl = dual["dw_icl"].flatten(1).cpu().numpy()
             flat_ft = dw_ft.flatten(1).cpu().numpy()
             rows["cos"].append(cosine(flat_icl, flat_ft))
+            flat_zsl = dual["w_zsl"].flatten(1).cpu().numpy()
+            rows["cos_zsl"].append(cosine(flat_icl, flat_zsl))
             rows["n_icl"].append(np.linalg.norm(flat_icl, axis=-1))
             rows["n_ft"].append(np.linalg.norm(flat_ft, axis=-1))
-            rows["n_zsl"].append(np.linalg.norm(dual["w_zsl"].flatten(1).cpu().numpy(), axis=-1))
+            rows["n_zsl"].append(np.linalg.norm(flat_zsl, axis=-1))
             rows["scores"].append(torch.einsum("htd,hd->ht", k, q[:, -1]).cpu().numpy())
 
     notes = []
@@ -399,6 +407,7 @@ def dual_form_check(
         identity_abs_error=np.stack(rows["abs"]),
         identity_rel_error=np.stack(rows["rel"]),
         cos_icl_ft=np.stack(rows["cos"]),
+        cos_icl_zsl=np.stack(rows["cos_zsl"]),
         dw_icl_norm=np.stack(rows["n_icl"]),
         dw_ft_norm=np.stack(rows["n_ft"]),
         w_zsl_norm=np.stack(rows["n_zsl"]),
