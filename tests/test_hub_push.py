@@ -251,3 +251,29 @@ def test_pushing_a_folder_keeps_its_card_unless_fields_are_given(hub, tiny_gpt2,
     assert b"Written by a training callback" in hub.file("alice/kept", "README.md")
     push_model(ckpt, "alice/kept", training_data="fresh card")
     assert b"fresh card" in hub.file("alice/kept", "README.md")
+
+
+def test_push_an_in_memory_report_saves_it_first(hub, tmp_path):
+    from hf_metaopt import ICLAnalysisReport
+
+    report = ICLAnalysisReport(make_report(model="alice/tiny-gpt2"))
+    info = push_report(report, "alice/reports", local_dir=tmp_path / "saved", run_name="first run")
+    assert info.pr_url is None
+    saved = tmp_path / "saved"
+    assert json.loads((saved / "report.json").read_text()) == report.to_dict()
+    remote = hub.files("alice/reports")
+    assert "icl_analysis/first-run/report.json" in remote and "icl_analysis/first-run/report.md" in remote
+    plots = [p.name for p in saved.glob("*.png")]
+    assert plots and all(f"icl_analysis/first-run/{p}" in remote for p in plots)
+    # Pushing the same report again reuses its folder; another report may not overwrite it.
+    push_report(report, "alice/reports", local_dir=saved, run_name="first run")
+    with pytest.raises(FileExistsError, match="another run"):
+        push_report(ICLAnalysisReport(make_report(task="mr")), "alice/reports", local_dir=saved)
+
+
+def test_scrub_masks_tokens_but_not_ordinary_text():
+    from hf_metaopt.hub.push import scrub
+
+    text = f"failed with {HUB_TOKEN} and Authorization: Bearer xyz in /home/u/.cache/hf_metaopt/push"
+    assert scrub(text, "xyz-custom") == "failed with *** and Authorization: Bearer *** in /home/u/.cache/hf_metaopt/push"
+    assert scrub("custom-secret-123 leaked", "custom-secret-123") == "*** leaked"

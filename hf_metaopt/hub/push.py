@@ -18,6 +18,8 @@ merge it.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import re
@@ -80,7 +82,7 @@ class HubPushError(RuntimeError):
 
 # -- secrets ------------------------------------------------------------------------------------
 
-_TOKEN_LIKE = re.compile(r"\b(hf_[A-Za-z0-9]{8,}|api_org_[A-Za-z0-9]{8,})\b")
+_TOKEN_LIKE = re.compile(r"\b(hf_[A-Za-z0-9]{30,}|api_org_[A-Za-z0-9]{30,})\b")
 _BEARER = re.compile(r"(Bearer\s+)\S+", re.IGNORECASE)
 
 
@@ -338,10 +340,15 @@ def _materialize_report(report_or_dir: Any, run_name: str | None, local_dir: Any
         raise TypeError(f"report_or_dir must be an ICLAnalysisReport, its dict, or a run folder; got {type(report_or_dir).__name__}.")
     data = report_or_dir.to_dict()
     config = data["config"]
-    name = _run_name(run_name or f"{config.get('task', 'analysis')}-{config.get('method', 'kv')}-seed{config.get('seed', 0)}")
+    digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
+    name = _run_name(run_name or f"{config.get('task', 'analysis')}-{config.get('method', 'kv')}-seed{config.get('seed', 0)}-{digest}")
     folder = Path(local_dir) if local_dir is not None else assets.cache_dir() / "push" / "report" / name
-    if hasattr(report_or_dir, "save"):
-        report_or_dir.save(folder)  # report.json, report.md and plots
+    if folder.exists():
+        saved = folder / "report.json"
+        if not (saved.is_file() and json.loads(saved.read_text()) == data):
+            raise FileExistsError(f"local_dir {folder} already holds another run; pass a new local_dir for this report.")
+    elif hasattr(report_or_dir, "save"):
+        report_or_dir.save(folder)  # report.json, report.md and plots, atomically
     else:
         atomic_write_json(folder / "report.json", data)
     return folder, data, name
