@@ -32,7 +32,7 @@ def test_offline_environment_and_packaged_location():
     for name in hm.METRICS:
         path = hm.module_path(name)
         assert path.parent == Path(hf_metaopt.__file__).resolve().parent / "metrics"
-        assert (path / f"{name}.py").is_file()
+        assert (path / f"{name}.py").is_file() and (path / "README.md").is_file()
 
 
 def test_module_folders_are_packages_so_wheels_ship_them():
