@@ -96,6 +96,27 @@ def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
     return get_peft_model(model, config)
 
 
+def _trainable_copy(model: nn.Module) -> nn.Module:
+    """A deep copy; a model with weights offloaded by accelerate is materialised on CPU.
+
+    Offloaded weights are reloaded from their offload store at every forward, so an
+    optimizer step on them would be lost: training needs real tensors.
+    """
+    if not any(p.device.type == "meta" for p in model.parameters()):
+        return copy.deepcopy(model)
+    from accelerate.utils.modeling import get_state_dict_offloaded_model
+
+    state = get_state_dict_offloaded_model(model)
+    fresh = type(model)._from_config(copy.deepcopy(model.config))
+    missing, unexpected = fresh.load_state_dict(state, strict=False)
+    tied = set(getattr(fresh, "all_tied_weights_keys", {}) or {})
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(f"could not materialise the offloaded model: missing {missing}, unexpected {unexpected}.")
+    if hasattr(fresh, "tie_weights"):
+        fresh.tie_weights()
+    return fresh.eval()
+
+
 class _ExampleDataset(torch.utils.data.Dataset):
     def __init__(self, examples: Sequence[Sequence[int]]):
         self.examples = [list(e) for e in examples]
@@ -141,7 +162,7 @@ def finetune_model(
         raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {learning_rate!r}.")
     if not examples:
         raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
-    tuned = copy.deepcopy(model)
+    tuned = _trainable_copy(model)
     trained = tuned
     if method == "kv":
         _prepare_kv(tuned)

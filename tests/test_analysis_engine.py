@@ -1,0 +1,148 @@
+"""The analysis engine: fast vs per-query routes, determinism, offloaded models, controls, bad input."""
+
+import json
+import tempfile
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+from hf_metaopt.analysis.engine import run_analysis
+
+TEMPLATE = "Review: {text} Sentiment:"
+WORDS = [" Negative", " Positive"]
+DEMOS = [
+    {"text": "a gripping film", "label": 1},
+    {"text": "dull and overlong", "label": 0},
+    {"text": "the cast is great", "label": 1},
+    {"text": "a tedious mess", "label": 0},
+]
+QUERIES = [
+    {"text": "beautifully acted", "label": 1},
+    {"text": "badly written", "label": 0},
+    {"text": "clever plot", "label": 1},
+    {"text": "nothing to say", "label": 0},
+    {"text": "I loved every minute", "label": 1},
+]
+OPTS = dict(template=TEMPLATE, label_words=WORDS, learning_rate=0.1, batch_size=2, n_bootstrap=50)
+
+
+def gpt2(n_positions=256):
+    torch.manual_seed(0)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=n_positions, bos_token_id=0, eos_token_id=0)
+    return GPT2LMHeadModel(cfg).eval()
+
+
+def llama(layers=2):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(
+        num_hidden_layers=layers, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        vocab_size=400, max_position_embeddings=256, bos_token_id=0, eos_token_id=0,
+    )
+    return LlamaForCausalLM(cfg).eval()
+
+
+def assert_close(a, b, path=""):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float):
+        assert abs(a - b) <= 1e-4, (path, a, b)
+    else:
+        assert a == b, path
+
+
+@pytest.mark.parametrize("build, position, words", [
+    (gpt2, "prediction", WORDS),
+    (llama, "label", [" Negative", " Pos itive"]),  # a multi-token label word takes the extra passes
+])
+def test_fast_route_matches_per_query_route(tiny_tokenizer, build, position, words):
+    model = build()
+    opts = {**OPTS, "label_words": words}
+    fast, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, **opts)
+    slow, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, fast=False, **opts)
+    assert fast["predictions"] == slow["predictions"]
+    assert_close(fast, slow)
+    assert len(fast["simaou"]["per_layer"]) == 2 and -1 <= fast["kendall"]["mean"] <= 1
+
+
+def test_same_seed_same_report_and_model_untouched(tiny_tokenizer):
+    model = llama()
+    before = {n: p.clone() for n, p in model.state_dict().items()}
+    first, tuned = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+    second, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+    assert json.dumps(first) == json.dumps(second)
+    assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
+    assert not torch.equal(tuned.model.layers[0].self_attn.v_proj.weight, model.model.layers[0].self_attn.v_proj.weight)
+    assert first["config"]["n_demonstrations"] == 4 and first["controls"] == {}
+
+
+def test_offloaded_model_gives_the_same_report(tiny_tokenizer):
+    model = llama(layers=3)
+    expected, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+    with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as offload:
+        model.save_pretrained(saved)
+        device_map = {
+            "model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
+            "model.layers.1": "disk", "model.layers.2": "disk", "model.norm": "cpu", "lm_head": "cpu",
+        }
+        spread = AutoModelForCausalLM.from_pretrained(saved, device_map=device_map, offload_folder=offload)
+        assert "disk" in spread.hf_device_map.values()
+        got, _ = run_analysis(spread, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+    expected.pop("config"), got.pop("config")  # the model path differs
+    assert_close(expected, got)
+
+
+def test_untrained_control_and_context_overflow(tiny_tokenizer):
+    model = gpt2(n_positions=40)
+    with pytest.warns(UserWarning, match="kept the first"):
+        # seed 3: the untrained copy differs from this (itself random, seed 0) model
+        report, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], control="untrained", seed=3, **OPTS)
+    used = report["config"]["n_demonstrations"]
+    assert 1 <= used < 4 and any("kept the first" in n for n in report["notes"])
+    untrained = report["controls"]["untrained"]
+    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall"}
+    assert untrained["simaou"]["mean"] != report["simaou"]["mean"]
+
+
+@pytest.mark.parametrize("change, error, message", [
+    ({"demonstrations": []}, ValueError, "demonstrations` is empty"),
+    ({"queries": []}, ValueError, "queries` is empty"),
+    ({"queries": [{"text": "x", "label": 5}]}, ValueError, "outside label_words"),
+    ({"label_words": [" Positive", " Positive"]}, ValueError, "duplicates"),
+    ({"template": "Review: {body} Sentiment:"}, ValueError, "lacks the template field"),
+    ({"label_words": [" Positive", " Positives"]}, ValueError, "same token"),
+    ({"learning_rate": 0}, ValueError, "learning_rate"),
+    ({"learning_rate": -1e-3}, ValueError, "learning_rate"),
+    ({"method": "adam"}, ValueError, "method"),
+    ({"position": "first"}, ValueError, "position"),
+    ({"control": "shuffled"}, ValueError, "control"),
+    ({"batch_size": 0}, ValueError, "batch_size"),
+])
+def test_bad_input(tiny_tokenizer, change, error, message):
+    args = {"demonstrations": DEMOS, "queries": QUERIES, **OPTS, **change}
+    with pytest.raises(error, match=message):
+        run_analysis(gpt2(), tiny_tokenizer, **args)
+
+
+def test_no_demonstration_fits_and_not_a_causal_lm(tiny_tokenizer):
+    with pytest.raises(ValueError, match="not even one demonstration fits"):
+        run_analysis(gpt2(n_positions=12), tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+    from transformers import GPT2Model
+
+    with pytest.raises(TypeError, match="causal LM"):
+        run_analysis(GPT2Model(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=400)), tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+
+
+def test_tokenizer_without_pad_token_uses_eos(tiny_tokenizer):
+    assert tiny_tokenizer.pad_token is None
+    report, _ = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
+    assert any("no pad token" in n for n in report["notes"])
+    tiny_tokenizer.pad_token = tiny_tokenizer.eos_token
+    padded, _ = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
+    assert padded["notes"] == [] and padded["predictions"] == report["predictions"]
