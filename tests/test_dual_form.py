@@ -34,6 +34,17 @@ def _llama():
     return LlamaForCausalLM(config)
 
 
+def _qwen3():
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    torch.manual_seed(0)
+    config = Qwen3Config(
+        vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, max_position_embeddings=128, attn_implementation="eager",
+    )
+    return Qwen3ForCausalLM(config)
+
+
 def _momentum_gpt():
     from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
 
@@ -77,7 +88,9 @@ def _attention_last_row(model, tokenizer, result):
     return [a[0, :, -1].double().numpy() for a in out.attentions]  # per layer [H, T]
 
 
-@pytest.mark.parametrize("build", [_gpt2, _llama, _momentum_gpt], ids=["gpt2", "llama-gqa-rope", "momentum_gpt"])
+@pytest.mark.parametrize(
+    "build", [_gpt2, _llama, _qwen3, _momentum_gpt], ids=["gpt2", "llama-gqa-rope", "qwen3-qk-norm", "momentum_gpt"]
+)
 def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
     model = build().train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -86,7 +99,7 @@ def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
 
     assert result.identity_rel_error.shape == (2, 4)
     assert result.max_rel_error < 1e-10
-    assert result.rotary == (build is _llama)
+    assert result.rotary == (build in (_llama, _qwen3))
     # The relaxed scores are the model's own pre-softmax scores (before its scale): softmax of
     # them reproduces the attention weights the model returns, so q and the keys (RoPE and
     # GQA included) are the real ones.

@@ -146,14 +146,7 @@ class _Attention:
             return y.view(x.shape[0], heads, self.head_dim)  # [T, heads, d]
 
         q, k, v = lin("q", self.num_heads), lin("k", self.num_kv_heads), lin("v", self.num_kv_heads)
-        for p, t in (("q", q), ("k", k)):
-            norm = getattr(self.module, f"{p}_norm", None)
-            if norm is not None:
-                normed = norm(t.to(norm.weight.dtype) if hasattr(norm, "weight") else t).double()
-                if p == "q":
-                    q = normed
-                else:
-                    k = normed
+        q, k = self._head_norm("q_norm", q), self._head_norm("k_norm", k)
         q, k, v = (t.transpose(0, 1) for t in (q, k, v))  # [heads, T, d]
         if rope is not None:
             cos, sin = (r.double() for r in rope)  # [T, d]
@@ -165,6 +158,15 @@ class _Attention:
             q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
         groups = self.num_heads // self.num_kv_heads
         return q, k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)
+
+
+    def _head_norm(self, attr: str, t: torch.Tensor) -> torch.Tensor:
+        # Qwen3 / Gemma3 normalise each head's q and k (over head_dim) before RoPE.
+        norm = getattr(self.module, attr, None)
+        if norm is None:
+            return t
+        weight = getattr(norm, "weight", None)
+        return norm(t.to(weight.dtype) if weight is not None else t).double()
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
