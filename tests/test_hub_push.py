@@ -277,3 +277,14 @@ def test_scrub_masks_tokens_but_not_ordinary_text():
     text = f"failed with {HUB_TOKEN} and Authorization: Bearer xyz in /home/u/.cache/hf_metaopt/push"
     assert scrub(text, "xyz-custom") == "failed with *** and Authorization: Bearer *** in /home/u/.cache/hf_metaopt/push"
     assert scrub("custom-secret-123 leaked", "custom-secret-123") == "*** leaked"
+
+
+def test_private_repo_is_created_private(hub, tiny_gpt2, tmp_path, monkeypatch):
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    push_model(tiny_gpt2, "alice/secret-model", private=True, local_dir=tmp_path / "ckpt")
+    assert hub.state.repos["alice/secret-model"].private
+    assert ModelCard.load("alice/secret-model").data.library_name == "transformers"  # with the token
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(RepositoryNotFoundError):
+        hf_hub_download("alice/secret-model", "config.json", token=False)
