@@ -183,6 +183,11 @@ def test_bad_input(tiny_tokenizer):
     with pytest.raises(ValueError, match="context is 128"):
         dual_form_check(model, tiny_tokenizer, DEMOS * 20, QUERY)
 
+    from transformers import GPT2Model
+
+    with pytest.raises(TypeError, match="causal LM"):
+        dual_form_check(GPT2Model(model.config), tiny_tokenizer, DEMOS, QUERY)
+
     class NoAttention(torch.nn.Module):
         config = GPT2Config(n_head=4)
 

@@ -159,7 +159,6 @@ class _Attention:
         groups = self.num_heads // self.num_kv_heads
         return q, k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)
 
-
     def _head_norm(self, attr: str, t: torch.Tensor) -> torch.Tensor:
         # Qwen3 / Gemma3 normalise each head's q and k (over head_dim) before RoPE.
         norm = getattr(self.module, attr, None)
@@ -291,7 +290,12 @@ def _sgd_kv(model, attns: list[_Attention], demo_ids: list[list[int]], learning_
             dtype = a.weights()["k_w"].dtype
             overrides |= a.overrides({k: (t.to(dtype) if t is not None else None) for k, t in layer.items()})
         inputs = torch.tensor([ids], device=device)
-        loss = functional_call(model, overrides, args=(), kwargs={"input_ids": inputs, "labels": inputs}).loss
+        loss = getattr(functional_call(model, overrides, args=(), kwargs={"input_ids": inputs, "labels": inputs}), "loss", None)
+        if loss is None:
+            raise TypeError(
+                f"`model` ({type(model).__name__}) returned no loss for `labels`; pass a causal LM "
+                "(e.g. AutoModelForCausalLM), not a base model."
+            )
         grads = iter(torch.autograd.grad(loss, leaves))
         with torch.no_grad():
             kv = [{k: (t - learning_rate * next(grads) if t is not None else None) for k, t in layer.items()} for layer in kv]
