@@ -314,6 +314,7 @@ def test_gradient_checkpointing_gives_same_loss_and_gradients():
         model = tiny_model().train()
         if checkpointing:
             model.activation_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.model.layers)
         loss = model(ids, labels=ids).loss
         loss.backward()
         results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))

@@ -94,8 +94,9 @@ def momentum_term(
     intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
     intra = torch.matmul(intra_decay, v)  # [B, n, C, D]
 
-    # Contribution of each chunk to the momentum at the first position of the next chunk.
-    summaries = torch.einsum("c,bncd->bnd", _powers(momentum, chunk - idx, compute_dtype), v)
+    # Contribution of each chunk to the momentum at the first position of the next chunk:
+    # sum_{i<C} eta^(C-i) v_i = eta * (intra_{C-1} + v_{C-1}).
+    summaries = momentum * (intra[:, :, -1] + v[:, :, -1])  # [B, n, D]
     cidx = torch.arange(n_chunks, device=v.device)
     clag = cidx[:, None] - cidx[None, :]
     inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), compute_dtype), 0.0)
