@@ -241,6 +241,10 @@ def test_generate_with_left_padding_matches_unpadded_generation():
     for i, row in enumerate(rows):
         alone = model.generate(row[None], max_new_tokens=5, do_sample=False, pad_token_id=0)
         assert torch.equal(out[i, -5:], alone[0, -5:])
+    static = model.generate(
+        ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0, cache_implementation="static"
+    )
+    assert torch.equal(static, out)  # the static cache carries the momentum state as well
     beams = model.generate(ids, attention_mask=mask, max_new_tokens=3, num_beams=2, do_sample=False, pad_token_id=0)
     assert beams.shape == (2, ids.shape[1] + 3)
 
@@ -390,3 +394,15 @@ def test_sequence_classification_head_pools_the_last_real_token():
 
     out.loss.backward()
     assert model.score.weight.grad is not None
+
+
+def test_tokenizer_batch_with_left_padding_generates_like_single_prompts(tiny_tokenizer):
+    tiny_tokenizer.pad_token = tiny_tokenizer.eos_token
+    model = tiny_model(pad_token_id=tiny_tokenizer.pad_token_id)
+    prompts = ["Review: a gripping, beautifully acted film. Sentiment:", "Review: dull. Sentiment:"]
+    batch = tiny_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=4, do_sample=False)
+    texts = tiny_tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :])
+    for prompt, text in zip(prompts, texts):
+        alone = model.generate(**tiny_tokenizer(prompt, return_tensors="pt"), max_new_tokens=4, do_sample=False)
+        assert tiny_tokenizer.decode(alone[0, -4:]) == text
