@@ -219,21 +219,25 @@ def test_cli_trains_both_arms_and_writes_the_comparison(tmp_path, corpus_dir, ti
 
     out = tmp_path / "run"
     argv = tiny_argv(out, corpus_dir, tiny_tokenizer_dir, "--icl_tasks", "rt_sentiment",
-                     "--icl_shots", "0", "2", "--icl_queries", "6")
+                     "--icl_shots", "0", "2", "--icl_queries", "6", "--max_position_embeddings", "128",
+                     "--eval_context_lengths", "32", "128", "256")
     assert main(["pretrain", *argv]) == 0
     summary = json.loads((out / "comparison.json").read_text())
     assert [a["arm"] for a in summary["arms"]] == ["gpt", "momentum0.5"]
     assert (out / "loss_curves.png").stat().st_size > 0
     markdown = (out / "comparison.md").read_text()
-    assert "valid ppl @128 (capped to 64)" in markdown and "momentum0.5" in markdown
+    assert "valid ppl @256 (capped to 128)" in markdown and "momentum0.5" in markdown
     configs = {}
     for arm in ("gpt", "momentum0.5"):
         final = out / f"{arm}-seed42" / "final"
         configs[arm] = json.loads((final / "config.json").read_text())
         results = json.loads((out / f"{arm}-seed42" / "results.json").read_text())
         assert results["global_step"] == 6 and results["tokens_per_second"] > 0
-        assert [e["shots"] for e in results["icl"]] == [0, 2]
-        assert all(0 <= e["accuracy"] <= 1 and e["n_queries"] == 6 for e in results["icl"])
+        # k is reduced to what fits 128 positions; a reduced k equal to an earlier one is skipped.
+        assert [e["requested_shots"] for e in results["icl"]][0] == 0
+        assert all(e["shots"] <= e["requested_shots"] for e in results["icl"])
+        # Queries whose prompt alone exceeds the context are left out.
+        assert all(0 <= e["accuracy"] <= 1 and 0 < e["n_queries"] <= 6 for e in results["icl"])
         assert len(results["eval_curve"]) >= 2
         assert "perplexity" in (final / "README.md").read_text().lower()
         assert (out / f"{arm}-seed42" / "checkpoint-3" / "README.md").exists()

@@ -106,7 +106,9 @@ def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> l
     for task in tasks:
         done = set()
         for requested in sorted(set(shots)):
-            demos, queries, spec = task_registry.prepare(task, n_demonstrations=requested, n_queries=n_queries, seed=seed)
+            demos, queries, spec = task_registry.prepare(
+                task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed
+            )
             demos = list(demos)
             queries = [q for q in queries if _zero_shot_fits(tokenizer, q, spec, max_positions)]
             if not queries:
