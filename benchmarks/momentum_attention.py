@@ -1,6 +1,6 @@
 """Speed of MomentumGPT's momentum attention, printed as ratios (one run, one process, same shapes).
 
-    python benchmarks/momentum_attention.py            # about 3-5 minutes on 2 CPU cores
+    python benchmarks/momentum_attention.py            # several minutes on a shared 2-core CPU
     python benchmarks/momentum_attention.py --quick    # smaller repetition counts
 
 1. Training step (forward + backward) of MomentumGPT (eta > 0) vs the same-size GPT2LMHeadModel, both sdpa,
@@ -77,7 +77,8 @@ def train_step(model: torch.nn.Module, ids: torch.Tensor) -> callable:
 
 
 def bench_training(models, lengths, repeats) -> None:
-    print(f"\n1. training step (forward + backward), {LAYERS} layers, d={HIDDEN}, {HEADS} heads, vocab {VOCAB}, batch 1")
+    print(f"\n1. training step (forward + backward), {LAYERS} layers, d={HIDDEN}, {HEADS} heads, vocab {VOCAB}, "
+          "batch 1")
     print(f"{'seq':>6} {'gpt2 s':>9} {'eta=0 s':>9} {'eta>0 s':>9} {'eta=0/gpt2':>11} {'eta>0/gpt2':>11}")
     for model in models.values():
         model.train()

@@ -77,12 +77,15 @@ def left_padded_batch(lengths=(12, 7), seed=1):
 
 
 def test_registration_with_auto_classes():
-    config = AutoConfig.for_model("momentum_gpt", hidden_size=32, num_attention_heads=4, num_hidden_layers=1, vocab_size=VOCAB)
+    config = AutoConfig.for_model(
+        "momentum_gpt", hidden_size=32, num_attention_heads=4, num_hidden_layers=1, vocab_size=VOCAB
+    )
     assert isinstance(config, MomentumGPTConfig)
     assert type(AutoModel.from_config(config)) is MomentumGPTModel
     assert type(AutoModelForCausalLM.from_config(config)) is MomentumGPTForCausalLM
     assert type(AutoModelForSequenceClassification.from_config(config)) is MomentumGPTForSequenceClassification
-    for name in ("MomentumGPTConfig", "MomentumGPTModel", "MomentumGPTForCausalLM", "MomentumGPTForSequenceClassification"):
+    names = ("MomentumGPTConfig", "MomentumGPTModel", "MomentumGPTForCausalLM", "MomentumGPTForSequenceClassification")
+    for name in names:
         assert name in hf_metaopt.__all__
         assert getattr(hf_metaopt, name) is getattr(hf_metaopt.models, name)
 

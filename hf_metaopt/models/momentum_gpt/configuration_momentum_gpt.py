@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from transformers import PretrainedConfig
+from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 from transformers.generation import GenerationConfig
 
@@ -39,7 +39,7 @@ def _generation_keys() -> frozenset[str]:
     return frozenset(GenerationConfig._get_default_generation_params())
 
 
-class MomentumGPTConfig(PretrainedConfig):
+class MomentumGPTConfig(PreTrainedConfig):
     r"""Configuration of a [`MomentumGPTModel`]: a GPT-2 decoder whose attention adds a causal exponential
     moving average of the earlier value vectors (momentum attention):
 
@@ -54,7 +54,8 @@ class MomentumGPTConfig(PretrainedConfig):
         num_hidden_layers (`int`, defaults to 12): number of blocks.
         num_attention_heads (`int`, defaults to 12): heads per attention layer; must divide `hidden_size`.
         intermediate_size (`int`, *optional*): MLP width, `4 * hidden_size` when not given.
-        activation_function (`str`, defaults to `"gelu_new"`): MLP activation, a key of `transformers.activations.ACT2FN`.
+        activation_function (`str`, defaults to `"gelu_new"`): MLP activation, a key of
+            `transformers.activations.ACT2FN`.
         resid_dropout, embd_dropout, attention_dropout (`float`, default 0.1): dropout probabilities.
         layer_norm_epsilon (`float`, defaults to 1e-5): LayerNorm epsilon.
         initializer_range (`float`, defaults to 0.02): std of the normal weight initialisation.

@@ -585,7 +585,9 @@ class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
         pooled_logits = self.score(hidden_states[torch.arange(batch, device=last.device), last])
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=pooled_logits, labels=labels, pooled_logits=pooled_logits, config=self.config)
+            loss = self.loss_function(
+                logits=pooled_logits, labels=labels, pooled_logits=pooled_logits, config=self.config
+            )
         return SequenceClassifierOutputWithPast(
             loss=loss,
             logits=pooled_logits,
