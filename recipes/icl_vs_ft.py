@@ -40,7 +40,6 @@ import json
 import os
 import statistics
 import sys
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -120,25 +119,21 @@ def parse_args(argv: list[str] | None = None) -> RecipeArguments:
 
 def _run_job(analyzer, args: RecipeArguments, task: str, seed: int, run_dir: Path) -> dict:
     from hf_metaopt import tasks
-    from hf_metaopt.analysis.selection import parse_grid, select_on_dev
-    from hf_metaopt.commands.analyze import DEFAULT_MODEL, analyze_task
+    from hf_metaopt.analysis.selection import dev_evaluator, parse_grid, select_on_dev
+    from hf_metaopt.commands.analyze import DEFAULT_MODEL, DEFAULT_MODEL_SOURCE, analyze_task
 
     spec = tasks.get_task(task)
     data = spec.load()
     common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data, progress=args.progress)
     learning_rate, selection = args.learning_rate, None
     if args.select_on == "dev":
-        def evaluate(lr, s):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return analyze_task(analyzer, spec, n_queries=args.dev_queries, learning_rate=lr, seed=s, split="dev", **common)["accuracy"]
-
+        evaluate = dev_evaluator(analyzer, spec, n_demonstrations=args.n_demonstrations, n_queries=args.dev_queries, method=args.method, data=data)
         selection = select_on_dev(evaluate, parse_grid(args.lr_grid), [seed], progress=args.progress)
         learning_rate = selection["chosen"]["learning_rate"]
     report = analyze_task(analyzer, spec, n_queries=args.n_queries, learning_rate=learning_rate, seed=seed, control=args.control, **common)
     data_ = report.to_dict()
     if not args.model:
-        data_["config"]["model"] = DEFAULT_MODEL
+        data_["config"].update(model=DEFAULT_MODEL, model_source=DEFAULT_MODEL_SOURCE)
     if selection:
         data_["selection"] = selection
     ICLAnalysisReport(data_).save(run_dir)

@@ -53,3 +53,41 @@ def test_parse_seed_grid():
     assert parse_grid("1, 2,3", "--seed-grid", int) == [1, 2, 3]
     with pytest.raises(ValueError, match="--seed-grid"):
         parse_grid("1.5", "--seed-grid", int)
+
+
+class FakeAnalyzer:
+    """Predicts label 1 zero-shot, the gold label in context, and label 0 after finetuning at lr >= 0.01."""
+
+    def __init__(self):
+        self.calls = []
+
+    def predict(self, queries, demonstrations=None, *, template, label_words, separator="\n", model=None):
+        self.calls.append(("predict", "ft" if model else ("icl" if demonstrations else "zsl")))
+        if model is not None:
+            return [0 if model["lr"] >= 0.01 else 1 for _ in queries]
+        return [q["label"] for q in queries] if demonstrations else [1 for _ in queries]
+
+    def finetune(self, demonstrations, *, template, label_words, separator, learning_rate, method, seed):
+        self.calls.append(("finetune", learning_rate, seed, len(demonstrations)))
+        return {"lr": learning_rate}
+
+
+def test_dev_evaluator_scores_dev_queries_and_reuses_zsl_and_icl():
+    from hf_metaopt import tasks
+    from hf_metaopt.analysis.selection import dev_evaluator
+
+    spec = tasks.get_task("bbc_news")
+    data = spec.load()
+    fake = FakeAnalyzer()
+    evaluate = dev_evaluator(fake, spec, n_demonstrations=3, n_queries=50, data=data)
+    _, dev_queries, _ = tasks.prepare(spec, 3, 50, seed=1, split="dev", data=data)
+    share_0 = sum(q["label"] == 0 for q in dev_queries) / 50
+    share_1 = sum(q["label"] == 1 for q in dev_queries) / 50
+    assert evaluate(0.001, 1) == {"zsl": share_1, "icl": 1.0, "ft": share_1}
+    assert evaluate(0.1, 1) == {"zsl": share_1, "icl": 1.0, "ft": share_0}
+    evaluate(0.1, 2)
+    kinds = [c[1] for c in fake.calls if c[0] == "predict"]
+    assert kinds.count("zsl") == 1 and kinds.count("icl") == 2 and kinds.count("ft") == 3
+    assert [c[1:] for c in fake.calls if c[0] == "finetune"] == [(0.001, 1, 3), (0.1, 1, 3), (0.1, 2, 3)]
+    result = select_on_dev(evaluate, [0.001, 0.1], [1], progress=False)
+    assert result["chosen"]["learning_rate"] == (0.1 if share_0 > share_1 else 0.001)

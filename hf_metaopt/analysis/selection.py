@@ -21,7 +21,7 @@ from statistics import mean
 
 from tqdm.auto import tqdm
 
-__all__ = ["PAPER_LEARNING_RATES", "CRITERION", "parse_grid", "select_on_dev"]
+__all__ = ["PAPER_LEARNING_RATES", "CRITERION", "dev_evaluator", "parse_grid", "select_on_dev"]
 
 # {1..9} x {0.1, 0.01, 0.001, 0.0001}, ascending (PAPER.md section 2).
 PAPER_LEARNING_RATES = tuple(sorted(round(m * 10.0**e, 6) for m in range(1, 10) for e in (-1, -2, -3, -4)))
@@ -81,3 +81,35 @@ def select_on_dev(
         "rows": rows,
         "chosen": {"learning_rate": best_lr, "seed": best["seed"], "ft": best["ft"], "ft_mean_over_seeds": by_lr[best_lr]},
     }
+
+
+def dev_evaluator(analyzer, task, *, n_demonstrations: int, n_queries: int | None, method: str = "kv", data=None):
+    """``evaluate(learning_rate, seed) -> {zsl, icl, ft}`` dev accuracies for :func:`select_on_dev`.
+
+    Uses the pipeline's ``finetune`` and ``predict`` (predictions only, no metric capture),
+    with the demonstrations and dev queries :func:`hf_metaopt.tasks.prepare` picks; ZSL is
+    computed once and ICL once per seed, since neither depends on the learning rate.
+    """
+    import warnings
+
+    from .. import tasks
+
+    cache: dict = {}
+
+    def accuracy(predictions, queries) -> float:
+        return sum(int(p == q["label"]) for p, q in zip(predictions, queries)) / len(queries)
+
+    def evaluate(learning_rate: float, seed: int) -> dict[str, float]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the final run reports its own warnings
+            demos, queries, spec = tasks.prepare(task, n_demonstrations, n_queries, seed, split="dev", data=data)
+            options = dict(template=spec.template, label_words=list(spec.label_words), separator=spec.separator)
+            if "zsl" not in cache:
+                cache["zsl"] = accuracy(analyzer.predict(queries, **options), queries)
+            if ("icl", seed) not in cache:
+                cache["icl", seed] = accuracy(analyzer.predict(queries, demos, **options), queries)
+            tuned = analyzer.finetune(demos, learning_rate=learning_rate, method=method, seed=seed, **options)
+            ft = accuracy(analyzer.predict(queries, model=tuned, **options), queries)
+        return {"zsl": cache["zsl"], "icl": cache["icl", seed], "ft": ft}
+
+    return evaluate

