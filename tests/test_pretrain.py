@@ -293,3 +293,32 @@ def test_push_to_hub_pushes_both_arms_with_cards(tmp_path, corpus_dir, tiny_toke
     for folder, _, kw in pushed:
         assert (folder / "README.md").exists() and (folder / "model.safetensors").exists()
         assert kw["token"] == "t"
+
+
+# -- configs and streaming ---------------------------------------------------------------------
+
+
+def test_shipped_configs_hold_the_intended_settings():
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "recipes" / "configs"
+    m, d, e, t = parse_args(["--config", str(configs / "momentum_350m.yaml"), "--bf16", "false"])  # bf16 needs a GPU
+    assert (m.num_hidden_layers, m.hidden_size, m.num_attention_heads, m.max_position_embeddings) == (24, 1024, 16, 1024)
+    assert (t.adam_beta1, t.adam_beta2, t.learning_rate, t.warmup_steps, t.max_steps) == (0.9, 0.98, 3e-4, 20000, 500000)
+    assert str(t.lr_scheduler_type.value) == "polynomial" and d.streaming and d.block_size == 1024
+    m, d, e, t = parse_args(["--config", str(configs / "momentum_tiny.yaml")])
+    assert d.corpus == "offline" and m.max_position_embeddings == d.block_size == 256
+    assert m.dropout == 0.0 and (t.adam_beta2, t.adam_epsilon) == (0.98, 1e-6)
+
+
+def test_streamed_corpus_holds_out_the_first_documents(corpus_dir, tiny_tokenizer):
+    import datasets
+
+    args = DataArguments(corpus=str(corpus_dir), streaming=True, validation_documents=5)
+    splits = load_corpus(args)
+    assert isinstance(splits.train, datasets.IterableDataset)
+    validation = set(splits.validation["text"])
+    train = [ex["text"] for ex in splits.train]
+    assert len(validation) == 5 and len(train) == 55 and not validation & set(train)
+    blocks = list(pack_blocks(splits.train, tiny_tokenizer, block_size=16))
+    assert blocks and all(len(b["input_ids"]) == 16 for b in blocks)
