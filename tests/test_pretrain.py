@@ -322,3 +322,15 @@ def test_streamed_corpus_holds_out_the_first_documents(corpus_dir, tiny_tokenize
     assert len(validation) == 5 and len(train) == 55 and not validation & set(train)
     blocks = list(pack_blocks(splits.train, tiny_tokenizer, block_size=16))
     assert blocks and all(len(b["input_ids"]) == 16 for b in blocks)
+
+
+def test_cli_flags_override_the_yaml_and_yaml_overrides_defaults(tmp_path):
+    from hf_metaopt.cli import make_parser
+
+    config = tmp_path / "c.yaml"
+    config.write_text("output_dir: runs/x\nhidden_size: 64\nmax_steps: 7\n")
+    ns = make_parser().parse_args(["pretrain", "--config", str(config), "--max_steps", "3"])
+    given = {k: v for k, v in vars(ns).items() if k not in ("command", "func")}
+    assert set(given) == {"config", "max_steps"}  # parser defaults do not mask the YAML
+    model_args, _, _, training_args = parse_args([], overrides=given)
+    assert model_args.hidden_size == 64 and training_args.max_steps == 3 and training_args.output_dir == "runs/x"
