@@ -232,12 +232,15 @@ def analyze_task(
     # The engine keeps the first `used` demonstrations (it drops from the end to fit the context).
     cfg.update(task=spec.name, split=split, demonstrations_used=[d["idx"] for d in demos[:used]], query_ids=[q["idx"] for q in queries])
     data_.setdefault("notes", [])
+    package = str(Path(__file__).resolve().parents[1])
     for w in caught:
+        if not str(Path(w.filename).resolve()).startswith(package):  # a library's warning: show it as usual
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+            continue
         message = str(w.message)
         if message not in data_["notes"]:
             data_["notes"].append(message)
-        if issubclass(w.category, UserWarning):
-            print(f"warning: {message}", file=sys.stderr)
+        print(f"warning: {message}", file=sys.stderr)
     return ICLAnalysisReport(data_)
 
 
