@@ -146,3 +146,17 @@ def test_tokenizer_without_pad_token_uses_eos(tiny_tokenizer):
     tiny_tokenizer.pad_token = tiny_tokenizer.eos_token
     padded, _ = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
     assert not any("pad token" in n for n in padded["notes"]) and padded["predictions"] == report["predictions"]
+
+
+def test_momentum_gpt_fast_route_matches_per_query_route(tiny_tokenizer):
+    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+
+    torch.manual_seed(0)
+    model = MomentumGPTForCausalLM(MomentumGPTConfig(
+        vocab_size=400, max_position_embeddings=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+        momentum=0.5,
+    )).eval()
+    fast, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+    slow, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], fast=False, **OPTS)
+    assert fast["predictions"] == slow["predictions"]
+    assert_close(fast, slow)

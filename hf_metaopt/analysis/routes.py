@@ -21,7 +21,27 @@ from torch import nn
 
 from .capture import AttentionRecorder, RowSpec
 
-__all__ = ["RouteRunner", "RouteOutput", "input_device"]
+__all__ = ["RouteRunner", "RouteOutput", "expand_cache", "input_device"]
+
+
+def expand_cache(cache, batch: int):
+    """A copy of a batch-1 cache repeated ``batch`` times along the batch dimension.
+
+    ``Cache.batch_repeat_interleave`` repeats keys and values; recurrent and
+    convolution states of linear-attention cache layers (MomentumGPT keeps its
+    momentum state there) are repeated here too.
+    """
+    cache = copy.deepcopy(cache)
+    cache.batch_repeat_interleave(batch)
+    for layer in cache.layers:
+        for name in ("recurrent_states", "conv_states"):
+            states = getattr(layer, name, None)
+            if not isinstance(states, dict):
+                continue
+            for key, value in states.items():
+                if isinstance(value, torch.Tensor) and value.shape[0] == 1 and batch > 1:
+                    states[key] = value.repeat_interleave(batch, dim=0)
+    return cache
 
 
 def input_device(model: nn.Module) -> torch.device:
@@ -87,8 +107,7 @@ class RouteRunner:
             mask[b, : len(seq)] = 1
         kwargs = {"use_cache": cache is not None}
         if cache is not None:
-            cache = copy.deepcopy(cache)
-            cache.batch_repeat_interleave(batch)
+            cache = expand_cache(cache, batch)
             mask = torch.cat([torch.ones((batch, cache.get_seq_length()), dtype=torch.long), mask], dim=1)
             kwargs["cache"] = cache
         positions = sorted({p for row in targets for p, _ in row})
