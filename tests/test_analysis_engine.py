@@ -160,3 +160,10 @@ def test_momentum_gpt_fast_route_matches_per_query_route(tiny_tokenizer):
     slow, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], fast=False, **OPTS)
     assert fast["predictions"] == slow["predictions"]
     assert_close(fast, slow)
+
+
+def test_lora_method_end_to_end(tiny_tokenizer):
+    model = llama()
+    report, tuned = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:2], method="lora", **OPTS)
+    assert report["config"]["method"] == "lora" and len(report["kendall"]["per_layer"]) == 2
+    assert type(tuned) is type(model)  # adapters merged back into a plain model
