@@ -237,14 +237,14 @@ def plot(combined: dict, model_label: str) -> bytes:
 
     t = combined["tasks"]
     names = list(t)
-    fig = Figure(figsize=(11, 4.2), dpi=110)
+    fig = Figure(figsize=(11, 4.8), dpi=110)
     FigureCanvasAgg(fig)
     x = np.arange(len(names))
     ax = fig.add_subplot(1, 2, 1)
     for i, (m, label) in enumerate((("zsl", "ZSL"), ("ft", "FT"), ("icl", "ICL"))):
         means = [t[n][m]["mean"] for n in names]
         stds = [t[n][m]["std"] or 0.0 for n in names]
-        ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=stds, capsize=3, label=label)
+        ax.bar(x + (i - 1) * 0.27, means, 0.27, yerr=stds if any(stds) else None, capsize=3, label=label)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy")
@@ -260,7 +260,7 @@ def plot(combined: dict, model_label: str) -> bytes:
     ax.axhline(0, color="gray", linewidth=0.8)
     ax.set_xticks(x, names, rotation=20, fontsize=8)
     ax.set_title("Tables 3-5: similarity metrics and baselines", fontsize=10)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.22))
     fig.suptitle(f"ICL vs finetuning: {model_label}", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()
