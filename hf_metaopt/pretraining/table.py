@@ -45,7 +45,8 @@ def summarize(runs: list[dict]) -> dict:
         for run in group:
             per_shots = defaultdict(list)
             for entry in run["icl"]:
-                icl_task[(entry["task"], entry["requested_shots"], entry["shots"])].append(entry["accuracy"])
+                # Keyed by the requested k: the k that fits depends on each seed's demonstrations.
+                icl_task[(entry["task"], entry["requested_shots"])].append((entry["accuracy"], entry["shots"]))
                 per_shots[entry["requested_shots"]].append(entry["accuracy"])
             for requested, accs in per_shots.items():
                 icl_avg[requested].append(statistics.fmean(accs))
@@ -58,8 +59,8 @@ def summarize(runs: list[dict]) -> dict:
             ],
             "icl_average": [{"requested_shots": k, **_stats(v)} for k, v in sorted(icl_avg.items())],
             "icl": [
-                {"task": t, "requested_shots": r, "shots": s, **_stats(v)}
-                for (t, r, s), v in sorted(icl_task.items())
+                {"task": t, "requested_shots": r, "shots": [k for _, k in v], **_stats([a for a, _ in v])}
+                for (t, r), v in sorted(icl_task.items())
             ],
             "tokens_per_second": _stats([run["tokens_per_second"] for run in group]),
             "final_eval_loss": _stats([run["final_eval_loss"] for run in group]),
@@ -93,13 +94,13 @@ def to_markdown(summary: dict, title: str = "MomentumGPT vs GPT") -> str:
     icl_rows = arms[0]["icl"]
     if icl_rows:
         lines += ["", "In-context accuracy (%), demonstrations reduced to what fits the context:", ""]
-        keys = [(e["task"], e["requested_shots"], e["shots"]) for e in icl_rows]
-        headers = ["task", "k requested", "k used"] + [arm["arm"] for arm in arms]
+        keys = [(e["task"], e["requested_shots"]) for e in icl_rows]
+        headers = ["task", "k requested", "k used (per seed)"] + [arm["arm"] for arm in arms]
         lines += ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
         for key in keys:
-            cells = [key[0], str(key[1]), str(key[2])]
+            cells = [key[0], str(key[1]), ",".join(map(str, icl_rows[keys.index(key)]["shots"]))]
             for arm in arms:
-                match = [e for e in arm["icl"] if (e["task"], e["requested_shots"], e["shots"]) == key]
+                match = [e for e in arm["icl"] if (e["task"], e["requested_shots"]) == key]
                 cells.append(_fmt(match[0], 1, 100) if match else "-")
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
