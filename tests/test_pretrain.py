@@ -7,6 +7,7 @@ import math
 import random
 
 import pytest
+from hub_server import HUB_TOKEN, hub  # noqa: F401  (hub is a fixture)
 import torch
 
 from hf_metaopt import assets
@@ -281,18 +282,21 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, corpus_dir, tiny_
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=1e-6)
 
 
-def test_push_to_hub_pushes_both_arms_with_cards(tmp_path, corpus_dir, tiny_tokenizer_dir, monkeypatch):
-    from hf_metaopt import hub
+def test_push_to_hub_pushes_both_arms_with_cards(tmp_path, corpus_dir, tiny_tokenizer_dir, hub):
+    """Both arms reach a Hub (the local server, real client) with their cards and weights."""
+    from huggingface_hub import HfApi, ModelCard
 
-    pushed = []
-    monkeypatch.setattr(hub, "push_model", lambda folder, repo_id, **kw: pushed.append((folder, repo_id, kw)))
     args = parse_args(tiny_argv(tmp_path, corpus_dir, tiny_tokenizer_dir, "--max_steps", "2",
-                                "--push_to_hub", "--hub_repo_prefix", "alice/momentum-tiny", "--hub_token", "t"))
+                                "--push_to_hub", "--hub_repo_prefix", "alice/momentum-tiny",
+                                "--hub_token", HUB_TOKEN))
     experiment.run_experiment(*args)
-    assert [repo for _, repo, _ in pushed] == ["alice/momentum-tiny-gpt", "alice/momentum-tiny-momentum0.5"]
-    for folder, _, kw in pushed:
-        assert (folder / "README.md").exists() and (folder / "model.safetensors").exists()
-        assert kw["token"] == "t"
+    api = HfApi(token=HUB_TOKEN)
+    for repo_id, momentum in (("alice/momentum-tiny-gpt", 0.0), ("alice/momentum-tiny-momentum0.5", 0.5)):
+        files = set(api.list_repo_files(repo_id))
+        assert {"README.md", "model.safetensors", "config.json"} <= files
+        card = ModelCard.load(repo_id, token=HUB_TOKEN)
+        assert "hf-metaopt" in card.data.tags
+        assert f"{momentum}" in card.text
 
 
 # -- configs and streaming ---------------------------------------------------------------------

@@ -119,10 +119,7 @@ def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> l
             done.add(k)
             predictions = analyzer.predict(
                 queries, demonstrations=demos[:k] if k else None, template=spec.template,
-                label_words=list(spec.label_words), separator=spec.separator,
-                # Batched queries after a shared demonstration prefix break MomentumGPT's
-                # recurrent cache state (batch 1 prefix vs batch n queries); one at a time works.
-                batch_size=1 if k else 8,
+                label_words=list(spec.label_words), separator=spec.separator, batch_size=8,
             )
             labels = [int(q["label"]) for q in queries]
             correct = sum(int(p == y) for p, y in zip(predictions, labels))
