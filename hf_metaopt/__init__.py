@@ -6,9 +6,15 @@
 
 __version__ = "0.1.0"
 
+# Importing these modules registers the model type and the pipeline task.
+from .models.momentum_gpt import (
+    MomentumGPTConfig,
+    MomentumGPTForCausalLM,
+    MomentumGPTForSequenceClassification,
+    MomentumGPTModel,
+)
 from .analysis.report import ICLAnalysisReport
 from .pipelines.icl_analysis import ICLAnalyzer
-from .models.momentum_gpt import MomentumGPTConfig, MomentumGPTModel, MomentumGPTForCausalLM, MomentumGPTForSequenceClassification
 
 __all__ = [
     "ICLAnalyzer",

@@ -21,13 +21,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"hf_metaopt.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"hf_metaopt.commands.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"hf_metaopt.commands.{name}").register(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ import datasets
 import evaluate
 
 from hf_metaopt.analysis import metrics
+from hf_metaopt.metrics.references import CITATION, REFERENCE_URLS
 
 _DESCRIPTION = """\
 Similarity of attention output updates (SimAOU). Per query and layer, h is the output of the
@@ -31,26 +32,8 @@ Examples:
     1.0
 """
 
-_CITATION = """\
-@inproceedings{dai2023why,
-  title={Why Can {GPT} Learn In-Context? Language Models Implicitly Perform Gradient Descent as Meta-Optimizers},
-  author={Dai, Damai and Sun, Yutao and Dong, Li and Hao, Yaru and Ma, Shuming and Sui, Zhifang and Wei, Furu},
-  booktitle={Findings of the Association for Computational Linguistics: ACL 2023},
-  year={2023}
-}
-@inproceedings{deutch2024incontext,
-  title={In-context Learning and Gradient Descent Revisited},
-  author={Deutch, Gilad and Magar, Nadav and Natan, Tomer Bar and Dar, Guy},
-  booktitle={Proceedings of NAACL 2024},
-  year={2024}
-}
-"""
-
-_REFERENCE_URLS = [
-    "https://arxiv.org/abs/2212.10559",
-    "https://github.com/microsoft/LMOps/tree/main/understand_icl",
-    "https://arxiv.org/abs/2311.07772",
-]
+_CITATION = CITATION
+_REFERENCE_URLS = REFERENCE_URLS
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
