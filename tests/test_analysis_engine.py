@@ -167,3 +167,37 @@ def test_lora_method_end_to_end(tiny_tokenizer):
     report, tuned = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:2], method="lora", **OPTS)
     assert report["config"]["method"] == "lora" and len(report["kendall"]["per_layer"]) == 2
     assert type(tuned) is type(model)  # adapters merged back into a plain model
+
+
+def _zero_shot_by_hand(model, tokenizer, queries):
+    """ZSL predictions from plain forward passes, one query at a time, no engine code."""
+    preds = []
+    for q in queries:
+        prompt = tokenizer(TEMPLATE.format(**q)).input_ids
+        scores = []
+        for word in WORDS:
+            word_ids = tokenizer(word, add_special_tokens=False).input_ids
+            with torch.no_grad():
+                logprobs = model(torch.tensor([prompt + word_ids])).logits.log_softmax(-1)[0]
+            scores.append(sum(float(logprobs[len(prompt) - 1 + j, t]) for j, t in enumerate(word_ids)) / len(word_ids))
+        preds.append(int(scores[1] > scores[0]))
+    return preds
+
+
+def test_length_sorted_batches_report_in_query_order(tiny_tokenizer):
+    """Queries of very different lengths: every per-query entry stays with its own query."""
+    words = ["ok", "bad", "the cast is great and", "dull", "a tedious mess with", "clever", "I loved it"]
+    queries = [{"text": " ".join([words[i % 7]] * (1 + (5 * i) % 9)), "label": i % 2} for i in range(12)]
+    torch.manual_seed(1)
+    cfg = GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=256, initializer_range=0.5,
+                     bos_token_id=0, eos_token_id=0)
+    model = GPT2LMHeadModel(cfg).eval()
+    by_hand = _zero_shot_by_hand(model, tiny_tokenizer, queries)
+    assert len(set(by_hand)) == 2, "the check needs a model whose predictions vary over the queries"
+    report = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 4})[0]
+    assert report["labels"] == [q["label"] for q in queries]
+    assert report["predictions"]["zsl"] == by_hand
+    one_by_one = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 1})[0]
+    assert_close(report["predictions"], one_by_one["predictions"])
+    assert_close(report["simaou"], one_by_one["simaou"])
+    assert_close(report["kendall"], one_by_one["kendall"])

@@ -101,12 +101,22 @@ def predict(
         for note in notes:
             warnings.warn(note, stacklevel=2)
         context, cache = prefix.ids, runner.prefix_cache(prefix.ids)
-    predictions: list[int] = []
-    for start in range(0, len(queries), batch_size):
-        ids = [encoder.query_ids(q) for q in queries[start : start + batch_size]]
-        out = runner.run(ids, context, cache=cache)
-        predictions.extend(int(i) for i in out.logprobs.argmax(axis=1))
+    query_ids = [encoder.query_ids(q) for q in queries]
+    predictions = [0] * len(queries)
+    for batch in _length_batches(query_ids, batch_size):
+        out = runner.run([query_ids[i] for i in batch], context, cache=cache)
+        for i, label in zip(batch, out.logprobs.argmax(axis=1)):
+            predictions[i] = int(label)
     return predictions
+
+
+def _length_batches(query_ids: Sequence[Sequence[int]], batch_size: int) -> list[list[int]]:
+    """Query indices in batches of similar length, so right padding wastes little compute.
+
+    Results are put back in query order by the callers; batching never changes a score.
+    """
+    order = sorted(range(len(query_ids)), key=lambda i: (len(query_ids[i]), i))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 @contextmanager
@@ -175,9 +185,11 @@ def _analyze_model(
     cache = base.prefix_cache(prefix.ids) if fast else None
     specials = list(encoder.special_prefix)
     acc: dict[str, list] = {}
-    for start in range(0, len(queries), batch_size):
-        chunk = queries[start : start + batch_size]
-        ids = [encoder.query_ids(q) for q in chunk]
+    query_ids = [encoder.query_ids(q) for q in queries]
+    processed: list[int] = []  # query index of each row of the collected arrays
+    for batch in _length_batches(query_ids, batch_size):
+        processed.extend(batch)
+        ids = [query_ids[i] for i in batch]
         zsl = base.run(ids, specials)
         icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions)
         ft = tuned.run(ids, specials)
@@ -191,15 +203,19 @@ def _analyze_model(
         icl_demo = list(icl.demo)
         ft_demo = list(np.einsum("blhd,lhtd->blt", ft.query, token_queries))
         _collect(acc, "kendall", metrics.kendall_scores(icl_demo, ft_demo))
-        for i in range(len(chunk)):
-            query_seed = seed * _RANDOM_SEED_STRIDE + start + i
-            _collect(acc, "simaou_random", metrics.simaou_random_scores(zsl.output[i : i + 1], icl.output[i : i + 1], seed=query_seed))
-            _collect(acc, "kendall_random", metrics.kendall_random_scores(icl_demo[i : i + 1], seed=query_seed))
+        for row, q_index in enumerate(batch):
+            query_seed = seed * _RANDOM_SEED_STRIDE + q_index
+            one = slice(row, row + 1)
+            _collect(acc, "simaou_random", metrics.simaou_random_scores(zsl.output[one], icl.output[one], seed=query_seed))
+            _collect(acc, "kendall_random", metrics.kendall_random_scores(icl_demo[one], seed=query_seed))
 
+    # Rows were collected in length order: put them back in query order.
+    restore = np.argsort(np.array(processed))
+    collected = {k: np.concatenate(v)[restore] for k, v in acc.items()}
     labels = np.array([q["label"] for q in queries])
-    preds = {k: np.concatenate(acc[f"pred_{k}"]) for k in ("zsl", "icl", "ft")}
+    preds = {k: collected[f"pred_{k}"] for k in ("zsl", "icl", "ft")}
     correct = {k: preds[k] == labels for k in preds}
-    scores = {k: np.concatenate(v) for k, v in acc.items() if not k.startswith("pred_")}
+    scores = {k: v for k, v in collected.items() if not k.startswith("pred_")}
 
     simaou = _summary_with_ci(scores["simaou"], n_bootstrap, seed)
     rand = metrics.summarize_layers(scores["simaou_random"])
