@@ -57,6 +57,7 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
     """Seconds for the forward passes and K/V SGD steps the analysis cannot avoid."""
     import torch
 
+    from hf_metaopt.analysis.engine import _length_batches
     from hf_metaopt.analysis.finetune import _prepare_kv
     from hf_metaopt.analysis.prompts import PromptEncoder
 
@@ -77,8 +78,9 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
     specials = list(encoder.special_prefix)
     with torch.no_grad():
         cache = model(input_ids=torch.tensor([prefix]), use_cache=True).cache
-        for s in range(0, len(queries), batch_size):
-            chunk = [encoder.query_ids(q) for q in queries[s : s + batch_size]]
+        query_ids = [encoder.query_ids(q) for q in queries]
+        for batch in _length_batches(query_ids, batch_size):  # the same batches as the analysis
+            chunk = [query_ids[i] for i in batch]
             for net, context, use_cache in ((model, specials, False), (model, [], True), (tuned, specials, False)):
                 seqs = [context + q for q in chunk]
                 width = max(map(len, seqs))
