@@ -13,6 +13,7 @@ from .models.momentum_gpt import (
     MomentumGPTForSequenceClassification,
     MomentumGPTModel,
 )
+from . import assets  # offline model and data locators (hf_metaopt.assets.smollm2_dir())
 from .analysis.report import ICLAnalysisReport
 from .pipelines.icl_analysis import ICLAnalyzer
 

@@ -31,6 +31,8 @@ def test_public_names_are_exported():
     for name in ("MomentumGPTConfig", "MomentumGPTModel", "MomentumGPTForCausalLM",
                  "MomentumGPTForSequenceClassification", "ICLAnalyzer", "ICLAnalysisReport"):
         assert name in hf_metaopt.__all__ and getattr(hf_metaopt, name) is not None
+    # README's quick start reaches the offline model through the package attribute.
+    assert callable(hf_metaopt.assets.smollm2_dir)
 
 
 def test_cli_lists_every_command(capsys):
