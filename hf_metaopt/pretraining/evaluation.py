@@ -4,8 +4,6 @@ Table 6) and in-context accuracy on the offline tasks (Table 7)."""
 from __future__ import annotations
 
 import math
-from typing import Any
-
 import torch
 
 from .corpus import pack_blocks
@@ -59,31 +57,29 @@ def perplexity_by_context(model, tokenizer, validation, context_lengths, batch_s
 
 
 def fitting_shots(tokenizer, demonstrations, queries, spec, k: int, max_positions: int) -> int:
-    """The largest ``k' <= k`` such that every query's ICL prompt (plus its longest label word) fits."""
-    label_len = max(len(tokenizer(w, add_special_tokens=False)["input_ids"]) for w in spec.label_words)
-    demo_strings = [spec.template.format(**_fields(ex, spec)) + spec.label_words[ex["label"]] for ex in demonstrations]
-    query_len = max(len(tokenizer(spec.template.format(**_fields(q, spec)))["input_ids"]) for q in queries)
-    sep_len = len(tokenizer(spec.separator, add_special_tokens=False)["input_ids"])
-    special = len(tokenizer("")["input_ids"])
-    budget = max_positions - label_len - query_len - special
-    used, fits = 0, 0
-    for demo in demo_strings[:k]:
-        used += len(tokenizer(demo, add_special_tokens=False)["input_ids"]) + sep_len + 1  # +1: BPE merges at joins
-        if used > budget:
-            break
-        fits += 1
-    return fits
+    """The largest ``k' <= k`` such that every query's ICL prompt (plus its longest label word) fits.
+
+    Counts tokens exactly as the analysis engine feeds them (its :class:`PromptEncoder`).
+    """
+    if k == 0:
+        return 0
+    encoder = _encoder(tokenizer, spec)
+    try:
+        prefix, _ = encoder.fit_prefix(list(demonstrations)[:k], queries, max_positions)
+    except ValueError:  # not even one demonstration fits
+        return 0
+    return prefix.n_demonstrations
 
 
-def _zero_shot_fits(tokenizer, query, spec, max_positions: int) -> bool:
-    label_len = max(len(tokenizer(w, add_special_tokens=False)["input_ids"]) for w in spec.label_words)
-    return len(tokenizer(spec.template.format(**_fields(query, spec)))["input_ids"]) + label_len <= max_positions
+def _zero_shot_fits(encoder, query, max_positions: int) -> bool:
+    longest_label = max(len(ids) for ids in encoder.label_ids)
+    return len(encoder.special_prefix) + len(encoder.query_ids(query)) + longest_label <= max_positions
 
 
-def _fields(example: Any, spec) -> dict:
-    from ..tasks.spec import template_fields
+def _encoder(tokenizer, spec):
+    from ..analysis.prompts import PromptEncoder
 
-    return {name: example[name] for name in template_fields(spec.template)}
+    return PromptEncoder(tokenizer, spec.template, list(spec.label_words), spec.separator)
 
 
 def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> list[dict]:
@@ -110,10 +106,11 @@ def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> l
                 task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed
             )
             demos = list(demos)
-            queries = [q for q in queries if _zero_shot_fits(tokenizer, q, spec, max_positions)]
+            encoder = _encoder(tokenizer, spec)
+            queries = [q for q in queries if _zero_shot_fits(encoder, q, max_positions)]
             if not queries:
                 break  # even a lone query exceeds the model's context
-            k = fitting_shots(tokenizer, demos, queries, spec, requested, max_positions) if requested else 0
+            k = fitting_shots(tokenizer, demos, queries, spec, requested, max_positions)
             if k in done:
                 continue
             done.add(k)
