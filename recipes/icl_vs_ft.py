@@ -124,7 +124,7 @@ def _run_job(analyzer, args: RecipeArguments, task: str, seed: int, run_dir: Pat
 
     spec = tasks.get_task(task)
     data = spec.load()
-    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data, progress=args.progress)
+    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data)
     learning_rate, selection = args.learning_rate, None
     if args.select_on == "dev":
         evaluate = dev_evaluator(analyzer, spec, n_demonstrations=args.n_demonstrations, n_queries=args.dev_queries, method=args.method, data=data)

@@ -184,13 +184,6 @@ def make_analyzer(model, tokenizer):
     return pipeline("icl-analysis", model=model, tokenizer=tokenizer)
 
 
-def _accepts(analyzer, name: str) -> bool:
-    import inspect
-
-    fn = getattr(analyzer, "_sanitize_parameters", None)
-    return fn is not None and name in inspect.signature(fn).parameters
-
-
 def analyze_task(
     analyzer,
     spec,
@@ -204,7 +197,6 @@ def analyze_task(
     position: str = "prediction",
     control: str | None = None,
     data=None,
-    progress: bool = True,
 ):
     """One analysis of ``spec`` (demonstrations and queries via :func:`hf_metaopt.tasks.prepare`).
 
@@ -223,8 +215,6 @@ def analyze_task(
         )
         if control:
             kwargs["control"] = control
-        if _accepts(analyzer, "progress"):
-            kwargs["progress"] = progress
         report = analyzer(demos, queries, **kwargs)
     data_ = report.to_dict()
     cfg = data_["config"]
@@ -292,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     analyzer = make_analyzer(model, tokenizer)
     phases.update()
 
-    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data, progress=progress)
+    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data)
     learning_rate, seed, selection = args.learning_rate, args.seed, None
     if args.select_on == "dev":
         phases.set_postfix_str("dev grid")
