@@ -139,8 +139,8 @@ def _ci(ci: Any, digits: int = 3) -> str:
     return "n/a" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
-def _metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(metric, value, 95% interval, baseline) rows of the four metrics."""
+def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, value, 95% interval, baseline) rows of the four metrics (report.md and the Hub card)."""
     aou, am, kd = data.get("simaou", {}), data.get("simam", {}), data.get("kendall", {})
     rec = data.get("rec2ftp")
     rows = [
@@ -176,7 +176,7 @@ def _markdown(data: dict[str, Any], plots_dir: str | None) -> str:
     ]
     lines += _table(["setting", "accuracy", "95% interval"], [[SETTING_NAMES[s], _num(acc.get(s)), _ci(acc_ci.get(s))] for s in SETTINGS])
     lines += ["", "## ICL vs finetuning metrics", ""]
-    lines += _table(["metric", "value", "95% interval", "baseline"], [list(r) for r in _metric_rows(data)])
+    lines += _table(["metric", "value", "95% interval", "baseline"], [list(r) for r in metric_rows(data)])
     control = (data.get("controls") or {}).get("untrained")
     if control:
         c_acc = control.get("accuracy", {})

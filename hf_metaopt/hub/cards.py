@@ -18,6 +18,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..analysis.report import metric_rows
 from ..fileio import atomic_write_text
 
 __all__ = [
@@ -342,22 +343,14 @@ def _fmt_ci(ci: Any, percent: bool = False) -> str:
 
 def _metric_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     acc, acc_ci = report["accuracy"], report.get("accuracy_ci95") or {}
-    simaou, simam, kendall = (report.get(k) or {} for k in ("simaou", "simam", "kendall"))
     n_labels = len(report["config"].get("label_words") or [])
     chance = f"{100 / n_labels:.1f}% (chance)" if n_labels else ""
     rows = [
         {"name": f"Accuracy ({s.upper()})", "value": _fmt(acc.get(s), True), "ci95": _fmt_ci(acc_ci.get(s), True), "baseline": chance}
         for s in ("zsl", "icl", "ft")
     ]
-    rows.append({"name": "Rec2FTP", "value": _fmt(report.get("rec2ftp"), True), "ci95": _fmt_ci(report.get("rec2ftp_ci95"), True), "baseline": ""})
-    rows.append({"name": "SimAOU", "value": _fmt(simaou.get("mean")), "ci95": _fmt_ci(simaou.get("ci95")), "baseline": f"{_fmt(simaou.get('random_mean'))} (random)"})
-    if "unnormalized_mean" in simaou:
-        rows.append({"name": "SimAOU, unnormalised", "value": _fmt(simaou.get("unnormalized_mean")), "ci95": _fmt_ci(simaou.get("unnormalized_ci95")), "baseline": ""})
-    rows.append({"name": "SimAM before finetuning (ICL vs ZSL)", "value": _fmt(simam.get("before")), "ci95": _fmt_ci(simam.get("before_ci95")), "baseline": ""})
-    rows.append({"name": "SimAM after finetuning (ICL vs FT)", "value": _fmt(simam.get("after")), "ci95": _fmt_ci(simam.get("after_ci95")), "baseline": f"{_fmt(simam.get('before'))} (before)"})
-    if "delta" in simam:
-        rows.append({"name": "SimAM delta", "value": _fmt(simam.get("delta")), "ci95": _fmt_ci(simam.get("delta_ci95")), "baseline": ""})
-    rows.append({"name": "Kendall", "value": _fmt(kendall.get("mean")), "ci95": _fmt_ci(kendall.get("ci95")), "baseline": f"{_fmt(kendall.get('random_mean'))} (random)"})
+    # The four metrics as report.md shows them: one rendering for the report and its card.
+    rows += [{"name": n, "value": v, "ci95": c, "baseline": "" if b == "-" else b} for n, v, c, b in metric_rows(dict(report))]
     return rows
 
 
