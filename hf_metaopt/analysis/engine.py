@@ -133,12 +133,6 @@ def _collect(store: dict, key: str, value: np.ndarray) -> None:
     store.setdefault(key, []).append(value)
 
 
-def _summary_with_ci(scores: np.ndarray, n_bootstrap: int, seed: int) -> dict:
-    summary = metrics.summarize_layers(scores)
-    summary["ci95"] = metrics.bootstrap_ci(scores.mean(axis=1), n_resamples=n_bootstrap, seed=seed)
-    return summary
-
-
 def _analyze_model(
     model: nn.Module,
     encoder: PromptEncoder,
@@ -217,15 +211,15 @@ def _analyze_model(
     correct = {k: preds[k] == labels for k in preds}
     scores = {k: v for k, v in collected.items() if not k.startswith("pred_")}
 
-    simaou = _summary_with_ci(scores["simaou"], n_bootstrap, seed)
+    simaou = metrics.summarize_layers(scores["simaou"], n_resamples=n_bootstrap, seed=seed)
     rand = metrics.summarize_layers(scores["simaou_random"])
-    raw = _summary_with_ci(scores["simaou_raw"], n_bootstrap, seed)
+    raw = metrics.summarize_layers(scores["simaou_raw"], n_resamples=n_bootstrap, seed=seed)
     simam = {}
     for part in ("before", "after", "delta"):
-        s = _summary_with_ci(scores[f"simam_{part}"], n_bootstrap, seed)
+        s = metrics.summarize_layers(scores[f"simam_{part}"], n_resamples=n_bootstrap, seed=seed)
         simam[f"per_layer_{part}"], simam[part], simam[f"{part}_ci95"] = s["per_layer"], s["mean"], s["ci95"]
     kendall_rand = metrics.summarize_layers(scores["kendall_random"])
-    kendall = _summary_with_ci(scores["kendall"], n_bootstrap, seed)
+    kendall = metrics.summarize_layers(scores["kendall"], n_resamples=n_bootstrap, seed=seed)
 
     return {
         "accuracy": {k: float(correct[k].mean()) for k in ("zsl", "icl", "ft")},

@@ -304,10 +304,17 @@ def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0, confidence
     return _percentile_interval(arr[idx].mean(axis=1), confidence)
 
 
-def summarize_layers(scores: Any) -> dict[str, Any]:
-    """``{"per_layer": mean over queries per layer, "mean": mean of those}`` for scores ``[Q, L]``."""
+def summarize_layers(scores: Any, n_resamples: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """``{"per_layer": mean over queries per layer, "mean": mean of those}`` for scores ``[Q, L]``.
+
+    With ``n_resamples`` it also holds ``"ci95"``: the bootstrap interval of the per-query
+    layer means (:func:`bootstrap_ci`), or ``None`` when ``n_resamples`` is 0.
+    """
     arr = _array(scores, "scores", ndim=2)
     if arr.size == 0:
         raise ValueError(f"`scores` must hold at least one query and one layer; got shape {arr.shape}.")
     per_layer = arr.mean(axis=0)
-    return {"per_layer": [float(v) for v in per_layer], "mean": float(per_layer.mean())}
+    summary = {"per_layer": [float(v) for v in per_layer], "mean": float(per_layer.mean())}
+    if n_resamples is not None:
+        summary["ci95"] = bootstrap_ci(arr.mean(axis=1), n_resamples=n_resamples, seed=seed) if n_resamples else None
+    return summary

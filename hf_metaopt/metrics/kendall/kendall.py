@@ -50,13 +50,9 @@ class Kendall(evaluate.Metric):
     def _compute(self, m_icl_demo, m_ft_demo, seed=0, n_resamples=1000):
         scores = metrics.kendall_scores(m_icl_demo, m_ft_demo)
         random = metrics.kendall_random_scores(m_icl_demo, seed=seed)
-        summary = metrics.summarize_layers(scores)
         random_summary = metrics.summarize_layers(random)
-        ci = metrics.bootstrap_ci(scores.mean(axis=1), n_resamples=n_resamples, seed=seed) if n_resamples else None
         return {
-            "per_layer": summary["per_layer"],
-            "mean": summary["mean"],
-            "ci95": ci,
+            **metrics.summarize_layers(scores, n_resamples=n_resamples, seed=seed),
             "random_per_layer": random_summary["per_layer"],
             "random_mean": random_summary["mean"],
         }

@@ -52,9 +52,6 @@ class SimAM(evaluate.Metric):
         scores = metrics.simam_scores(m_zsl, m_icl, m_ft)
         out = {}
         for key in ("before", "after", "delta"):
-            summary = metrics.summarize_layers(scores[key])
-            out[f"per_layer_{key}"] = summary["per_layer"]
-            out[key] = summary["mean"]
-            per_query = scores[key].mean(axis=1)
-            out[f"{key}_ci95"] = metrics.bootstrap_ci(per_query, n_resamples=n_resamples, seed=seed) if n_resamples else None
+            summary = metrics.summarize_layers(scores[key], n_resamples=n_resamples, seed=seed)
+            out[f"per_layer_{key}"], out[key], out[f"{key}_ci95"] = summary["per_layer"], summary["mean"], summary["ci95"]
         return out

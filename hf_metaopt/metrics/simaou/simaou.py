@@ -51,13 +51,9 @@ class SimAOU(evaluate.Metric):
     def _compute(self, h_zsl, h_icl, h_ft, normalize=True, seed=0, n_resamples=1000):
         scores = metrics.simaou_scores(h_zsl, h_icl, h_ft, normalize=normalize)
         random = metrics.simaou_random_scores(h_zsl, h_icl, seed=seed)
-        summary = metrics.summarize_layers(scores)
         random_summary = metrics.summarize_layers(random)
-        ci = metrics.bootstrap_ci(scores.mean(axis=1), n_resamples=n_resamples, seed=seed) if n_resamples else None
         return {
-            "per_layer": summary["per_layer"],
-            "mean": summary["mean"],
-            "ci95": ci,
+            **metrics.summarize_layers(scores, n_resamples=n_resamples, seed=seed),
             "random_per_layer": random_summary["per_layer"],
             "random_mean": random_summary["mean"],
         }
