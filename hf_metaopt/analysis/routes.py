@@ -27,20 +27,12 @@ __all__ = ["RouteRunner", "RouteOutput", "expand_cache", "input_device"]
 def expand_cache(cache, batch: int):
     """A copy of a batch-1 cache repeated ``batch`` times along the batch dimension.
 
-    ``Cache.batch_repeat_interleave`` repeats keys and values; recurrent and
-    convolution states of linear-attention cache layers (MomentumGPT keeps its
-    momentum state there) are repeated here too.
+    Uses ``Cache.reorder_cache`` (beam search's index select) with index 0 repeated:
+    unlike ``batch_repeat_interleave`` it also repeats the recurrent and convolution
+    states of linear-attention cache layers, where MomentumGPT keeps its momentum state.
     """
     cache = copy.deepcopy(cache)
-    cache.batch_repeat_interleave(batch)
-    for layer in cache.layers:
-        for name in ("recurrent_states", "conv_states"):
-            states = getattr(layer, name, None)
-            if not isinstance(states, dict):
-                continue
-            for key, value in states.items():
-                if isinstance(value, torch.Tensor) and value.shape[0] == 1 and batch > 1:
-                    states[key] = value.repeat_interleave(batch, dim=0)
+    cache.reorder_cache(torch.zeros(batch, dtype=torch.long))
     return cache
 
 
