@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from hf_metaopt.analysis.engine import run_analysis
+from hf_metaopt.analysis import AnalysisOptions, PromptFormat
+from hf_metaopt.analysis import run_analysis as _run_analysis
 
 TEMPLATE = "Review: {text} Sentiment:"
 WORDS = [" Negative", " Positive"]
@@ -25,6 +26,12 @@ QUERIES = [
     {"text": "I loved every minute", "label": 1},
 ]
 OPTS = dict(template=TEMPLATE, label_words=WORDS, learning_rate=0.1, batch_size=2, n_bootstrap=50)
+
+
+def run_analysis(model, tokenizer, demonstrations, queries, *, template, label_words, separator="\n", **options):
+    """The engine with the pipeline's keyword style: the report as a dict."""
+    prompt = PromptFormat(template, tuple(label_words) if isinstance(label_words, list) else label_words, separator)
+    return _run_analysis(model, tokenizer, demonstrations, queries, prompt, AnalysisOptions.from_kwargs(**options)).report.to_dict()
 
 
 def gpt2(n_positions=256):
@@ -64,9 +71,10 @@ def assert_close(a, b, path=""):
 def test_fast_route_matches_per_query_route(tiny_tokenizer, build, position, words):
     model = build()
     opts = {**OPTS, "label_words": words}
-    fast, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, **opts)
-    slow, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, fast=False, **opts)
+    fast = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, **opts)
+    slow = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, position=position, fast=False, **opts)
     assert fast["predictions"] == slow["predictions"]
+    assert fast.pop("config")["fast"] and not slow.pop("config")["fast"]
     assert_close(fast, slow)
     assert len(fast["simaou"]["per_layer"]) == 2 and -1 <= fast["kendall"]["mean"] <= 1
 
@@ -74,17 +82,16 @@ def test_fast_route_matches_per_query_route(tiny_tokenizer, build, position, wor
 def test_same_seed_same_report_and_model_untouched(tiny_tokenizer):
     model = llama()
     before = {n: p.clone() for n, p in model.state_dict().items()}
-    first, tuned = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
-    second, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+    first = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
+    second = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, **OPTS)
     assert json.dumps(first) == json.dumps(second)
     assert all(torch.equal(before[n], p) for n, p in model.state_dict().items())
-    assert not torch.equal(tuned.model.layers[0].self_attn.v_proj.weight, model.model.layers[0].self_attn.v_proj.weight)
     assert first["config"]["n_demonstrations"] == 4 and first["controls"] == {}
 
 
 def test_offloaded_model_gives_the_same_report(tiny_tokenizer):
     model = llama(layers=3)
-    expected, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+    expected = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
     with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as offload:
         model.save_pretrained(saved)
         device_map = {
@@ -93,16 +100,15 @@ def test_offloaded_model_gives_the_same_report(tiny_tokenizer):
         }
         spread = AutoModelForCausalLM.from_pretrained(saved, device_map=device_map, offload_folder=offload)
         assert "disk" in spread.hf_device_map.values()
-        got, _ = run_analysis(spread, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+        got = run_analysis(spread, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
     expected.pop("config"), got.pop("config")  # the model path differs
     assert_close(expected, got)
 
 
 def test_untrained_control_and_context_overflow(tiny_tokenizer):
     model = gpt2(n_positions=40)
-    with pytest.warns(UserWarning, match="kept the first"):
-        # seed 3: the untrained copy differs from this (itself random, seed 0) model
-        report, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], control="untrained", seed=3, **OPTS)
+    # seed 3: the untrained copy differs from this (itself random, seed 0) model
+    report = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], control="untrained", seed=3, **OPTS)
     used = report["config"]["n_demonstrations"]
     assert 1 <= used < 4 and any("kept the first" in n for n in report["notes"])
     untrained = report["controls"]["untrained"]
@@ -123,6 +129,8 @@ def test_untrained_control_and_context_overflow(tiny_tokenizer):
     ({"position": "first"}, ValueError, "position"),
     ({"control": "shuffled"}, ValueError, "control"),
     ({"batch_size": 0}, ValueError, "batch_size"),
+    ({"start_token": "<nope>"}, ValueError, "not a token of this tokenizer"),
+    ({"seed": "1"}, ValueError, "seed"),
 ])
 def test_bad_input(tiny_tokenizer, change, error, message):
     args = {"demonstrations": DEMOS, "queries": QUERIES, **OPTS, **change}
@@ -141,10 +149,10 @@ def test_no_demonstration_fits_and_not_a_causal_lm(tiny_tokenizer):
 
 def test_tokenizer_without_pad_token_uses_eos(tiny_tokenizer):
     assert tiny_tokenizer.pad_token is None
-    report, _ = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
+    report = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
     assert any("no pad token" in n for n in report["notes"])
     tiny_tokenizer.pad_token = tiny_tokenizer.eos_token
-    padded, _ = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
+    padded = run_analysis(gpt2(), tiny_tokenizer, DEMOS, QUERIES[:2], **OPTS)
     assert not any("pad token" in n for n in padded["notes"]) and padded["predictions"] == report["predictions"]
 
 
@@ -156,17 +164,17 @@ def test_momentum_gpt_fast_route_matches_per_query_route(tiny_tokenizer):
         vocab_size=400, max_position_embeddings=256, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
         momentum=0.5,
     )).eval()
-    fast, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
-    slow, _ = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], fast=False, **OPTS)
+    fast = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+    slow = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], fast=False, **OPTS)
     assert fast["predictions"] == slow["predictions"]
+    fast.pop("config"), slow.pop("config")
     assert_close(fast, slow)
 
 
 def test_lora_method_end_to_end(tiny_tokenizer):
     model = llama()
-    report, tuned = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:2], method="lora", **OPTS)
+    report = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:2], method="lora", **OPTS)
     assert report["config"]["method"] == "lora" and len(report["kendall"]["per_layer"]) == 2
-    assert type(tuned) is type(model)  # adapters merged back into a plain model
 
 
 def _zero_shot_by_hand(model, tokenizer, queries):
@@ -194,10 +202,10 @@ def test_length_sorted_batches_report_in_query_order(tiny_tokenizer):
     model = GPT2LMHeadModel(cfg).eval()
     by_hand = _zero_shot_by_hand(model, tiny_tokenizer, queries)
     assert len(set(by_hand)) == 2, "the check needs a model whose predictions vary over the queries"
-    report = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 4})[0]
+    report = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 4}, start_token=None)
     assert report["labels"] == [q["label"] for q in queries]
     assert report["predictions"]["zsl"] == by_hand
-    one_by_one = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 1})[0]
+    one_by_one = run_analysis(model, tiny_tokenizer, DEMOS, queries, **{**OPTS, "batch_size": 1}, start_token=None)
     assert_close(report["predictions"], one_by_one["predictions"])
     assert_close(report["simaou"], one_by_one["simaou"])
     assert_close(report["kendall"], one_by_one["kendall"])

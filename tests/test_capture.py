@@ -51,14 +51,14 @@ def test_recording_leaves_logits_unchanged_and_scores_match_attention(arch, impl
     recorder = AttentionRecorder(model)
     assert recorder.num_layers == 2
     rows = [RowSpec(position=6, own=(0, 7), demo=[1, 2]), RowSpec(position=4, own=(2, 5), demo=[0, 3])]
-    with recorder.recording(), torch.no_grad():
-        recorder.rows = rows
+    with recorder.recording(), recorder.reading(rows), torch.no_grad():
         recorded = model(input_ids=IDS).logits
     assert model.config._attn_implementation == impl  # restored
     assert torch.allclose(plain, recorded, atol=1e-6)
     rec = recorder.pop()
     assert rec["query"].shape == (2, 2, 4, 8) and rec["output"].shape == (2, 2, 32)
-    assert rec["own_scores"][0][0].shape == (4, 7) and rec["own_scores"][0][1].shape == (4, 3)
+    assert rec["own"][0].shape == (2, 4, 7) and rec["own"][1].shape == (2, 4, 3)  # per row: [L, H, T_own]
+    assert rec["own_visible"][0].all() and rec["demo_visible"].all()
     assert rec["query"].dtype == torch.float64
 
     # reference: eager attention probabilities; softmax of the recorded causal row must equal them
@@ -66,10 +66,10 @@ def test_recording_leaves_logits_unchanged_and_scores_match_attention(arch, impl
     with torch.no_grad():
         attentions = reference(input_ids=IDS, output_attentions=True).attentions
     for layer in range(2):
-        probs = torch.softmax(rec["own_scores"][layer][0], dim=-1)  # row 0: keys 0..6, position 6
+        probs = torch.softmax(rec["own"][0][layer], dim=-1)  # row 0: keys 0..6, position 6
         assert torch.allclose(probs, attentions[layer][0, :, 6, :7].double(), atol=1e-5)
         # demonstration scores: the chosen keys, summed over heads
-        assert torch.allclose(rec["demo_scores"][0, layer], rec["own_scores"][layer][0][:, [1, 2]].sum(dim=0))
+        assert torch.allclose(rec["demo"][0, layer], rec["own"][0][layer][:, [1, 2]].sum(dim=0))
 
 
 def test_output_is_the_attention_module_output_at_the_position():
@@ -77,8 +77,8 @@ def test_output_is_the_attention_module_output_at_the_position():
     seen = {}
     handle = model.model.layers[1].self_attn.register_forward_hook(lambda m, a, out: seen.update(out=out[0]))
     recorder = AttentionRecorder(model)
-    with recorder.recording(), torch.no_grad():
-        recorder.rows = [RowSpec(position=3, own=(0, 4)), RowSpec(position=5, own=(0, 6))]
+    rows = [RowSpec(position=3, own=(0, 4)), RowSpec(position=5, own=(0, 6))]
+    with recorder.recording(), recorder.reading(rows), torch.no_grad():
         model(input_ids=IDS)
     handle.remove()
     out = recorder.pop()["output"]
@@ -88,8 +88,7 @@ def test_output_is_the_attention_module_output_at_the_position():
 def test_training_pass_records_every_token_query():
     model = llama("sdpa")
     recorder = AttentionRecorder(model)
-    recorder.all_queries, recorder.skip = True, 1
-    with recorder.recording():
+    with recorder.recording(), recorder.collecting_queries(skip=1):
         model(input_ids=IDS[:1])
     assert len(recorder.token_queries[0]) == 1 and recorder.token_queries[0][0].shape == (4, 6, 8)
 

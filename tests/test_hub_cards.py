@@ -117,7 +117,7 @@ def test_analysis_card_round_trips_eval_results_and_embeds_plots():
     text = parsed.text
     assert "| Accuracy (ICL) | 75.0% | [62.5%, 87.5%] | 50.0% (chance) |" in text
     assert "| SimAOU | 0.150 | [0.100, 0.200] | random vector 0.001 |" in text
-    assert "| Kendall | 0.190 | [0.150, 0.230] | random scores 0.000 |" in text
+    assert "| Kendall (token level) | 0.190 | [0.150, 0.230] | random scores 0.000 |" in text
     assert "![simaou per layer](simaou_per_layer.png)" in text
     assert "| template | `\"Sentence: {text} Label:\"` |" in text
     assert "synthetic report for the Hub tests" in text

@@ -2,16 +2,18 @@
 
 import pytest
 
-from hf_metaopt.analysis.prompts import PromptEncoder, template_fields, validate_examples
+from hf_metaopt.analysis.prompts import PromptEncoder, PromptFormat, validate_examples
+from hf_metaopt.tasks.spec import template_fields
 
 TEMPLATE = "Review: {text} Sentiment:"
 WORDS = [" Negative", " Positive"]
+PROMPT = PromptFormat(TEMPLATE, tuple(WORDS))
 DEMOS = [{"text": "a gripping film", "label": 1}, {"text": "dull and overlong", "label": 0}]
 
 
 @pytest.fixture
 def encoder(tiny_tokenizer):
-    return PromptEncoder(tiny_tokenizer, TEMPLATE, WORDS)
+    return PromptEncoder(tiny_tokenizer, PROMPT, start_token=None)
 
 
 def test_segments_concatenate_to_the_contract_strings(encoder, tiny_tokenizer):
@@ -22,30 +24,30 @@ def test_segments_concatenate_to_the_contract_strings(encoder, tiny_tokenizer):
     assert tiny_tokenizer.decode(ids) == text
     # the demonstration tokens sit where the prefix says, in finetuning order
     demo_tokens = [prefix.ids[i] for i in prefix.demo_positions]
-    assert demo_tokens == sum((encoder.training_ids(d)[len(encoder.special_prefix):] for d in DEMOS), [])
+    assert demo_tokens == sum((encoder.training_ids(d) for d in DEMOS), [])
+    assert prefix.demo_owner == sum(([i] * len(encoder.demonstration_ids(d)) for i, d in enumerate(DEMOS)), [])
 
 
-def test_leading_special_tokens_are_detected(tiny_tokenizer):
-    class WithBos:
-        def __init__(self, tok):
-            self.tok = tok
+@pytest.mark.parametrize("start_token, expected", [("auto", "<|endoftext|>"), ("<|endoftext|>", "<|endoftext|>"), (None, None)])
+def test_start_token_starts_every_sequence_and_is_never_a_demonstration_token(tiny_tokenizer, start_token, expected):
+    enc = PromptEncoder(tiny_tokenizer, PROMPT, start_token=start_token)
+    assert enc.start_token == expected
+    start = [tiny_tokenizer.convert_tokens_to_ids(expected)] if expected else []
+    prefix = enc.prefix(DEMOS)
+    assert prefix.ids[: len(start)] == start and enc.training_ids(DEMOS[0])[: len(start)] == start
+    assert all(p >= len(start) for p in prefix.demo_positions)
 
-        def __call__(self, text, add_special_tokens=True):
-            ids = self.tok(text, add_special_tokens=False)["input_ids"]
-            return {"input_ids": ([0] if add_special_tokens else []) + ids}
 
-        def convert_ids_to_tokens(self, i):
-            return self.tok.convert_ids_to_tokens(i)
-
-    enc = PromptEncoder(WithBos(tiny_tokenizer), TEMPLATE, WORDS)
-    assert enc.special_prefix == [0]
-    assert enc.prefix(DEMOS).ids[0] == 0
-    assert enc.training_ids(DEMOS[0])[0] == 0
+def test_start_token_auto_falls_back_to_eos_and_an_unknown_token_is_refused(tiny_tokenizer):
+    tiny_tokenizer.bos_token = None
+    assert PromptEncoder(tiny_tokenizer, PROMPT).start_token == tiny_tokenizer.eos_token
+    with pytest.raises(ValueError, match="not a token of this tokenizer"):
+        PromptEncoder(tiny_tokenizer, PROMPT, start_token="<s>")
 
 
 def test_template_fields():
     assert template_fields("{premise} Question: {hypothesis}. Answer:") == ["premise", "hypothesis"]
-    with pytest.raises(ValueError, match="positional"):
+    with pytest.raises(ValueError, match="plain names"):
         template_fields("Review: {} Sentiment:")
 
 
@@ -61,16 +63,16 @@ def test_template_fields():
 )
 def test_bad_examples(examples, message):
     with pytest.raises((ValueError, TypeError), match=message):
-        validate_examples(examples, "demonstrations", TEMPLATE, WORDS)
+        validate_examples(examples, "demonstrations", PROMPT)
 
 
 def test_bad_label_words(tiny_tokenizer):
     with pytest.raises(ValueError, match="duplicates"):
-        PromptEncoder(tiny_tokenizer, TEMPLATE, [" Positive", " Positive"])
+        PromptFormat(TEMPLATE, (" Positive", " Positive"))
     with pytest.raises(ValueError, match="same token"):
-        PromptEncoder(tiny_tokenizer, TEMPLATE, [" Positive", " Positives"])
+        PromptEncoder(tiny_tokenizer, PromptFormat(TEMPLATE, (" Positive", " Positives")))
     with pytest.raises(TypeError, match="label_words"):
-        PromptEncoder(tiny_tokenizer, TEMPLATE, " Positive")
+        PromptFormat(TEMPLATE, " Positive")
 
 
 def test_fit_prefix_drops_from_the_end_and_fails_when_nothing_fits(encoder):

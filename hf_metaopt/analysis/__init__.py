@@ -1,0 +1,15 @@
+"""The ICL-vs-finetuning analysis (Dai et al., 2023): options, prompts, capture, routes, metrics, report.
+
+    from hf_metaopt.analysis import AnalysisOptions, analyze_task
+    result = analyze_task(model, tokenizer, "rt_sentiment", AnalysisOptions(n_demonstrations=16))
+    result.report.save("runs/my-run")
+
+Definitions of the metrics and the prompt protocol: ``docs/analysis.md``.
+"""
+
+from .engine import AnalysisResult, run_analysis
+from .options import AnalysisOptions
+from .prompts import PromptFormat
+from .run import analyze_task, prompt_format
+
+__all__ = ["AnalysisOptions", "AnalysisResult", "PromptFormat", "analyze_task", "prompt_format", "run_analysis"]

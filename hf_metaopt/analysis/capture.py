@@ -1,22 +1,33 @@
-"""Record attention at one position per sequence, without patching model code.
+"""Record attention at one position per sequence, over the keys each layer attends to.
 
 transformers 5 dispatches attention through ``ALL_ATTENTION_FUNCTIONS`` keyed by
 ``config._attn_implementation``. :class:`AttentionRecorder` registers a recording
-function under ``"hf_metaopt_record_<impl>"`` (with ``<impl>``'s mask function), points
-the model's config at it for the duration of a ``with`` block, and calls the real
+function under ``"hf_metaopt_record_<impl>"`` (with ``<impl>``'s mask function, so it
+receives exactly the mask the real implementation would), points the model's config at
+it for the duration of :meth:`AttentionRecorder.recording`, and calls the real
 implementation from inside, so outputs are unchanged. A forward hook on each attention
 module reads the module's output (after the output projection, before the residual).
 
-Only what the metrics need is kept, per layer and per sequence: the query vector of
-the position per head, its pre-softmax scaled scores over the query's own tokens and
-(ICL) over the demonstration tokens summed over heads, and the attention output at the
-position. Everything is moved to CPU float64, so layers spread over devices work.
+Per layer and per sequence only what the metrics need is kept (CPU float64): the query
+vector of the analysed position per head, its pre-softmax scores (scaled, soft-capped
+where the model soft-caps) over the query's own tokens and, for ICL, over the
+demonstration tokens summed over heads, and the attention output at the position.
+
+Which keys a layer attends to is read from the mask the model itself passes (so sliding
+windows, mixed layer types and padding enter the way the model applies them); where the
+implementation passes no 4-D mask, causal order and the ``sliding_window`` argument
+decide. A key the layer does not attend to is marked invisible and scores 0; a sliding
+layer's cache keeps only its window, so its keys are the last ``T_k`` positions of the
+sequence, and key indices are mapped from absolute positions per layer. An attention
+function given an argument that could change the scores in a way not read here (an
+ALiBi or T5-style position bias, ...) is refused with :class:`UnsupportedArchitectureError`
+rather than recorded wrongly. See ``docs/analysis.md`` for the definitions.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,41 +35,36 @@ import torch
 from torch import nn
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.utils.generic import TransformersKwargs
 
-__all__ = ["AttentionRecorder", "RowSpec", "find_attention_modules", "UnsupportedArchitectureError"]
+from .layout import UnsupportedArchitectureError, attention_layers
+
+__all__ = ["AttentionRecorder", "RowSpec", "UnsupportedArchitectureError"]
 
 _PREFIX = "hf_metaopt_record_"
 _ACTIVE: list["AttentionRecorder"] = []
+# Arguments of attention functions that leave the pre-softmax score of every attended key as
+# ``scaling * q.k``: transformers' generic kwargs, plus dropout, windows (read from the mask),
+# causality, and attention sinks (an extra logit in the softmax denominator only).
+# ``softcap`` changes the scores and is applied here as the model applies it.
+_NEUTRAL_KWARGS = frozenset(TransformersKwargs.__annotations__) | {
+    "dropout", "scaling", "sliding_window", "is_causal", "s_aux", "sinks", "softcap", "use_cache", "layer_idx",
+}
 
 
-class UnsupportedArchitectureError(ValueError):
-    """The model's attention modules cannot be found or captured."""
+@dataclass(frozen=True)
+class RowSpec:
+    """What to read from one sequence of the batch.
 
-
-def find_attention_modules(model: nn.Module) -> list[nn.Module]:
-    """The self-attention module of every layer, in layer order.
-
-    Recognised: modules with separate ``q_proj``/``k_proj``/``v_proj`` (Llama, SmolLM2,
-    Gemma, OPT, MomentumGPT) or GPT-2's fused ``c_attn``, whose class name ends in
-    ``Attention``.
+    ``position``: index of the analysed token in this forward's input (the query dimension).
+    ``own``: ``(start, stop)`` absolute positions of the query's own tokens up to the position.
+    ``demo``: absolute positions of the demonstration tokens (ICL only), or ``None``.
+    Absolute positions count from the first token of the whole sequence, cached part included.
     """
-    found = []
-    for name, module in model.named_modules():
-        if not type(module).__name__.endswith("Attention"):
-            continue
-        separate = all(hasattr(module, n) for n in ("q_proj", "k_proj", "v_proj"))
-        fused = hasattr(module, "c_attn") and not getattr(module, "is_cross_attention", False)
-        if separate or fused:
-            found.append((name, module))
-    if not found:
-        raise UnsupportedArchitectureError(
-            f"{type(model).__name__}: found no self-attention module to capture. The analysis supports attention "
-            "modules (class name ending in 'Attention') with separate q_proj/k_proj/v_proj projections "
-            "(Llama, Gemma, OPT, MomentumGPT) or GPT-2's fused c_attn, dispatched through transformers' "
-            "ALL_ATTENTION_FUNCTIONS."
-        )
-    # PEFT wraps projections in modules whose names also end in the original name; keep outermost.
-    return [m for _, m in found]
+
+    position: int
+    own: tuple[int, int]
+    demo: Sequence[int] | None = None
 
 
 def _real_attention(module: nn.Module, implementation: str):
@@ -79,7 +85,7 @@ def _recording_attention(module, query, key, value, attention_mask, **kwargs):
         raise RuntimeError("hf_metaopt's recording attention was called outside AttentionRecorder.recording().")
     for recorder in reversed(_ACTIVE):
         if id(module) in recorder.layer_of:
-            recorder._on_attention(module, query, key, kwargs.get("scaling"))
+            recorder._on_attention(module, query, key, attention_mask, kwargs)
             break
     return _real_attention(module, implementation)(module, query, key, value, attention_mask, **kwargs)
 
@@ -98,36 +104,69 @@ def _register(implementation: str) -> str:
     return name
 
 
-@dataclass
-class RowSpec:
-    """What to read from one sequence of the batch.
+def _check_kwargs(module: nn.Module, kwargs: dict) -> None:
+    unknown = sorted(k for k, v in kwargs.items() if k not in _NEUTRAL_KWARGS and v is not None)
+    if unknown:
+        raise UnsupportedArchitectureError(
+            f"{type(module).__name__} passes {unknown} to its attention function; hf-metaopt cannot tell how "
+            "that changes the attention scores, so it refuses to record them rather than report a wrong number. "
+            "Supported: plain scaled dot-product scores with masks, sliding windows, soft-capping and sinks."
+        )
 
-    ``position``: index of the position in this forward's input (query dimension).
-    ``own``: ``(start, stop)`` key indices of the query's own tokens up to the position.
-    ``demo``: key indices of the demonstration tokens (ICL only), or ``None``.
-    """
 
-    position: int
-    own: tuple[int, int]
-    demo: Sequence[int] | None = None
+def _scores(query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> torch.Tensor:
+    """``[B, H, T_k]`` pre-softmax scores of each row's analysed query vector, as the model computes them."""
+    heads = query.shape[1]
+    if key.shape[1] != heads:  # grouped-query attention: each K/V head serves several query heads
+        key = key.repeat_interleave(heads // key.shape[1], dim=1)
+    scale = kwargs.get("scaling")
+    scale = scale if scale is not None else query.shape[-1] ** -0.5
+    scores = torch.einsum("bhd,bhkd->bhk", query.float(), key.float()) * scale
+    softcap = kwargs.get("softcap")
+    if softcap is not None:
+        scores = torch.tanh(scores / softcap) * softcap
+    return scores
+
+
+def _visible(mask, window: int | None, positions: torch.Tensor, key_abs: torch.Tensor, past: int) -> torch.Tensor:
+    """``[B, T_k]`` whether each row's analysed position attends each key, as the model's mask says."""
+    if isinstance(mask, torch.Tensor) and mask.dim() == 4 and mask.shape[-1] == key_abs.shape[0]:
+        rows = torch.arange(positions.shape[0], device=mask.device).clamp(max=mask.shape[0] - 1)
+        picked = mask[rows, 0, positions.to(mask.device), :]
+        return (picked if picked.dtype == torch.bool else picked > torch.finfo(picked.dtype).min / 2).cpu()
+    pos_abs = (positions + past).cpu()[:, None]
+    visible = key_abs[None, :] <= pos_abs
+    if window is not None:
+        visible &= key_abs[None, :] > pos_abs - window
+    return visible
+
+
+def _gather(scores: torch.Tensor, visible: torch.Tensor, absolute: Sequence[int], offset: int):
+    """Scores ``[H, n]`` and visibility ``[n]`` at the keys of the given absolute positions (0 where invisible)."""
+    index = torch.as_tensor(list(absolute), dtype=torch.long) - offset
+    present = index >= 0  # older keys a sliding layer's cache no longer holds are outside its window
+    index = index.clamp(min=0)
+    seen = visible[index] & present
+    return scores[:, index] * seen, seen
 
 
 class AttentionRecorder:
     """Records, per layer, what the analysis metrics need at one position per sequence.
 
-    Use :meth:`recording` around forward passes. Set :attr:`rows` (one :class:`RowSpec`
-    per batch row) before each forward; afterwards :meth:`pop` returns and clears the
-    records. With ``all_queries=True`` the query vectors of every token after
-    ``skip`` leading tokens are kept instead (the finetuning pass, for Kendall).
+    Enter :meth:`recording` around the forward passes; inside it, :meth:`reading` names the
+    rows to read for the forwards in its block and :meth:`collecting_queries` keeps the query
+    vectors of every token instead (the finetuning pass, for Kendall). :meth:`pop` returns
+    and clears what :meth:`reading` recorded.
     """
 
     def __init__(self, model: nn.Module):
-        self.modules = find_attention_modules(model)
+        self.modules = [layer.module for layer in attention_layers(model)]
         self.layer_of = {id(m): i for i, m in enumerate(self.modules)}
         self.model = model
-        self.rows: list[RowSpec] = []
-        self.all_queries = False
-        self.skip = 0
+        self._rows: list[RowSpec] = []
+        self._past = 0
+        self._skip: int | None = None
+        self.token_queries: list[list[torch.Tensor]] = [[] for _ in self.modules]
         self._clear()
 
     @property
@@ -136,68 +175,91 @@ class AttentionRecorder:
 
     def _clear(self) -> None:
         n = len(self.modules)
-        self.query = [None] * n  # [B, H, Dh]
-        self.own_scores: list[list | None] = [None] * n  # per row [H, T_own]
-        self.demo_scores = [None] * n  # [B, T_demo] summed over heads
-        self.output = [None] * n  # [B, E]
-        self.token_queries: list[list[torch.Tensor]] = [[] for _ in range(n)]  # all_queries: [H, T, Dh] per forward
+        self._query = [None] * n  # [B, H, Dh]
+        self._own = [None] * n  # per row ([H, T_own], [T_own])
+        self._demo = [None] * n  # ([B, T_demo], [B, T_demo]) summed over heads
+        self._output = [None] * n  # [B, E]
+
+    # ------------------------------------------------------------------ modes
+    @contextmanager
+    def reading(self, rows: Sequence[RowSpec], past_length: int = 0) -> Iterator["AttentionRecorder"]:
+        """Read ``rows`` (one per batch row) in the forwards of the block; ``past_length`` tokens are cached."""
+        self._rows, self._past = list(rows), past_length
+        try:
+            yield self
+        finally:
+            self._rows, self._past = [], 0
+
+    @contextmanager
+    def collecting_queries(self, skip: int = 0) -> Iterator["AttentionRecorder"]:
+        """Inside :meth:`recording`: keep every token's query vectors after ``skip`` leading tokens.
+
+        Each forward appends ``[H, T, Dh]`` (float32, CPU) per layer and batch row to
+        :attr:`token_queries`.
+        """
+        self._skip = skip
+        try:
+            yield self
+        finally:
+            self._skip = None
 
     def pop(self) -> dict:
-        """The records of the last forward(s) as CPU float64 tensors, then clear them."""
+        """What :meth:`reading` recorded in the last forward(s), then cleared.
+
+        ``query [B, L, H, Dh]``, ``output [B, L, E]``, ``own`` (per row ``[L, H, T_own]``),
+        ``own_visible`` (per row ``[L, T_own]``), ``demo`` and ``demo_visible`` (``[B, L, T_demo]``
+        or ``None``); float64 / bool CPU tensors.
+        """
+        n_rows = self._query[0].shape[0] if self._query[0] is not None else 0
         out = {
-            "query": torch.stack(self.query, dim=1) if self.query[0] is not None else None,  # [B, L, H, Dh]
-            "own_scores": self.own_scores,  # per layer: list over rows of [H, T_own]
-            "demo_scores": torch.stack(self.demo_scores, dim=1) if self.demo_scores[0] is not None else None,
-            "output": torch.stack(self.output, dim=1) if self.output[0] is not None else None,  # [B, L, E]
-            "token_queries": self.token_queries,
+            "query": torch.stack(self._query, dim=1) if n_rows else None,
+            "output": torch.stack(self._output, dim=1) if self._output[0] is not None else None,
+            "own": [torch.stack([self._own[l][b][0] for l in range(self.num_layers)]) for b in range(n_rows)],
+            "own_visible": [torch.stack([self._own[l][b][1] for l in range(self.num_layers)]) for b in range(n_rows)],
+            "demo": torch.stack([d[0] for d in self._demo], dim=1) if self._demo[0] is not None else None,
+            "demo_visible": torch.stack([d[1] for d in self._demo], dim=1) if self._demo[0] is not None else None,
         }
         self._clear()
         return out
 
     # ---------------------------------------------------------------- callbacks
-    def _on_attention(self, module, query, key, scaling) -> None:
+    def _on_attention(self, module, query, key, mask, kwargs: dict) -> None:
         layer = self.layer_of.get(id(module))
         if layer is None:
             return
-        query = query.detach()
-        if self.all_queries:
+        if self._skip is not None:
             for b in range(query.shape[0]):
-                self.token_queries[layer].append(query[b, :, self.skip :, :].to("cpu", torch.float64))
+                self.token_queries[layer].append(query[b, :, self._skip :, :].detach().to("cpu", torch.float32))
             return
-        if not self.rows:
+        if not self._rows:
             return
-        key = key.detach()
-        heads = query.shape[1]
-        if key.shape[1] != heads:  # grouped-query attention: each K/V head serves several query heads
-            key = key.repeat_interleave(heads // key.shape[1], dim=1)
-        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        index = torch.tensor([r.position for r in self.rows], device=query.device)
-        q = query[torch.arange(query.shape[0], device=query.device), :, index, :]  # [B, H, Dh]
-        scores = torch.einsum("bhd,bhkd->bhk", q.float(), key.float()) * scale  # [B, H, Tk]
-        scores = scores.to("cpu", torch.float64)
-        self.query[layer] = q.to("cpu", torch.float64)
-        self.own_scores[layer] = [scores[b, :, r.own[0] : r.own[1]] for b, r in enumerate(self.rows)]
-        if self.rows[0].demo is not None:
-            self.demo_scores[layer] = torch.stack(
-                [scores[b][:, list(r.demo)].sum(dim=0) for b, r in enumerate(self.rows)]
-            )
+        _check_kwargs(module, kwargs)
+        batch = torch.arange(query.shape[0], device=query.device)
+        positions = torch.tensor([r.position for r in self._rows], device=query.device)
+        q = query.detach()[batch, :, positions, :]  # [B, H, Dh]
+        scores = _scores(q, key.detach(), kwargs).to("cpu", torch.float64)  # [B, H, T_k]
+        offset = self._past + query.shape[2] - key.shape[2]  # absolute position of key 0
+        key_abs = torch.arange(key.shape[2]) + offset
+        visible = _visible(mask, kwargs.get("sliding_window"), positions, key_abs, self._past)
+        self._query[layer] = q.to("cpu", torch.float64)
+        self._own[layer] = [_gather(scores[b], visible[b], range(*r.own), offset) for b, r in enumerate(self._rows)]
+        if self._rows[0].demo is not None:
+            demo = [_gather(scores[b], visible[b], r.demo, offset) for b, r in enumerate(self._rows)]
+            self._demo[layer] = (torch.stack([s.sum(dim=0) for s, _ in demo]), torch.stack([v for _, v in demo]))
 
     def _on_output(self, module, args, output) -> None:
-        if self.all_queries or not self.rows:
+        if self._skip is not None or not self._rows:
             return
         hidden = output[0] if isinstance(output, tuple) else output
-        index = torch.tensor([r.position for r in self.rows], device=hidden.device)
+        index = torch.tensor([r.position for r in self._rows], device=hidden.device)
         picked = hidden.detach()[torch.arange(hidden.shape[0], device=hidden.device), index]
-        self.output[self.layer_of[id(module)]] = picked.to("cpu", torch.float64)
+        self._output[self.layer_of[id(module)]] = picked.to("cpu", torch.float64)
 
     # ---------------------------------------------------------------- context
     @contextmanager
-    def recording(self):
+    def recording(self) -> Iterator["AttentionRecorder"]:
         """Route the model's attention through the recorder for the ``with`` block."""
-        configs = {}
-        for module in self.model.modules():
-            if isinstance(module, PreTrainedModel):
-                configs[id(module.config)] = module.config
+        configs = {id(m.config): m.config for m in self.model.modules() if isinstance(m, PreTrainedModel)}
         for m in self.modules:
             config = getattr(m, "config", None) or self.model.config
             m._hf_metaopt_real_impl = config._attn_implementation or "eager"

@@ -1,4 +1,4 @@
-"""The dual form of attention (PAPER.md section 1), checked numerically on a real model.
+"""The dual form of attention (``docs/analysis.md``, "The dual form"), checked numerically on a real model.
 
 Relaxed linear attention (softmax and the ``1/sqrt(d)`` scale removed) over the
 demonstration tokens ``X'`` followed by the query context ``X``::
@@ -55,6 +55,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..torch_utils import eval_mode
+from .layout import UnsupportedArchitectureError, attention_layers
 from .metrics import cosine
 
 __all__ = ["DualFormResult", "dual_form_check", "linear_attention_dual"]
@@ -180,18 +182,14 @@ def _attention_modules(model: nn.Module) -> list[_Attention]:
         raise TypeError(
             f"`model` ({type(model).__name__}) has no `config.num_attention_heads`; pass a transformers causal LM."
         )
-    found = []
-    for name, module in model.named_modules():
-        if hasattr(module, "c_attn") and not getattr(module, "is_cross_attention", False):
-            found.append(_Attention(name, module, num_heads))
-        elif all(isinstance(getattr(module, f"{p}_proj", None), nn.Linear) for p in ("q", "k", "v")):
-            found.append(_Attention(name, module, num_heads))
-    if not found:
+    try:
+        layers = attention_layers(model)
+    except UnsupportedArchitectureError:
         raise ValueError(
-            f"{type(model).__name__} has no attention module with a fused `c_attn` (GPT-2) or `nn.Linear` "
+            f"{type(model).__name__} has no attention module with a fused `c_attn` (GPT-2) or "
             "`q_proj`/`k_proj`/`v_proj` (Llama, Gemma, MomentumGPT, ...); dual_form_check supports those layouts."
-        )
-    return found
+        ) from None
+    return [_Attention(layer.name, layer.module, num_heads) for layer in layers]
 
 
 # ---------------------------------------------------------------- result
@@ -302,6 +300,69 @@ def _sgd_kv(model, attns: list[_Attention], demo_ids: list[list[int]], learning_
     return kv
 
 
+def _token_ids(model, tokenizer, demos: list[str], query: str, separator: str) -> tuple[list[int], list[int], list[list[int]]]:
+    """``(prefix ids, query ids, one training example per demonstration)``, checked."""
+    prefix_ids = _ids(tokenizer, separator.join(demos) + separator, special=True)
+    query_ids = _ids(tokenizer, query, special=False)
+    demo_ids = [_ids(tokenizer, d, special=True) for d in demos]
+    if not query_ids:
+        raise ValueError("`query` tokenizes to no tokens; pass a non-empty query prompt.")
+    short = [i for i, ids in enumerate(demo_ids) if len(ids) < 2]
+    if short:
+        raise ValueError(f"demonstrations {short} tokenize to fewer than 2 tokens; the causal-LM loss needs at least 2.")
+    n_ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    total = len(prefix_ids) + len(query_ids)
+    if n_ctx is not None and total > n_ctx:
+        raise ValueError(f"demonstrations + query take {total} tokens but the model's context is {n_ctx}; pass fewer demonstrations.")
+    return prefix_ids, query_ids, demo_ids
+
+
+def _attention_inputs(model, attns: list[_Attention], ids: list[int], device) -> dict[str, dict[str, Any]]:
+    """Per attention module: its input hidden states ``x`` and rotary embeddings in one forward over ``ids``."""
+    captured: dict[str, dict[str, Any]] = {}
+
+    def make_hook(name: str):
+        def hook(_module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            captured[name] = {"x": x[0].detach(), "rope": kwargs.get("position_embeddings")}
+
+        return hook
+
+    handles = [a.module.register_forward_pre_hook(make_hook(a.name), with_kwargs=True) for a in attns]
+    try:
+        with torch.no_grad():
+            model(input_ids=torch.tensor([ids], device=device))
+    finally:
+        for h in handles:
+            h.remove()
+    missing = [a.name for a in attns if a.name not in captured]
+    if missing:
+        raise ValueError(f"attention module {missing[0]!r} did not run in the forward pass; is it part of the model?")
+    return captured
+
+
+@torch.no_grad()
+def _layer_check(a: _Attention, inputs: dict[str, Any], kv: dict, n_demo: int) -> dict[str, np.ndarray]:
+    """The identity's error, ``dW_ICL`` vs ``dW_FT`` and the relaxed scores of one layer, per head."""
+    x = inputs["x"].double()
+    rope = inputs["rope"]
+    rope = (rope[0][0], rope[1][0]) if rope is not None else None
+    weights = a.weights()
+    q, k, v = a.project(x, weights, rope)
+    dual = linear_attention_dual(k, v, q[:, -1], n_demo)
+    err = (dual["f_icl"] - dual["f_dual"]).abs().amax(dim=-1)
+    scale = dual["f_icl"].abs().amax(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)
+    _, k_ft, v_ft = a.project(x, weights | kv, rope)
+    dw_ft = torch.einsum("htv,htk->hvk", v_ft[:, n_demo:], k_ft[:, n_demo:]) - dual["w_zsl"]
+    flat_icl, flat_ft, flat_zsl = (t.flatten(1).cpu().numpy() for t in (dual["dw_icl"], dw_ft, dual["w_zsl"]))
+    return {
+        "abs": err.cpu().numpy(), "rel": (err / scale).cpu().numpy(),
+        "cos": cosine(flat_icl, flat_ft), "cos_zsl": cosine(flat_icl, flat_zsl),
+        "n_icl": np.linalg.norm(flat_icl, axis=-1), "n_ft": np.linalg.norm(flat_ft, axis=-1),
+        "n_zsl": np.linalg.norm(flat_zsl, axis=-1), "scores": torch.einsum("htd,hd->ht", k, q[:, -1]).cpu().numpy(),
+    }
+
+
 def dual_form_check(
     model: nn.Module,
     tokenizer,
@@ -333,95 +394,20 @@ def dual_form_check(
         raise ValueError("`query` must be a non-empty string (the query prompt).")
     if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
-    demos = _as_demos(demonstrations)
     attns = _attention_modules(model)
-
-    prefix_ids = _ids(tokenizer, separator.join(demos) + separator, special=True)
-    query_ids = _ids(tokenizer, query, special=False)
-    demo_ids = [_ids(tokenizer, d, special=True) for d in demos]
-    if not query_ids:
-        raise ValueError("`query` tokenizes to no tokens; pass a non-empty query prompt.")
-    short = [i for i, ids in enumerate(demo_ids) if len(ids) < 2]
-    if short:
-        raise ValueError(f"demonstrations {short} tokenize to fewer than 2 tokens; the causal-LM loss needs at least 2.")
-    n_ctx = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    total = len(prefix_ids) + len(query_ids)
-    if n_ctx is not None and total > n_ctx:
-        raise ValueError(f"demonstrations + query take {total} tokens but the model's context is {n_ctx}; pass fewer demonstrations.")
-
+    prefix_ids, query_ids, demo_ids = _token_ids(model, tokenizer, _as_demos(demonstrations), query, separator)
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    captured: dict[str, dict[str, Any]] = {}
-
-    def make_hook(name: str):
-        def hook(_module, args, kwargs):
-            x = args[0] if args else kwargs["hidden_states"]
-            captured[name] = {"x": x[0].detach(), "rope": kwargs.get("position_embeddings")}
-
-        return hook
-
-    handles = [a.module.register_forward_pre_hook(make_hook(a.name), with_kwargs=True) for a in attns]
-    try:
-        with torch.no_grad():
-            model(input_ids=torch.tensor([prefix_ids + query_ids], device=device))
-    finally:
-        for h in handles:
-            h.remove()
-    try:
+    with eval_mode(model):
+        captured = _attention_inputs(model, attns, prefix_ids + query_ids, device)
         new_kv = _sgd_kv(model, attns, demo_ids, float(learning_rate), device)
-    finally:
-        model.train(was_training)
-
-    n_demo, n_q = len(prefix_ids), len(query_ids)
-    rows: dict[str, list] = {k: [] for k in ("abs", "rel", "cos", "cos_zsl", "n_icl", "n_ft", "n_zsl", "scores")}
-    rotary = False
-    with torch.no_grad():
-        for a, kv in zip(attns, new_kv):
-            if a.name not in captured:
-                raise ValueError(f"attention module {a.name!r} did not run in the forward pass; is it part of the model?")
-            x = captured[a.name]["x"].double()
-            rope = captured[a.name]["rope"]
-            if rope is not None:
-                rotary = True
-                rope = (rope[0][0], rope[1][0])
-            weights = a.weights()
-            q, k, v = a.project(x, weights, rope)
-            dual = linear_attention_dual(k, v, q[:, -1], n_demo)
-            err = (dual["f_icl"] - dual["f_dual"]).abs().amax(dim=-1)
-            scale = dual["f_icl"].abs().amax(dim=-1).clamp_min(torch.finfo(torch.float64).tiny)
-            _, k_ft, v_ft = a.project(x, weights | kv, rope)
-            w_ft = torch.einsum("htv,htk->hvk", v_ft[:, n_demo:], k_ft[:, n_demo:])
-            dw_ft = w_ft - dual["w_zsl"]
-            rows["abs"].append(err.cpu().numpy())
-            rows["rel"].append((err / scale).cpu().numpy())
-            flat_icl = dual["dw_icl"].flatten(1).cpu().numpy()
-            flat_ft = dw_ft.flatten(1).cpu().numpy()
-            rows["cos"].append(cosine(flat_icl, flat_ft))
-            flat_zsl = dual["w_zsl"].flatten(1).cpu().numpy()
-            rows["cos_zsl"].append(cosine(flat_icl, flat_zsl))
-            rows["n_icl"].append(np.linalg.norm(flat_icl, axis=-1))
-            rows["n_ft"].append(np.linalg.norm(flat_ft, axis=-1))
-            rows["n_zsl"].append(np.linalg.norm(flat_zsl, axis=-1))
-            rows["scores"].append(torch.einsum("htd,hd->ht", k, q[:, -1]).cpu().numpy())
-
-    notes = []
-    if rotary:
-        notes.append("rotary model: keys and q are taken after RoPE, so dW_ICL depends on the demonstrations' positions")
+    rows = [_layer_check(a, captured[a.name], kv, len(prefix_ids)) for a, kv in zip(attns, new_kv)]
+    rotary = any(captured[a.name]["rope"] is not None for a in attns)
+    stack = lambda key: np.stack([r[key] for r in rows])  # noqa: E731
     return DualFormResult(
         layers=[a.name for a in attns],
-        identity_abs_error=np.stack(rows["abs"]),
-        identity_rel_error=np.stack(rows["rel"]),
-        cos_icl_ft=np.stack(rows["cos"]),
-        cos_icl_zsl=np.stack(rows["cos_zsl"]),
-        dw_icl_norm=np.stack(rows["n_icl"]),
-        dw_ft_norm=np.stack(rows["n_ft"]),
-        w_zsl_norm=np.stack(rows["n_zsl"]),
-        relaxed_scores=np.stack(rows["scores"]),
-        scaling=[a.scaling for a in attns],
-        n_demo_tokens=n_demo,
-        n_query_tokens=n_q,
-        learning_rate=float(learning_rate),
-        rotary=rotary,
-        notes=notes,
+        identity_abs_error=stack("abs"), identity_rel_error=stack("rel"), cos_icl_ft=stack("cos"),
+        cos_icl_zsl=stack("cos_zsl"), dw_icl_norm=stack("n_icl"), dw_ft_norm=stack("n_ft"), w_zsl_norm=stack("n_zsl"),
+        relaxed_scores=stack("scores"), scaling=[a.scaling for a in attns], n_demo_tokens=len(prefix_ids),
+        n_query_tokens=len(query_ids), learning_rate=float(learning_rate), rotary=rotary,
+        notes=["rotary model: keys and q are taken after RoPE, so dW_ICL depends on the demonstrations' positions"] if rotary else [],
     )

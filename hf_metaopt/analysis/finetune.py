@@ -24,37 +24,16 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from contextlib import nullcontext
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from .capture import find_attention_modules
+from .layout import attention_layers, kv_parameter_names
+from .options import METHODS, AnalysisOptions
 
 __all__ = ["METHODS", "finetune_model", "kv_parameter_names"]
-
-METHODS = ("kv", "lora", "full")
-
-
-def _kv_layout(model: nn.Module) -> list[tuple[nn.Module, str]]:
-    """``(attention module, "separate" | "fused")`` for every layer."""
-    layout = []
-    for module in find_attention_modules(model):
-        if hasattr(module, "k_proj") and hasattr(module, "v_proj"):
-            layout.append((module, "separate"))
-        elif hasattr(module, "c_attn"):
-            layout.append((module, "fused"))
-    return layout
-
-
-def kv_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the parameters ``method="kv"`` trains (fused layers: the whole ``c_attn``)."""
-    wanted = set()
-    for module, kind in _kv_layout(model):
-        subs = [module.k_proj, module.v_proj] if kind == "separate" else [module.c_attn]
-        for sub in subs:
-            wanted.update(id(p) for p in sub.parameters())
-    return [n for n, p in model.named_parameters() if id(p) in wanted]
 
 
 def _mask_query_columns(c_attn: nn.Module) -> None:
@@ -72,20 +51,17 @@ def _mask_query_columns(c_attn: nn.Module) -> None:
 
 def _prepare_kv(model: nn.Module) -> None:
     model.requires_grad_(False)
-    for module, kind in _kv_layout(model):
-        if kind == "separate":
-            module.k_proj.requires_grad_(True)
-            module.v_proj.requires_grad_(True)
-        else:
-            module.c_attn.requires_grad_(True)
-            _mask_query_columns(module.c_attn)
+    for layer in attention_layers(model):
+        for sub in layer.kv_modules():
+            sub.requires_grad_(True)
+        if layer.fused:
+            _mask_query_columns(layer.module.c_attn)
 
 
 def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    layout = _kv_layout(model)
-    if any(kind == "fused" for _, kind in layout):
+    if any(layer.fused for layer in attention_layers(model)):
         raise ValueError(
             "method='lora' cannot target GPT-2's fused c_attn: PEFT adapts whole layers, so an adapter there would "
             "also change the query projection. Use method='kv' (trains K and V, the Q columns masked) or "
@@ -134,76 +110,81 @@ def _collate(batch: list[dict]) -> dict:
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
 
 
+def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool):
+    """The paper's regime as ``TrainingArguments``: plain SGD, constant rate, one epoch, batch 1, in order."""
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
+        output_dir=output_dir,
+        per_device_train_batch_size=1,
+        gradient_accumulation_steps=1,
+        num_train_epochs=1,
+        learning_rate=float(learning_rate),
+        optim="sgd",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        train_sampling_strategy="sequential",
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        eval_strategy="no",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=on_cpu,
+    )
+
+
 def finetune_model(
     model: nn.Module,
     examples: Sequence[Sequence[int]],
+    options: AnalysisOptions | None = None,
     *,
-    method: str = "kv",
-    learning_rate: float = 1e-3,
-    seed: int = 0,
     on_train_start=None,
+    callbacks: Sequence = (),
 ) -> nn.Module:
     """Return a finetuned deep copy of ``model`` (see the module docstring for the regime).
 
     Args:
         model: a causal LM; left unchanged.
         examples: token-id lists, one training example each, in training order.
-        method: ``"kv"``, ``"lora"`` or ``"full"``.
-        learning_rate: the constant SGD step size (> 0).
-        seed: seeds the Trainer (dropout) and the LoRA initialisation.
+        options: ``method``, ``learning_rate`` and ``seed`` (dropout, LoRA initialisation) are used.
         on_train_start: optional ``callable(copy) -> context manager`` entered around
             training (the analysis records the training tokens' query vectors with it).
+        callbacks: extra ``TrainerCallback``s (the analysis's progress bar).
     """
-    from transformers import PrinterCallback, Trainer, TrainingArguments
+    from transformers import PrinterCallback, Trainer
 
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {list(METHODS)}; got {method!r}.")
-    if isinstance(learning_rate, bool) or not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
-        raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {learning_rate!r}.")
+    options = options or AnalysisOptions()
     if not examples:
         raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
     tuned = _trainable_copy(model)
     trained = tuned
-    if method == "kv":
+    if options.method == "kv":
         _prepare_kv(tuned)
-    elif method == "lora":
-        trained = _prepare_lora(tuned, seed)
+    elif options.method == "lora":
+        trained = _prepare_lora(tuned, options.seed)
     else:
         tuned.requires_grad_(True)
 
     on_cpu = all(p.device.type == "cpu" for p in tuned.parameters())
     with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
-        args = TrainingArguments(
-            output_dir=out,
-            per_device_train_batch_size=1,
-            gradient_accumulation_steps=1,
-            num_train_epochs=1,
-            learning_rate=float(learning_rate),
-            optim="sgd",
-            weight_decay=0.0,
-            max_grad_norm=0.0,
-            lr_scheduler_type="constant",
-            warmup_steps=0,
-            train_sampling_strategy="sequential",
-            seed=seed,
-            data_seed=seed,
-            report_to="none",
-            save_strategy="no",
-            logging_strategy="no",
-            eval_strategy="no",
-            disable_tqdm=True,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            use_cpu=on_cpu,
+        args = _training_arguments(out, options.learning_rate, options.seed, on_cpu)
+        trainer = Trainer(
+            model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate, callbacks=list(callbacks)
         )
-        trainer = Trainer(model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate)
         trainer.remove_callback(PrinterCallback)  # it prints the final log line to stdout
-        if on_train_start is not None:
-            with on_train_start(tuned):
-                trainer.train()
-        else:
+        # Batch size 1, no accumulation: the model's own mean over its shifted labels is the loss. Passing
+        # the Trainer's token count instead divides by one label too many for models whose loss type
+        # transformers does not recognise (GPT2LMHeadModel), shrinking every step by (N-1)/N.
+        trainer.model_accepts_loss_kwargs = False
+        with on_train_start(tuned) if on_train_start is not None else nullcontext():
             trainer.train()
-    if method == "lora":
+    if options.method == "lora":
         tuned = trained.merge_and_unload()
     tuned.requires_grad_(False)
     tuned.eval()

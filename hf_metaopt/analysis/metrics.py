@@ -1,6 +1,6 @@
 """The paper's four analysis metrics and their baselines, as pure numpy functions.
 
-Definitions follow ``PAPER.md`` section 3 (the reference code's reading of Dai et
+Definitions follow ``docs/analysis.md`` (the reference code's reading of Dai et
 al. 2023) plus Deutch et al. 2024's variants. Every function takes numpy arrays,
 nested lists or CPU torch tensors, computes in float64 and returns numpy arrays
 (or plain Python floats for the summaries).
@@ -9,6 +9,11 @@ Degenerate inputs are defined, not left to produce NaN:
 
 - the cosine of a zero vector with anything is **0.0** (no direction, so no
   agreement); this happens e.g. when an update ``h_icl - h_zsl`` is exactly zero;
+- an update (a difference of two routes' vectors) whose norm is below ``UPDATE_RTOL``
+  times the larger of the two vectors' norms is float32 rounding, not an update, and
+  counts as zero: e.g. with rotary positions the first layer's scores over the query's
+  own tokens are the same with and without demonstrations, and their difference is
+  noise whose direction would change from one run to the next;
 - Kendall's tau of a constant ranking (scipy returns NaN) is **0.0**;
 - shape mismatches raise ``ValueError`` naming the argument and both shapes.
 """
@@ -26,6 +31,8 @@ __all__ = [
     "cosine",
     "kendall_random_scores",
     "kendall_scores",
+    "per_example",
+    "update",
     "rec2ftp",
     "rec2ftp_bootstrap_ci",
     "simam_scores",
@@ -66,6 +73,16 @@ def cosine(a: Any, b: Any) -> np.ndarray:
         out = np.where(denom > 0, dot / np.where(denom > 0, denom, 1.0), 0.0)
     # Rounding can push |cos| a hair above 1.
     return np.clip(out, -1.0, 1.0)
+
+
+UPDATE_RTOL = 1e-5
+
+
+def update(after: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """``after - before`` along the last axis, zeroed where it is rounding noise (see ``UPDATE_RTOL``)."""
+    diff = after - before
+    scale = np.maximum(np.linalg.norm(after, axis=-1), np.linalg.norm(before, axis=-1))
+    return np.where((np.linalg.norm(diff, axis=-1) <= UPDATE_RTOL * scale)[..., None], 0.0, diff)
 
 
 def _l2_normalize(h: np.ndarray) -> np.ndarray:
@@ -165,7 +182,7 @@ def simaou_scores(h_zsl: Any, h_icl: Any, h_ft: Any, normalize: bool = True) -> 
     _same_shape(zsl, "h_zsl", ft, "h_ft")
     if normalize:
         zsl, icl, ft = _l2_normalize(zsl), _l2_normalize(icl), _l2_normalize(ft)
-    return cosine(icl - zsl, ft - zsl)
+    return cosine(update(icl, zsl), update(ft, zsl))
 
 
 def simaou_random_scores(h_zsl: Any, h_icl: Any, seed: int = 0) -> np.ndarray:
@@ -179,7 +196,7 @@ def simaou_random_scores(h_zsl: Any, h_icl: Any, seed: int = 0) -> np.ndarray:
     icl = _array(h_icl, "h_icl", ndim=3)
     _same_shape(zsl, "h_zsl", icl, "h_icl")
     r = np.random.default_rng(seed).random(zsl.shape)
-    return cosine(_l2_normalize(icl) - _l2_normalize(zsl), r)
+    return cosine(update(_l2_normalize(icl), _l2_normalize(zsl)), r)
 
 
 # ---------------------------------------------------------------- SimAM
@@ -225,7 +242,7 @@ def simam_scores(m_zsl: Any, m_icl: Any, m_ft: Any) -> dict[str, np.ndarray]:
     _check_routes(zsl, "m_zsl", ft, "m_ft")
     before = np.stack([cosine(i, z).mean(axis=-1) for z, i in zip(zsl, icl)])
     after = np.stack([cosine(i, f).mean(axis=-1) for i, f in zip(icl, ft)])
-    delta = np.stack([cosine(i - z, f - z).mean(axis=-1) for z, i, f in zip(zsl, icl, ft)])
+    delta = np.stack([cosine(update(i, z), update(f, z)).mean(axis=-1) for z, i, f in zip(zsl, icl, ft)])
     return {"before": before, "after": after, "delta": delta}
 
 
@@ -238,7 +255,17 @@ def _tau(a: np.ndarray, b: np.ndarray) -> float:
     return 0.0 if np.isnan(tau) else float(tau)
 
 
-def kendall_scores(m_icl_demo: Any, m_ft_demo: Any) -> np.ndarray:
+def _visibility(visible: Any, icl: list[np.ndarray]) -> list[np.ndarray]:
+    """Per query a boolean ``[L, T_demo]`` mask (all True when ``visible`` is None)."""
+    if visible is None:
+        return [np.ones(a.shape, dtype=bool) for a in icl]
+    masks = [np.asarray(v, dtype=bool) for v in (list(visible) if not isinstance(visible, np.ndarray) else visible)]
+    if len(masks) != len(icl) or any(m.shape != a.shape for m, a in zip(masks, icl)):
+        raise ValueError("`visible` must hold one boolean [L, T_demo] mask per query, shaped like `m_icl_demo`.")
+    return masks
+
+
+def kendall_scores(m_icl_demo: Any, m_ft_demo: Any, visible: Any = None) -> np.ndarray:
     """Kendall's tau-b between ICL attention to and FT training-token attention on demonstrations.
 
     Args:
@@ -247,6 +274,9 @@ def kendall_scores(m_icl_demo: Any, m_ft_demo: Any) -> np.ndarray:
         m_ft_demo: list over queries of ``[L, T_demo]``: for the FT model, the dot
             product of the position's query vector with each demonstration token's
             query vector during finetuning, summed over heads.
+        visible: optional list over queries of boolean ``[L, T_demo]``: which tokens the
+            layer attends to (a sliding-window layer sees only the last ones); the others
+            are left out of that layer's ranking.
 
     Returns:
         Array ``[Q, L]``; 0.0 where tau is undefined (a constant ranking or fewer
@@ -255,16 +285,46 @@ def kendall_scores(m_icl_demo: Any, m_ft_demo: Any) -> np.ndarray:
     icl = _per_query(m_icl_demo, "m_icl_demo", 2)
     ft = _per_query(m_ft_demo, "m_ft_demo", 2)
     _check_routes(icl, "m_icl_demo", ft, "m_ft_demo")
-    return np.array([[_tau(a_l, b_l) for a_l, b_l in zip(a, b)] for a, b in zip(icl, ft)], dtype=np.float64)
+    masks = _visibility(visible, icl)
+    return np.array(
+        [[_tau(a_l[v_l], b_l[v_l]) for a_l, b_l, v_l in zip(a, b, v)] for a, b, v in zip(icl, ft, masks)],
+        dtype=np.float64,
+    )
 
 
-def kendall_random_scores(m_icl_demo: Any, seed: int = 0) -> np.ndarray:
+def kendall_random_scores(m_icl_demo: Any, seed: int = 0, visible: Any = None) -> np.ndarray:
     """Kendall baseline: tau-b of the ICL scores against Uniform[0, 1) random scores, ``[Q, L]``."""
     icl = _per_query(m_icl_demo, "m_icl_demo", 2)
     _check_routes(icl, "m_icl_demo", icl, "m_icl_demo")
+    masks = _visibility(visible, icl)
     rng = np.random.default_rng(seed)
-    return np.array([[_tau(a_l, rng.random(a_l.shape)) for a_l in a] for a in icl], dtype=np.float64)
+    return np.array(
+        [[_tau(a_l[v_l], rng.random(a_l.shape)[v_l]) for a_l, v_l in zip(a, v)] for a, v in zip(icl, masks)],
+        dtype=np.float64,
+    )
 
+
+def per_example(scores: Any, owner: Sequence[int], visible: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Token scores summed per demonstration, for the example-level Kendall variant.
+
+    Args:
+        scores: list over queries of ``[L, T_demo]`` token scores.
+        owner: ``[T_demo]`` the demonstration each token belongs to (0..k-1).
+        visible: optional list over queries of boolean ``[L, T_demo]`` (see :func:`kendall_scores`).
+
+    Returns:
+        ``(sums, seen)``: per query ``[L, k]`` the sum over each demonstration's visible tokens,
+        and ``[L, k]`` whether the demonstration has any visible token.
+    """
+    rows = _per_query(scores, "scores", 2)
+    owner = np.asarray(owner, dtype=np.int64)
+    if owner.ndim != 1 or any(r.shape[1] != owner.shape[0] for r in rows):
+        raise ValueError(f"`owner` must give one demonstration per token ({rows[0].shape[1]}); got shape {owner.shape}.")
+    one_hot = np.eye(int(owner.max()) + 1 if owner.size else 0)[owner]  # [T_demo, k]
+    masks = _visibility(visible, rows)
+    sums = [(r * m) @ one_hot for r, m in zip(rows, masks)]
+    seen = [(m.astype(np.float64) @ one_hot) > 0 for m in masks]
+    return sums, seen
 
 # ---------------------------------------------------------------- summaries
 

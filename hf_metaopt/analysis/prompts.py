@@ -1,50 +1,66 @@
-"""Prompts of the three routes as token ids: demonstrations, ICL prefix, queries, label words.
+"""The prompt protocol: template, label words, separator and start token -> token ids.
 
-Strings follow contract 3: ``d_i = template.format(**ex) + label_words[ex["label"]]``,
-the ICL prompt is ``separator.join([d_1, ..., d_k, template.format(**query)])`` and the
-ZSL prompt is ``template.format(**query)``.
+Strings (``docs/analysis.md``, "Prompts"): ``d_i = template.format(**ex) + label_words[ex["label"]]``,
+the ICL prompt is ``separator.join([d_1, ..., d_k, template.format(**query)])`` and the ZSL
+prompt is ``template.format(**query)``. Every sequence (ZSL prompt, ICL prompt, each FT
+training example) starts with the same start token (``start_token="auto"``: the
+tokenizer's BOS, else its EOS; a token string; or ``None`` for none), which is never
+scored and never counted as a demonstration or query token.
 
-Each segment (a demonstration, the separator, a query, a label word) is tokenized on
-its own and the ids are concatenated, as the reference fairseq code does. This makes
-the demonstration tokens identical in the ICL prompt and in the finetuning examples
-(Kendall compares them token by token) and makes the ICL prefix one fixed token
-sequence whose cache every query can reuse. The tokenizer's leading special tokens
-(e.g. a BOS) start every sequence, as its default encoding does; trailing special
-tokens (an EOS some tokenizers append) are not used, since they would sit between
-the prompt and the label word.
+Each segment (a demonstration, the separator, a query, a label word) is tokenized on its
+own without special tokens and the ids are concatenated, as the reference fairseq code
+does. This makes the demonstration tokens identical in the ICL prompt and in the
+finetuning examples (Kendall compares them token by token) and makes the ICL prefix one
+fixed token sequence whose cache every query can reuse.
 """
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["PromptEncoder", "IclPrefix", "template_fields", "validate_examples", "demonstration_text"]
+from ..tasks.spec import template_fields
+
+__all__ = ["IclPrefix", "PromptEncoder", "PromptFormat", "demonstration_text", "resolve_start_token", "validate_examples"]
 
 
-def template_fields(template: str) -> list[str]:
-    """Names of the ``{fields}`` a ``str.format`` template uses, in order."""
-    if not isinstance(template, str) or not template:
-        raise TypeError(f"`template` must be a non-empty str such as 'Review: {{text}} Sentiment:'; got {template!r}.")
-    names = []
-    for _, name, _, _ in string.Formatter().parse(template):
-        if name is None:
-            continue
-        if name == "" or name.isdigit():
-            raise ValueError(f"`template` {template!r} uses a positional field; name every field, e.g. '{{text}}'.")
-        root = name.split(".")[0].split("[")[0]
-        if root not in names:
-            names.append(root)
-    return names
+@dataclass(frozen=True)
+class PromptFormat:
+    """How examples become prompt strings: ``template``, one label word per label, ``separator``."""
+
+    template: str
+    label_words: tuple[str, ...]
+    separator: str = "\n"
+
+    def __post_init__(self):
+        if not isinstance(self.template, str):
+            raise TypeError(f"`template` must be a str such as 'Review: {{text}} Sentiment:'; got {self.template!r}.")
+        template_fields(self.template)
+        words = self.label_words
+        if not isinstance(words, Sequence) or isinstance(words, str):
+            raise TypeError(f"`label_words` must be a list of str such as [' Negative', ' Positive']; got {words!r}.")
+        if any(not isinstance(w, str) or not w for w in words):
+            raise TypeError(f"`label_words` must be non-empty strings; got {list(words)!r}.")
+        if len(words) < 2:
+            raise ValueError(f"`label_words` needs at least two words to choose between; got {list(words)!r}.")
+        dupes = sorted({w for w in words if list(words).count(w) > 1})
+        if dupes:
+            raise ValueError(f"`label_words` holds duplicates {dupes}; each label needs its own word.")
+        if not isinstance(self.separator, str):
+            raise TypeError(f"`separator` must be a str (e.g. '\\n'); got {type(self.separator).__name__}.")
+        object.__setattr__(self, "label_words", tuple(words))
+
+    @property
+    def fields(self) -> list[str]:
+        """The template's field names."""
+        return template_fields(self.template)
 
 
-def validate_examples(examples: Any, argument: str, template: str, label_words: Sequence[str]) -> list[dict]:
+def validate_examples(examples: Any, argument: str, prompt: PromptFormat) -> list[dict]:
     """Check ``examples`` (mappings or a ``datasets.Dataset``) and return them as plain dicts.
 
-    Every example must hold the template's fields and an integer ``label`` indexing
-    ``label_words``.
+    Every example must hold the template's fields and an integer ``label`` indexing the label words.
     """
     if isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
         raise TypeError(
@@ -54,152 +70,153 @@ def validate_examples(examples: Any, argument: str, template: str, label_words: 
     rows = [dict(ex) if isinstance(ex, Mapping) else ex for ex in examples]
     if not rows:
         raise ValueError(f"`{argument}` is empty; pass at least one example.")
-    fields = template_fields(template)
     for i, ex in enumerate(rows):
         if not isinstance(ex, dict):
             raise TypeError(f"`{argument}[{i}]` must be a mapping of fields; got {type(ex).__name__}.")
-        missing = [f for f in fields if f not in ex]
+        missing = [f for f in prompt.fields if f not in ex]
         if missing:
             raise ValueError(
-                f"`{argument}[{i}]` lacks the template field(s) {missing} (template {template!r}); "
+                f"`{argument}[{i}]` lacks the template field(s) {missing} (template {prompt.template!r}); "
                 f"its keys are {sorted(ex)}. Rename the column or change the template."
             )
-        label = ex.get("label")
-        if isinstance(label, bool) or not isinstance(label, int):
-            try:
-                import numpy as np
-
-                if isinstance(label, np.integer):
-                    ex["label"] = label = int(label)
-            except ImportError:  # pragma: no cover
-                pass
-        if isinstance(label, bool) or not isinstance(label, int):
-            raise ValueError(f"`{argument}[{i}]['label']` must be an int index into label_words; got {label!r}.")
-        if not 0 <= label < len(label_words):
-            raise ValueError(
-                f"`{argument}[{i}]['label']` is {label}, outside label_words (indices 0..{len(label_words) - 1}: "
-                f"{list(label_words)}). Fix the label or add the missing label word."
-            )
+        ex["label"] = _label_index(ex.get("label"), f"`{argument}[{i}]['label']`", prompt.label_words)
     return rows
 
 
-def demonstration_text(example: Mapping, template: str, label_words: Sequence[str]) -> str:
+def _label_index(label: Any, where: str, label_words: Sequence[str]) -> int:
+    if hasattr(label, "item") and not isinstance(label, bool):  # numpy / torch integer scalars
+        label = label.item()
+    if isinstance(label, bool) or not isinstance(label, int):
+        raise ValueError(f"{where} must be an int index into label_words; got {label!r}.")
+    if not 0 <= label < len(label_words):
+        raise ValueError(
+            f"{where} is {label}, outside label_words (indices 0..{len(label_words) - 1}: {list(label_words)}). "
+            "Fix the label or add the missing label word."
+        )
+    return label
+
+
+def demonstration_text(example: Mapping, prompt: PromptFormat) -> str:
     """``template.format(**example) + label_words[example["label"]]``."""
-    return template.format(**example) + label_words[example["label"]]
+    return prompt.template.format(**example) + prompt.label_words[example["label"]]
+
+
+def resolve_start_token(tokenizer: Any, start_token: str | None) -> tuple[list[int], str | None, list[str]]:
+    """``(ids, token, notes)`` of the start token: ``"auto"`` (BOS, else EOS), a token string, or ``None``."""
+    if start_token is None:
+        return [], None, []
+    if start_token == "auto":
+        for kind in ("bos", "eos"):
+            token, token_id = getattr(tokenizer, f"{kind}_token", None), getattr(tokenizer, f"{kind}_token_id", None)
+            if token is not None and token_id is not None:
+                return [int(token_id)], str(token), []
+        return [], None, ["start_token='auto': the tokenizer has neither a BOS nor an EOS token, so sequences start "
+                          "without a start token; pass start_token='<token>' to choose one."]
+    token_id = tokenizer.convert_tokens_to_ids(start_token)
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if token_id is None or (token_id == unk and start_token != getattr(tokenizer, "unk_token", None)):
+        raise ValueError(
+            f"start_token {start_token!r} is not a token of this tokenizer; pass one of its tokens "
+            f"(e.g. {getattr(tokenizer, 'bos_token', None) or getattr(tokenizer, 'eos_token', None)!r}), 'auto' or None."
+        )
+    return [int(token_id)], start_token, []
 
 
 @dataclass
 class IclPrefix:
     """The demonstration prefix of every ICL prompt, as token ids.
 
-    ``ids`` = leading special tokens + ``d_1`` + separator + ... + ``d_k`` + separator.
-    ``demo_positions`` indexes the tokens of the ``d_i`` in ``ids`` (specials and
-    separators excluded), in the order the finetuning pass sees them.
+    ``ids`` = start token + ``d_1`` + separator + ... + ``d_k`` + separator.
+    ``demo_positions`` indexes the tokens of the ``d_i`` in ``ids`` (start and separators
+    excluded), in the order the finetuning pass sees them; ``demo_owner[j]`` is the
+    demonstration (0-based) that ``demo_positions[j]`` belongs to.
     """
 
     ids: list[int]
     demo_positions: list[int]
     n_demonstrations: int
     demo_ids: list[list[int]] = field(default_factory=list)
+    demo_owner: list[int] = field(default_factory=list)
 
 
 class PromptEncoder:
-    """Token ids for one template, label-word set and separator under one tokenizer."""
+    """Token ids for one :class:`PromptFormat` and start token under one tokenizer."""
 
-    def __init__(self, tokenizer: Any, template: str, label_words: Sequence[str], separator: str = "\n"):
-        if not isinstance(label_words, Sequence) or isinstance(label_words, str):
-            raise TypeError(f"`label_words` must be a list of str such as [' Negative', ' Positive']; got {label_words!r}.")
-        label_words = list(label_words)
-        if len(label_words) < 2:
-            raise ValueError(f"`label_words` needs at least two words to choose between; got {label_words!r}.")
-        if any(not isinstance(w, str) or not w for w in label_words):
-            raise TypeError(f"`label_words` must be non-empty strings; got {label_words!r}.")
-        dupes = sorted({w for w in label_words if label_words.count(w) > 1})
-        if dupes:
-            raise ValueError(f"`label_words` holds duplicates {dupes}; each label needs its own word.")
-        if not isinstance(separator, str):
-            raise TypeError(f"`separator` must be a str (e.g. '\\n'); got {type(separator).__name__}.")
-        template_fields(template)
+    def __init__(self, tokenizer: Any, prompt: PromptFormat, start_token: str | None = "auto"):
         self.tokenizer = tokenizer
-        self.template = template
-        self.label_words = label_words
-        self.separator = separator
-        self.special_prefix = self._leading_specials()
-        self.separator_ids = self._encode(separator) if separator else []
-        self.label_ids = [self._encode(w) for w in label_words]
-        for word, ids in zip(label_words, self.label_ids):
+        self.prompt = prompt
+        self.start_ids, self.start_token, self.notes = resolve_start_token(tokenizer, start_token)
+        self.separator_ids = self._encode(prompt.separator) if prompt.separator else []
+        self.label_ids = [self._encode(w) for w in prompt.label_words]
+        self._check_label_tokens()
+
+    @property
+    def label_words(self) -> tuple[str, ...]:
+        return self.prompt.label_words
+
+    def _check_label_tokens(self) -> None:
+        firsts: dict[int, str] = {}
+        for word, ids in zip(self.prompt.label_words, self.label_ids):
             if not ids:
                 raise ValueError(f"label word {word!r} tokenizes to nothing; choose a visible word.")
-        firsts: dict[int, str] = {}
-        for word, ids in zip(label_words, self.label_ids):
             if ids[0] in firsts:
                 raise ValueError(
                     f"`label_words` {firsts[ids[0]]!r} and {word!r} start with the same token "
-                    f"({tokenizer.convert_ids_to_tokens(ids[0])!r}); the label position would be ambiguous. "
-                    "Choose words whose first tokens differ (e.g. add a leading space to both)."
+                    f"({self.tokenizer.convert_ids_to_tokens(ids[0])!r}), so the prediction and the label position "
+                    "cannot tell them apart. Choose words whose first tokens differ (e.g. add a leading space to both)."
                 )
             firsts[ids[0]] = word
 
     def _encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _leading_specials(self) -> list[int]:
-        probe = "probe text"
-        plain = self._encode(probe)
-        full = list(self.tokenizer(probe)["input_ids"])
-        for start in range(len(full) - len(plain) + 1):
-            if full[start : start + len(plain)] == plain:
-                return full[:start]
-        return []
-
     # --------------------------------------------------------------- segments
     def demonstration_ids(self, example: Mapping) -> list[int]:
-        """Token ids of ``d_i`` (no special tokens)."""
-        return self._encode(demonstration_text(example, self.template, self.label_words))
+        """Token ids of ``d_i`` (no start token)."""
+        return self._encode(demonstration_text(example, self.prompt))
 
     def query_ids(self, example: Mapping) -> list[int]:
-        """Token ids of ``template.format(**query)`` (no special tokens)."""
-        return self._encode(self.template.format(**example))
+        """Token ids of ``template.format(**query)`` (no start token)."""
+        return self._encode(self.prompt.template.format(**example))
 
     def training_ids(self, example: Mapping) -> list[int]:
-        """One finetuning example: leading specials + ``d_i``."""
-        return self.special_prefix + self.demonstration_ids(example)
+        """One finetuning example: start token + ``d_i``."""
+        return self.start_ids + self.demonstration_ids(example)
 
     def prefix(self, demonstrations: Sequence[Mapping]) -> IclPrefix:
         """The ICL demonstration prefix for ``demonstrations`` in order."""
-        ids = list(self.special_prefix)
+        ids = list(self.start_ids)
         positions: list[int] = []
+        owner: list[int] = []
         demo_ids = []
-        for ex in demonstrations:
+        for i, ex in enumerate(demonstrations):
             d = self.demonstration_ids(ex)
             demo_ids.append(d)
             positions.extend(range(len(ids), len(ids) + len(d)))
+            owner.extend([i] * len(d))
             ids.extend(d)
             ids.extend(self.separator_ids)
-        return IclPrefix(ids=ids, demo_positions=positions, n_demonstrations=len(demonstrations), demo_ids=demo_ids)
+        return IclPrefix(ids, positions, len(demonstrations), demo_ids, owner)
 
     def fit_prefix(
         self, demonstrations: Sequence[Mapping], queries: Sequence[Mapping], max_length: int | None
     ) -> tuple[IclPrefix, list[str]]:
         """The longest prefix of ``demonstrations`` whose ICL prompt fits ``max_length`` for every query.
 
-        Demonstrations are dropped from the end, as the reference code packs the
-        context. Returns the prefix and notes saying how many were kept; raises
-        ``ValueError`` when not even one demonstration fits.
+        Demonstrations are dropped from the end, as the reference code packs the context.
+        Returns the prefix and notes saying how many were kept; raises ``ValueError`` when
+        not even one demonstration fits.
         """
-        longest_label = max(len(ids) for ids in self.label_ids)
-        longest_query = max(len(self.query_ids(q)) for q in queries) + longest_label
+        longest_query = max(len(self.query_ids(q)) for q in queries) + max(len(ids) for ids in self.label_ids)
         prefix = self.prefix(demonstrations)
         if max_length is None or len(prefix.ids) + longest_query <= max_length:
             return prefix, []
         lengths = [len(self.demonstration_ids(d)) + len(self.separator_ids) for d in demonstrations]
-        total = len(self.special_prefix)
-        keep = 0
+        total, keep = len(self.start_ids), 0
         for n in lengths:
             if total + n + longest_query > max_length:
                 break
-            total += n
-            keep += 1
+            total, keep = total + n, keep + 1
         if keep == 0:
             raise ValueError(
                 f"not even one demonstration fits the model's context of {max_length} tokens "

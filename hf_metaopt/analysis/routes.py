@@ -6,6 +6,7 @@ attention output, query vector and attention scores at the position. Sequences a
 right-padded, so real tokens never see padding and position ids need no adjusting.
 The ICL route can start from a shared prefix cache (computed once, expanded to the
 batch) or, as the reference route, feed the full prompt of every query on its own.
+Only the logits of the positions that are scored are computed (``logits_to_keep``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..torch_utils import input_device
 from .capture import AttentionRecorder, RowSpec
 
-__all__ = ["RouteRunner", "RouteOutput", "expand_cache", "input_device"]
+__all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 
 
 def expand_cache(cache, batch: int):
@@ -36,34 +38,28 @@ def expand_cache(cache, batch: int):
     return cache
 
 
-def input_device(model: nn.Module) -> torch.device:
-    """Where to put input ids: CPU for accelerate-dispatched models (its hooks move them)."""
-    if getattr(model, "hf_device_map", None):
-        return torch.device("cpu")
-    for p in model.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
 @dataclass
 class RouteOutput:
-    """One batch of queries through one route (numpy float64 on CPU).
+    """One batch of queries through one route (numpy on CPU, float64 / bool).
 
-    ``logprobs`` ``[B, n_labels]``; ``output`` ``[B, L, E]`` attention outputs at the
-    position; ``query`` ``[B, L, H, Dh]``; ``own`` per row ``[L, H, T_own]`` scores over
-    the query's own tokens; ``demo`` ``[B, L, T_demo]`` scores over demonstration tokens
-    summed over heads (ICL only).
+    ``logprobs [B, n_labels]``; ``output [B, L, E]`` attention outputs at the position;
+    ``query [B, L, H, Dh]``; ``own`` per row ``[L, H, T_own]`` scores over the query's own
+    tokens (0 where the layer does not attend) and ``own_visible`` per row ``[L, T_own]``;
+    ``demo [B, L, T_demo]`` scores over demonstration tokens summed over heads and
+    ``demo_visible [B, L, T_demo]`` (ICL only, else ``None``).
     """
 
     logprobs: np.ndarray
-    output: np.ndarray | None
-    query: np.ndarray | None
-    own: list[np.ndarray]
-    demo: np.ndarray | None
+    output: np.ndarray | None = None
+    query: np.ndarray | None = None
+    own: list[np.ndarray] | None = None
+    own_visible: list[np.ndarray] | None = None
+    demo: np.ndarray | None = None
+    demo_visible: np.ndarray | None = None
 
 
 class RouteRunner:
-    """Runs batches of queries through ``model`` and records the analysis position.
+    """Runs batches of queries through ``model``, scoring the label words and recording the position.
 
     Args:
         model: the causal LM (eval mode).
@@ -71,11 +67,12 @@ class RouteRunner:
         position: ``"prediction"`` (last prompt token) or ``"label"`` (first token of the
             first label word, appended).
         pad_id: id used for right padding.
+        capture: record attention (``False``: predictions only).
     """
 
-    def __init__(self, model: nn.Module, label_ids: Sequence[Sequence[int]], position: str, pad_id: int):
+    def __init__(self, model: nn.Module, label_ids: Sequence[Sequence[int]], position: str, pad_id: int, capture: bool = True):
         self.model = model
-        self.recorder = AttentionRecorder(model)
+        self.recorder = AttentionRecorder(model) if capture else None
         self.label_ids = [list(ids) for ids in label_ids]
         self.position = position
         self.pad_id = pad_id
@@ -85,12 +82,13 @@ class RouteRunner:
     # ------------------------------------------------------------------ passes
     @torch.no_grad()
     def prefix_cache(self, prefix_ids: Sequence[int]):
-        """The cache of the demonstration prefix (one pass, batch 1)."""
-        out = self.model(input_ids=torch.tensor([list(prefix_ids)], device=self.device), use_cache=True)
+        """The cache of the demonstration prefix (one pass, batch 1, no logits kept beyond the last)."""
+        kwargs = {"logits_to_keep": 1} if self.keeps_logits else {}
+        out = self.model(input_ids=torch.tensor([list(prefix_ids)], device=self.device), use_cache=True, **kwargs)
         return out.cache
 
     @torch.no_grad()
-    def _forward(self, inputs, cache, targets, rows: list[RowSpec] | None) -> list[list[float]]:
+    def _forward(self, inputs, cache, targets) -> list[list[float]]:
         batch, width = len(inputs), max(len(x) for x in inputs)
         ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((batch, width), dtype=torch.long)
@@ -106,9 +104,7 @@ class RouteRunner:
         column = {p: i for i, p in enumerate(positions)} if self.keeps_logits else {p: p for p in positions}
         if self.keeps_logits:
             kwargs["logits_to_keep"] = torch.tensor(positions, device=self.device)
-        self.recorder.rows = rows or []
         out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
-        self.recorder.rows = []
         logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
         return [[float(logprobs[b, column[p], tok]) for p, tok in row] for b, row in enumerate(targets)]
 
@@ -119,46 +115,53 @@ class RouteRunner:
         cache=None,
         demo_positions: Sequence[int] | None = None,
     ) -> RouteOutput:
-        """Score and capture a batch of queries after ``context_ids``.
+        """Score (and capture) a batch of queries after ``context_ids``.
 
-        ``context_ids`` are the tokens before each query (the leading special tokens, or
-        the ICL prefix). With ``cache`` (the context's cache) only the query tokens are
-        fed; otherwise context and query are fed together.
+        ``context_ids`` are the tokens before each query (the start token, or the ICL
+        prefix). With ``cache`` (the context's cache) only the query tokens are fed;
+        otherwise context and query are fed together.
         """
-        offset = 0 if cache is not None else len(context_ids)
-        context = [] if cache is not None else list(context_ids)
-        keys_offset = len(context_ids)
+        fed_context = [] if cache is not None else list(context_ids)
+        past = len(context_ids) if cache is not None else 0
         first_label = self.label_ids[0][0]
-        main_inputs, rows, main_targets = [], [], []
-        for q in query_ids:
-            q = list(q)
-            extra = [first_label] if self.position == "label" else []
+        inputs, rows, targets = [], [], []
+        for q in map(list, query_ids):
             pos = len(q) if self.position == "label" else len(q) - 1
-            main_inputs.append(context + q + extra)
-            rows.append(RowSpec(position=offset + pos, own=(keys_offset, keys_offset + pos + 1), demo=demo_positions))
-            main_targets.append([(offset + len(q) - 1, ids[0]) for ids in self.label_ids])
-        with self.recorder.recording():
-            first = self._forward(main_inputs, cache, main_targets, rows)
+            inputs.append(fed_context + q + ([first_label] if self.position == "label" else []))
+            own = (len(context_ids), len(context_ids) + pos + 1)
+            rows.append(RowSpec(position=len(fed_context) + pos, own=own, demo=demo_positions))
+            targets.append([(len(fed_context) + len(q) - 1, ids[0]) for ids in self.label_ids])
+        if self.recorder is None:
+            scores, records = np.array(self._forward(inputs, cache, targets)), None
+        else:
+            with self.recorder.recording(), self.recorder.reading(rows, past_length=past):
+                scores = np.array(self._forward(inputs, cache, targets), dtype=np.float64)
             records = self.recorder.pop()
-            scores = np.array(first, dtype=np.float64)  # [B, n_labels] first-token log-probs
-            for j, ids in enumerate(self.label_ids):
-                if len(ids) == 1:
-                    continue
-                inputs, targets = [], []
-                for q in query_ids:
-                    q = list(q)
-                    inputs.append(context + q + ids[:-1])
-                    targets.append([(offset + len(q) - 1 + t, tok) for t, tok in enumerate(ids)])
-                scores[:, j] = np.mean(np.array(self._forward(inputs, cache, targets, None)), axis=1)
-        n_layers = self.recorder.num_layers
-        own = [
-            np.stack([records["own_scores"][layer][b].numpy() for layer in range(n_layers)])
-            for b in range(len(query_ids))
-        ]
-        return RouteOutput(
-            logprobs=scores,
-            output=records["output"].numpy(),
-            query=records["query"].numpy(),
-            own=own,
-            demo=records["demo_scores"].numpy() if records["demo_scores"] is not None else None,
-        )
+        self._score_multi_token_words(scores, query_ids, fed_context, cache)
+        return _output(scores, records)
+
+    def _score_multi_token_words(self, scores: np.ndarray, query_ids, fed_context: list[int], cache) -> None:
+        """Replace first-token log-probs by the mean over all tokens for multi-token label words."""
+        for j, ids in enumerate(self.label_ids):
+            if len(ids) == 1:
+                continue
+            inputs, targets = [], []
+            for q in map(list, query_ids):
+                inputs.append(fed_context + q + ids[:-1])
+                targets.append([(len(fed_context) + len(q) - 1 + t, tok) for t, tok in enumerate(ids)])
+            scores[:, j] = np.mean(np.array(self._forward(inputs, cache, targets)), axis=1)
+
+
+def _output(scores: np.ndarray, records: dict | None) -> RouteOutput:
+    if records is None:
+        return RouteOutput(logprobs=scores)
+    as_numpy = lambda t: None if t is None else t.numpy()  # noqa: E731
+    return RouteOutput(
+        logprobs=scores,
+        output=as_numpy(records["output"]),
+        query=as_numpy(records["query"]),
+        own=[t.numpy() for t in records["own"]],
+        own_visible=[t.numpy() for t in records["own_visible"]],
+        demo=as_numpy(records["demo"]),
+        demo_visible=as_numpy(records["demo_visible"]),
+    )

@@ -17,13 +17,22 @@ One final run on the test split then uses the chosen pair; the grid goes into
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from statistics import mean
+from typing import Literal
 
 from tqdm.auto import tqdm
 
-__all__ = ["PAPER_LEARNING_RATES", "CRITERION", "dev_evaluator", "parse_grid", "select_on_dev"]
+from .options import AnalysisOptions
 
-# {1..9} x {0.1, 0.01, 0.001, 0.0001}, ascending (PAPER.md section 2).
+__all__ = [
+    "CRITERION", "PAPER_LEARNING_RATES", "SelectionArguments", "dev_evaluator", "parse_grid", "select", "select_on_dev",
+]
+
+DEFAULT_LR_GRID = "1e-3,1e-2,1e-1"
+DEFAULT_SEED_GRID = "1,2"
+
+# The paper's grid {1..9} x {0.1, 0.01, 0.001, 0.0001}, ascending.
 PAPER_LEARNING_RATES = tuple(sorted(round(m * 10.0**e, 6) for m in range(1, 10) for e in (-1, -2, -3, -4)))
 CRITERION = (
     "Chosen on the dev split (carved from train, disjoint from test): the learning rate with the best "
@@ -83,33 +92,56 @@ def select_on_dev(
     }
 
 
-def dev_evaluator(analyzer, task, *, n_demonstrations: int, n_queries: int | None, method: str = "kv", data=None):
+def dev_evaluator(model, tokenizer, task, options: AnalysisOptions, *, data=None):
     """``evaluate(learning_rate, seed) -> {zsl, icl, ft}`` dev accuracies for :func:`select_on_dev`.
 
-    Uses the pipeline's ``finetune`` and ``predict`` (predictions only, no metric capture),
-    with the demonstrations and dev queries :func:`hf_metaopt.tasks.prepare` picks; ZSL is
-    computed once and ICL once per seed, since neither depends on the learning rate.
+    Predictions only (no metric capture), with the demonstrations and dev queries the final
+    analysis would pick (``options`` with ``split="dev"``); ZSL is computed once and ICL once
+    per seed, since neither depends on the learning rate.
     """
-    import warnings
-
     from .. import tasks
+    from .inference import finetune, predict
+    from .run import prompt_format
 
     cache: dict = {}
+    spec = tasks.get_task(task)
+    prompt = prompt_format(spec)
 
     def accuracy(predictions, queries) -> float:
         return sum(int(p == q["label"]) for p, q in zip(predictions, queries)) / len(queries)
 
     def evaluate(learning_rate: float, seed: int) -> dict[str, float]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the final run reports its own warnings
-            demos, queries, spec = tasks.prepare(task, n_demonstrations, n_queries, seed, split="dev", data=data)
-            options = dict(template=spec.template, label_words=list(spec.label_words), separator=spec.separator)
-            if "zsl" not in cache:
-                cache["zsl"] = accuracy(analyzer.predict(queries, **options), queries)
-            if ("icl", seed) not in cache:
-                cache["icl", seed] = accuracy(analyzer.predict(queries, demos, **options), queries)
-            tuned = analyzer.finetune(demos, learning_rate=learning_rate, method=method, seed=seed, **options)
-            ft = accuracy(analyzer.predict(queries, model=tuned, **options), queries)
+        run = replace(options, learning_rate=learning_rate, seed=seed, split="dev")
+        chosen = tasks.select_examples(spec, run.n_demonstrations, run.n_queries, seed, split="dev", data=data)
+        demos, queries = chosen.demonstrations, chosen.queries
+        if "zsl" not in cache:
+            cache["zsl"] = accuracy(predict(model, tokenizer, queries, prompt, run)[0], queries)
+        if ("icl", seed) not in cache:
+            cache["icl", seed] = accuracy(predict(model, tokenizer, queries, prompt, run, demos)[0], queries)
+        tuned = finetune(model, tokenizer, demos, prompt, run)
+        ft = accuracy(predict(tuned, tokenizer, queries, prompt, run)[0], queries)
         return {"zsl": cache["zsl"], "icl": cache["icl", seed], "ft": ft}
 
     return evaluate
+
+
+@dataclass(frozen=True)
+class SelectionArguments:
+    """Choosing the learning rate and seed on the dev split (``--select-on dev``)."""
+
+    select_on: Literal["dev"] | None = field(default=None, metadata={"help": "grid-search learning rate and seed on the dev split first."})
+    lr_grid: str = field(default=DEFAULT_LR_GRID, metadata={"help": "learning rates for --select-on dev ('paper' = the paper's 36)."})
+    seed_grid: str = field(default=DEFAULT_SEED_GRID, metadata={"help": "seeds for --select-on dev."})
+
+    def grids(self) -> tuple[list[float], list[int]]:
+        """The parsed learning-rate and seed grids (``ValueError`` naming the flag if malformed)."""
+        return parse_grid(self.lr_grid), parse_grid(self.seed_grid, "--seed-grid", int)
+
+
+def select(model, tokenizer, task, options: AnalysisOptions, args: SelectionArguments, *, data=None, progress: bool = False):
+    """Run the dev grid of ``args`` and return ``(options with the chosen learning rate and seed, selection table)``."""
+    learning_rates, seeds = args.grids()
+    evaluate = dev_evaluator(model, tokenizer, task, options, data=data)
+    selection = select_on_dev(evaluate, learning_rates, seeds, progress=progress)
+    chosen = selection["chosen"]
+    return replace(options, learning_rate=chosen["learning_rate"], seed=chosen["seed"]), selection

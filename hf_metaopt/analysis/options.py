@@ -1,0 +1,105 @@
+"""The options of one ICL-vs-finetuning analysis: one frozen, validated object, one set of defaults.
+
+The pipeline, the command line (``hf-metaopt analyze``, parsed by ``HfArgumentParser``),
+the recipes and the sweep all build an :class:`AnalysisOptions`; it is written whole into
+``report["config"]``. Bad values raise ``ValueError`` naming the field and the fix, when
+the object is made, before anything is computed.
+
+The defaults are the embedded offline run's (``hf-metaopt analyze`` with no arguments):
+they were chosen on the offline tasks' dev splits, never on a reported split
+(``docs/analysis.md``, "Default run").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal
+
+__all__ = ["AnalysisOptions", "CONTROLS", "METHODS", "POSITIONS", "SPLITS"]
+
+METHODS = ("kv", "lora", "full")
+POSITIONS = ("prediction", "label")
+CONTROLS = (None, "untrained")
+SPLITS = ("train", "dev", "test")
+
+
+def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer (e.g. 16); got {value!r}.")
+
+
+def _choice(name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"`{name}` must be one of {list(allowed)}; got {value!r}.")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What one analysis does with a model and a task (every field has a CLI flag of the same name)."""
+
+    n_demonstrations: int = field(
+        default=16, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
+    )
+    n_queries: int | None = field(
+        default=200, metadata={"help": "queries from --split (shuffled with seed 1, capped at this many)."}
+    )
+    split: Literal["train", "dev", "test"] = field(
+        default="test", metadata={"help": "the split queries come from (dev for model selection)."}
+    )
+    learning_rate: float = field(default=1e-2, metadata={"help": "finetuning SGD learning rate (constant, no momentum)."})
+    method: Literal["kv", "lora", "full"] = field(
+        default="kv", metadata={"help": "what finetuning trains: kv (key/value projections), lora (PEFT on k/v) or full."}
+    )
+    seed: int = field(default=1, metadata={"help": "demonstration shuffle, training and bootstrap seed."})
+    position: Literal["prediction", "label"] = field(
+        default="prediction", metadata={"help": "where metrics are read: prediction (last prompt token) or label (first label token appended)."}
+    )
+    start_token: str | None = field(
+        default="auto", metadata={"help": "token starting every sequence: auto (BOS, else EOS), a token string, or none."}
+    )
+    control: Literal["untrained"] | None = field(
+        default=None, metadata={"help": "untrained: also analyse a randomly initialised copy (Deutch et al.)."}
+    )
+    max_demonstrations: int = field(default=32, metadata={"help": "at most this many demonstrations in context."})
+    batch_size: int = field(default=8, metadata={"help": "queries per forward pass."})
+    n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95%% intervals."})
+    fast: bool = field(
+        default=True, metadata={"help": "reuse the demonstration prefix's cache for every query (--no-fast: the per-query reference route)."}
+    )
+
+    def __post_init__(self):
+        for name in ("n_demonstrations", "max_demonstrations", "batch_size", "n_bootstrap"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("n_queries", self.n_queries, allow_none=True)
+        lr = self.learning_rate
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {lr!r}.")
+        object.__setattr__(self, "learning_rate", float(lr))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"`seed` must be an integer; got {self.seed!r}.")
+        _choice("method", self.method, METHODS)
+        _choice("position", self.position, POSITIONS)
+        _choice("control", self.control, CONTROLS)
+        _choice("split", self.split, SPLITS)
+        if not isinstance(self.fast, bool):
+            raise ValueError(f"`fast` must be True or False; got {self.fast!r}.")
+        if isinstance(self.start_token, str) and self.start_token.strip().lower() in ("none", ""):
+            object.__setattr__(self, "start_token", None)  # the command line's way to say None
+        if self.start_token is not None and not isinstance(self.start_token, str):
+            raise ValueError(f"`start_token` must be 'auto', a token string or None; got {self.start_token!r}.")
+
+    @classmethod
+    def from_kwargs(cls, base: "AnalysisOptions | None" = None, **kwargs: Any) -> "AnalysisOptions":
+        """``base`` (default: the defaults) with ``kwargs`` replaced; unknown names raise ``TypeError`` listing the valid ones."""
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise TypeError(f"unknown analysis option(s) {unknown}; valid options: {sorted(valid)}.")
+        values = asdict(base) if base is not None else {}
+        return cls(**{**values, **kwargs})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option by name (JSON types)."""
+        return asdict(self)

@@ -1,0 +1,137 @@
+"""report.md: the readable summary of one analysis report (also the source of the Hub card's metric rows)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["PLOT_FILES", "SETTINGS", "markdown", "metric_rows"]
+
+# The PNGs ICLAnalysisReport.plot writes, in the order report.md shows them.
+PLOT_FILES = ("accuracy.png", "simaou.png", "simam.png", "kendall.png")
+SETTINGS = ("zsl", "icl", "ft")
+SETTING_NAMES = {"zsl": "ZSL (zero-shot)", "icl": "ICL (demonstrations in context)", "ft": "FT (finetuned on the demonstrations)"}
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _ci(ci: Any, digits: int = 3) -> str:
+    return "n/a" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """(metric, value, 95% interval, baseline) rows of the four metrics (report.md and the Hub card)."""
+    aou, am, kd = data.get("simaou", {}), data.get("simam", {}), data.get("kendall", {})
+    ex = kd.get("example_level") or {}
+    rec = data.get("rec2ftp")
+    rows = [
+        ("Rec2FTP", "n/a (FT fixes no query)" if rec is None else _num(rec), _ci(data.get("rec2ftp_ci95")), "-"),
+        ("SimAOU", _num(aou.get("mean")), _ci(aou.get("ci95")), f"random vector {_num(aou.get('random_mean'))}"),
+        ("SimAOU (unnormalised, Deutch et al.)", _num(aou.get("unnormalized_mean")), _ci(aou.get("unnormalized_ci95")), "-"),
+        ("SimAM before finetuning cos(ICL, ZSL)", _num(am.get("before")), _ci(am.get("before_ci95")), "-"),
+        ("SimAM after finetuning cos(ICL, FT)", _num(am.get("after")), _ci(am.get("after_ci95")), f"before finetuning {_num(am.get('before'))}"),
+        ("SimAM delta cos(ICL-ZSL, FT-ZSL)", _num(am.get("delta")), _ci(am.get("delta_ci95")), "-"),
+        ("Kendall (token level)", _num(kd.get("mean")), _ci(kd.get("ci95")), f"random scores {_num(kd.get('random_mean'))}"),
+    ]
+    if ex:
+        rows.append(("Kendall (example level)", _num(ex.get("mean")), _ci(ex.get("ci95")), f"random scores {_num(ex.get('random_mean'))}"))
+    return rows
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    cfg = data.get("config", {})
+    start = cfg.get("start_token_used", cfg.get("start_token"))
+    return [
+        f"# ICL vs finetuning: {cfg.get('model', 'model')} on {cfg.get('task') or 'custom data'}",
+        "",
+        f"{cfg.get('n_demonstrations', '?')} demonstrations, {len(data.get('labels', []))} queries, method "
+        f"`{cfg.get('method', '?')}`, learning rate {cfg.get('learning_rate', '?')}, position `{cfg.get('position', '?')}`, "
+        f"seed {cfg.get('seed', '?')}, start token {start!r}. Intervals are bootstrap 95% intervals over queries.",
+    ]
+
+
+def _accuracy(data: dict[str, Any]) -> list[str]:
+    acc, acc_ci = data["accuracy"], data.get("accuracy_ci95", {})
+    rows = [[SETTING_NAMES[s], _num(acc.get(s)), _ci(acc_ci.get(s))] for s in SETTINGS]
+    return ["", "## Accuracy", ""] + _table(["setting", "accuracy", "95% interval"], rows)
+
+
+def _metrics(data: dict[str, Any]) -> list[str]:
+    return ["", "## ICL vs finetuning metrics", ""] + _table(["metric", "value", "95% interval", "baseline"], [list(r) for r in metric_rows(data)])
+
+
+def _control(data: dict[str, Any]) -> list[str]:
+    control = (data.get("controls") or {}).get("untrained")
+    if not control:
+        return []
+    acc, c_acc = data["accuracy"], control.get("accuracy", {})
+    pick = lambda d, metric, key: _num((d.get(metric) or {}).get(key))  # noqa: E731
+    rows = [[f"accuracy {s.upper()}", _num(acc.get(s)), _num(c_acc.get(s))] for s in SETTINGS] + [
+        ["Rec2FTP", _num(data.get("rec2ftp")), _num(control.get("rec2ftp"))],
+        ["SimAOU", pick(data, "simaou", "mean"), pick(control, "simaou", "mean")],
+        ["SimAM after", pick(data, "simam", "after"), pick(control, "simam", "after")],
+        ["SimAM delta", pick(data, "simam", "delta"), pick(control, "simam", "delta")],
+        ["Kendall", pick(data, "kendall", "mean"), pick(control, "kendall", "mean")],
+    ]
+    intro = ("The same analysis on a randomly initialised copy of the architecture, which cannot learn in context: "
+             "metrics that score about as high here say little about ICL.")
+    return ["", "## Untrained control (Deutch et al.)", "", intro, ""] + _table(["metric", "pretrained", "untrained"], rows)
+
+
+def _selection(data: dict[str, Any]) -> list[str]:
+    selection = data.get("selection")
+    if not selection:
+        return []
+    lines = ["", "## Hyperparameter selection on the dev split", ""]
+    if selection.get("criterion"):
+        lines += [selection["criterion"], ""]
+    rows = [[r.get("learning_rate"), r.get("seed"), _num(r.get("zsl")), _num(r.get("icl")), _num(r.get("ft"))]
+            for r in selection.get("rows", [])]
+    lines += _table(["learning rate", "seed", "dev ZSL", "dev ICL", "dev FT"], rows)
+    chosen = selection.get("chosen", {})
+    return lines + ["", f"Chosen: learning rate {chosen.get('learning_rate')}, seed {chosen.get('seed')}; the tables above are on the test split."]
+
+
+def _per_layer(data: dict[str, Any]) -> list[str]:
+    aou, am, kd = data.get("simaou", {}), data.get("simam", {}), data.get("kendall", {})
+    series = [aou.get("per_layer"), aou.get("random_per_layer"), am.get("per_layer_before"), am.get("per_layer_after"),
+              am.get("per_layer_delta"), kd.get("per_layer"), (kd.get("example_level") or {}).get("per_layer"),
+              kd.get("random_per_layer")]
+    n = max((len(s) for s in series if s), default=0)
+    if not n:
+        return []
+    rows = [[str(i)] + [_num(s[i]) if s and i < len(s) else "-" for s in series] for i in range(n)]
+    header = ["layer", "SimAOU", "SimAOU random", "SimAM before", "SimAM after", "SimAM delta", "Kendall",
+              "Kendall (example)", "Kendall random"]
+    return ["", "## Per layer", ""] + _table(header, rows)
+
+
+def _setting(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    text = text if len(text) <= 200 else text[:197] + "..."
+    return text.replace("|", "\\|").replace("\n", "\\n")
+
+
+def _settings(data: dict[str, Any]) -> list[str]:
+    cfg = data.get("config", {})
+    lines = ["", "## Settings", ""] + _table(["setting", "value"], [[k, _setting(v)] for k, v in cfg.items() if k != "versions"])
+    versions = cfg.get("versions") or {}
+    if versions:
+        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    notes = data.get("notes") or []
+    return lines + (["", "## Notes", ""] + [f"- {n}" for n in notes] if notes else [])
+
+
+def markdown(data: dict[str, Any], plots_dir: str | None) -> str:
+    """report.md for a report dictionary; ``plots_dir`` links the PNGs (``None``: no plots)."""
+    lines = _header(data) + _accuracy(data) + _metrics(data) + _control(data) + _selection(data) + _per_layer(data)
+    if plots_dir is not None:
+        prefix = "" if plots_dir in (".", "") else plots_dir.rstrip("/") + "/"
+        lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({prefix}{name})" for name in PLOT_FILES]
+    return "\n".join(lines + _settings(data)) + "\n"
