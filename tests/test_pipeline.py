@@ -68,10 +68,12 @@ def test_task_route_reads_the_registered_task(analyzer):
 
 
 def test_bad_calls(analyzer, tiny_tokenizer):
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="unknown analysis option"):
         analyzer(DEMOS, QUERIES, template=TEMPLATE, label_words=WORDS, learnig_rate=0.1)
     with pytest.raises(ValueError, match="label_words` is required"):
         analyzer(DEMOS, QUERIES, template=TEMPLATE)
+    with pytest.raises(ValueError, match="learning_rate"):
+        analyzer.finetune(DEMOS, template=TEMPLATE, label_words=WORDS, learning_rate=-1.0)
     with pytest.raises(TypeError, match="causal LM"):
         from transformers import GPT2Model
 

@@ -55,31 +55,34 @@ def test_parse_seed_grid():
         parse_grid("1.5", "--seed-grid", int)
 
 
-class FakeAnalyzer:
-    """Predicts label 1 zero-shot, the gold label in context, and label 0 after finetuning at lr >= 0.01."""
+class FakeInference:
+    """Stands in for hf_metaopt.analysis.inference: records calls, predicts by rule."""
 
     def __init__(self):
         self.calls = []
 
-    def predict(self, queries, demonstrations=None, *, template, label_words, separator="\n", model=None):
-        self.calls.append(("predict", "ft" if model else ("icl" if demonstrations else "zsl")))
-        if model is not None:
-            return [0 if model["lr"] >= 0.01 else 1 for _ in queries]
-        return [q["label"] for q in queries] if demonstrations else [1 for _ in queries]
+    def predict(self, model, tokenizer, queries, prompt, options=None, demonstrations=None):
+        self.calls.append(("predict", "ft" if isinstance(model, dict) else ("icl" if demonstrations else "zsl")))
+        if isinstance(model, dict):
+            return [0 if model["lr"] >= 0.01 else 1 for _ in queries], []
+        return ([q["label"] for q in queries] if demonstrations else [1 for _ in queries]), []
 
-    def finetune(self, demonstrations, *, template, label_words, separator, learning_rate, method, seed):
-        self.calls.append(("finetune", learning_rate, seed, len(demonstrations)))
-        return {"lr": learning_rate}
+    def finetune(self, model, tokenizer, demonstrations, prompt, options):
+        self.calls.append(("finetune", options.learning_rate, options.seed, len(demonstrations)))
+        return {"lr": options.learning_rate}
 
 
-def test_dev_evaluator_scores_dev_queries_and_reuses_zsl_and_icl():
+def test_dev_evaluator_scores_dev_queries_and_reuses_zsl_and_icl(monkeypatch):
     from hf_metaopt import tasks
+    from hf_metaopt.analysis import AnalysisOptions, inference
     from hf_metaopt.analysis.selection import dev_evaluator
 
     spec = tasks.get_task("bbc_news")
     data = spec.load()
-    fake = FakeAnalyzer()
-    evaluate = dev_evaluator(fake, spec, n_demonstrations=3, n_queries=50, data=data)
+    fake = FakeInference()
+    monkeypatch.setattr(inference, "predict", fake.predict)
+    monkeypatch.setattr(inference, "finetune", fake.finetune)
+    evaluate = dev_evaluator("model", "tokenizer", spec, AnalysisOptions(n_demonstrations=3, n_queries=50), data=data)
     _, dev_queries, _ = tasks.prepare(spec, 3, 50, seed=1, split="dev", data=data)
     share_0 = sum(q["label"] == 0 for q in dev_queries) / 50
     share_1 = sum(q["label"] == 1 for q in dev_queries) / 50

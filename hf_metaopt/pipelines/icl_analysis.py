@@ -11,53 +11,61 @@
 An analysis is one job over a whole set of queries rather than a per-item
 preprocess/forward/postprocess flow, so :meth:`ICLAnalyzer.__call__` runs those three
 steps once on the full request instead of Pipeline's per-item batching; model,
-tokenizer and device handling are Pipeline's.
+tokenizer and device handling are Pipeline's. Every option is a field of
+:class:`~hf_metaopt.analysis.AnalysisOptions` (one set of defaults, validated there).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from transformers import AutoModelForCausalLM, Pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from ..analysis.engine import check_causal_lm, predict as _predict, resolve_pad_id, run_analysis, validate_options
-from ..analysis.finetune import finetune_model
-from ..analysis.prompts import PromptEncoder, validate_examples
+from .. import tasks
+from ..analysis import inference
+from ..analysis.engine import run_analysis
+from ..analysis.options import AnalysisOptions
+from ..analysis.prompts import PromptFormat
 from ..analysis.report import ICLAnalysisReport
+from ..analysis.run import analyze_task
 
 __all__ = ["ICLAnalyzer", "TASK_NAME"]
 
 TASK_NAME = "icl-analysis"
 
-_OPTIONS = {
-    "template": None,
-    "label_words": None,
-    "separator": "\n",
-    "learning_rate": 1e-3,
-    "method": "kv",
-    "position": "prediction",
-    "seed": 0,
-    "control": None,
-    "max_demonstrations": 32,
-    "batch_size": 8,
-    "n_bootstrap": 1000,
-    "fast": True,
-}
-_TASK_OPTIONS = {"task": None, "n_demonstrations": 32, "n_queries": 200, "split": None}
+
+@dataclass
+class _Request:
+    options: AnalysisOptions
+    task: tasks.TaskSpec | None = None
+    prompt: PromptFormat | None = None
+    demonstrations: Any = None
+    queries: Any = None
+
+
+def _prompt(template: str | None, label_words: Sequence[str] | None, separator: str | None) -> PromptFormat:
+    for name, value in (("template", template), ("label_words", label_words)):
+        if value is None:
+            raise ValueError(
+                f"`{name}` is required: call analyzer(demonstrations, queries, template=..., label_words=[...]) "
+                "or analyzer(task='mr', ...)."
+            )
+    return PromptFormat(template, tuple(label_words), "\n" if separator is None else separator)
 
 
 class ICLAnalyzer(Pipeline):
     """Runs Dai et al.'s ICL-vs-finetuning analysis and returns an :class:`ICLAnalysisReport`.
 
-    Call with ``(demonstrations, queries, template=..., label_words=[...])`` or with
-    ``task="mr", n_demonstrations=32, n_queries=200, seed=1``. Options: ``separator``
-    (``"\\n"``), ``learning_rate`` (1e-3), ``method`` (``"kv"`` | ``"lora"`` | ``"full"``),
-    ``position`` (``"prediction"`` | ``"label"``), ``seed`` (0), ``control`` (``None`` |
-    ``"untrained"``), ``max_demonstrations`` (32), ``batch_size`` (8), ``n_bootstrap``
-    (1000) and ``fast`` (True: reuse the demonstration prefix's cache; False: the
-    per-query reference route).
+    Call with ``(demonstrations, queries, template=..., label_words=[...], separator="\\n")``
+    or with ``task="mr"`` (a registered name or a :class:`~hf_metaopt.tasks.TaskSpec`; its
+    template, label words and separator unless given). Every other keyword is an
+    :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``, ``n_queries``,
+    ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
+    ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``).
     """
 
     _load_processor = False
@@ -67,101 +75,56 @@ class ICLAnalyzer(Pipeline):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        check_causal_lm(self.model)
+        inference.check_causal_lm(self.model)
         if self.tokenizer is None:
             raise ValueError("icl-analysis needs a tokenizer: pass tokenizer=... to pipeline().")
 
     # -------------------------------------------------------------- Pipeline API
     def _sanitize_parameters(self, **kwargs):
-        unknown = sorted(set(kwargs) - set(_OPTIONS) - set(_TASK_OPTIONS))
-        if unknown:
-            raise TypeError(f"icl-analysis got unknown option(s) {unknown}; valid: {sorted({**_OPTIONS, **_TASK_OPTIONS})}.")
-        return {}, dict(kwargs), {}
+        return {}, kwargs, {}
 
     def __call__(self, demonstrations: Any = None, queries: Any = None, **kwargs) -> ICLAnalysisReport:
         """Run one analysis (see the class docstring) and return its report."""
-        self._sanitize_parameters(**kwargs)
         request = self.preprocess({"demonstrations": demonstrations, "queries": queries, **kwargs})
         return self.postprocess(self._forward(request))
 
-    def preprocess(self, inputs: dict) -> dict:
-        """Resolve a task name into examples and options; fill defaults."""
+    def preprocess(self, inputs: dict) -> _Request:
+        """Split prompt and task arguments from the options, and validate them all before any compute."""
         inputs = dict(inputs)
         task = inputs.pop("task", None)
-        task_args = {k: inputs.pop(k, v) for k, v in _TASK_OPTIONS.items() if k != "task"}
-        demonstration_ids = None
-        if task is not None:
-            if inputs.get("demonstrations") is not None or inputs.get("queries") is not None:
-                raise ValueError("pass either `task=` or `demonstrations` and `queries`, not both.")
-            from .. import tasks
+        prompt_args = {k: inputs.pop(k, None) for k in ("template", "label_words", "separator")}
+        demonstrations, queries = inputs.pop("demonstrations", None), inputs.pop("queries", None)
+        options = AnalysisOptions.from_kwargs(**inputs)
+        if task is None:
+            return _Request(options, prompt=_prompt(**prompt_args), demonstrations=demonstrations, queries=queries)
+        if demonstrations is not None or queries is not None:
+            raise ValueError("pass either `task=` or `demonstrations` and `queries`, not both.")
+        spec = tasks.get_task(task)
+        overrides = {k: (tuple(v) if k == "label_words" else v) for k, v in prompt_args.items() if v is not None}
+        return _Request(options, task=replace(spec, **overrides) if overrides else spec)
 
-            seed = inputs.get("seed", _OPTIONS["seed"])
-            demos, queries, spec = tasks.prepare(
-                task, n_demonstrations=task_args["n_demonstrations"], n_queries=task_args["n_queries"],
-                seed=seed, split=task_args["split"],
-            )
-            inputs["demonstrations"], inputs["queries"] = demos, queries
-            for key in ("template", "label_words", "separator"):
-                if inputs.get(key) is None:
-                    inputs[key] = getattr(spec, key)
-            task = spec.name
-            demonstration_ids = [d.get("idx", i) for i, d in enumerate(demos)]
-        for key in ("demonstrations", "queries", "template", "label_words"):
-            if inputs.get(key) is None:
-                raise ValueError(
-                    f"`{key}` is required: call analyzer(demonstrations, queries, template=..., label_words=[...]) "
-                    "or analyzer(task='mr', ...)."
-                )
-        options = {k: inputs.get(k, v) for k, v in _OPTIONS.items()}
-        return {
-            "demonstrations": inputs["demonstrations"],
-            "queries": inputs["queries"],
-            "task": task,
-            "demonstration_ids": demonstration_ids,
-            **options,
-        }
+    def _forward(self, request: _Request) -> ICLAnalysisReport:
+        if request.task is not None:
+            return analyze_task(self.model, self.tokenizer, request.task, request.options).report
+        return run_analysis(
+            self.model, self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options
+        ).report
 
-    def _forward(self, request: dict) -> dict:
-        report, finetuned = run_analysis(self.model, self.tokenizer, **request)
-        self.last_finetuned_model = finetuned
+    def postprocess(self, report: ICLAnalysisReport) -> ICLAnalysisReport:
         return report
-
-    def postprocess(self, report: dict) -> ICLAnalysisReport:
-        return ICLAnalysisReport(report)
 
     # ------------------------------------------------------------ helpers
     def finetune(
-        self,
-        demonstrations: Any,
-        *,
-        template: str,
-        label_words: Sequence[str],
-        separator: str = "\n",
-        learning_rate: float = 1e-3,
-        method: str = "kv",
-        seed: int = 0,
-        max_demonstrations: int = 32,
+        self, demonstrations: Any, *, template: str, label_words: Sequence[str], separator: str = "\n", **options
     ):
-        """The finetuned copy of the model the analysis uses (the pipeline's model is unchanged).
+        """A stand-alone finetuned copy of the model, as the analysis trains it (the pipeline's model is unchanged).
 
-        Trains on ``d_i = template.format(**ex) + label_words[ex["label"]]`` for the first
-        ``max_demonstrations`` demonstrations, in order (see :mod:`hf_metaopt.analysis.finetune`).
-        The analysis also drops demonstrations that do not fit the ICL context; pass
-        the same demonstrations it used (``report["config"]["n_demonstrations"]``) to match it.
+        Trains on the start token + ``d_i`` for the first ``max_demonstrations`` demonstrations, in
+        order. The analysis also drops demonstrations that do not fit the ICL context; pass the
+        ones it used (``report["config"]["n_demonstrations"]``) to match it exactly.
         """
-        validate_options(
-            learning_rate=learning_rate, method=method, position="prediction", control=None,
-            max_demonstrations=max_demonstrations, batch_size=1, n_bootstrap=1, seed=seed,
-        )
-        encoder = PromptEncoder(self.tokenizer, template, label_words, separator)
-        demos = validate_examples(demonstrations, "demonstrations", template, encoder.label_words)
-        examples = [encoder.training_ids(d) for d in demos[:max_demonstrations]]
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            return finetune_model(self.model, examples, method=method, learning_rate=learning_rate, seed=seed)
-        finally:
-            self.model.train(was_training)
+        prompt = _prompt(template, label_words, separator)
+        return inference.finetune(self.model, self.tokenizer, demonstrations, prompt, AnalysisOptions.from_kwargs(**options))
 
     def predict(
         self,
@@ -172,27 +135,21 @@ class ICLAnalyzer(Pipeline):
         label_words: Sequence[str],
         separator: str = "\n",
         model: Any = None,
-        batch_size: int = 8,
+        **options,
     ) -> list[int]:
         """Predicted label index per query: zero-shot, or in context of ``demonstrations``.
 
         ``model`` (default: the pipeline's) scores the label words: the argmax of the mean
         log-probability of each word's tokens after the prompt.
         """
-        model = self.model if model is None else model
-        check_causal_lm(model)
-        encoder = PromptEncoder(self.tokenizer, template, label_words, separator)
-        queries = validate_examples(queries, "queries", template, encoder.label_words)
-        demos = None
-        if demonstrations is not None and len(demonstrations) > 0:
-            demos = validate_examples(demonstrations, "demonstrations", template, encoder.label_words)
-        pad_id, _ = resolve_pad_id(self.tokenizer)
-        was_training = model.training
-        model.eval()
-        try:
-            return _predict(model, encoder, queries, demos, pad_id=pad_id, batch_size=batch_size)
-        finally:
-            model.train(was_training)
+        prompt = _prompt(template, label_words, separator)
+        predictions, notes = inference.predict(
+            self.model if model is None else model, self.tokenizer, queries, prompt,
+            AnalysisOptions.from_kwargs(**options), demonstrations,
+        )
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        return predictions
 
 
 PIPELINE_REGISTRY.register_pipeline(TASK_NAME, pipeline_class=ICLAnalyzer, pt_model=AutoModelForCausalLM, type="text")

@@ -73,39 +73,36 @@ def fitting_shots(tokenizer, demonstrations, queries, spec, k: int, max_position
 
 def _zero_shot_fits(encoder, query, max_positions: int) -> bool:
     longest_label = max(len(ids) for ids in encoder.label_ids)
-    return len(encoder.special_prefix) + len(encoder.query_ids(query)) + longest_label <= max_positions
+    return len(encoder.start_ids) + len(encoder.query_ids(query)) + longest_label <= max_positions
 
 
 def _encoder(tokenizer, spec):
     from ..analysis.prompts import PromptEncoder
+    from ..analysis.run import prompt_format
 
-    return PromptEncoder(tokenizer, spec.template, list(spec.label_words), spec.separator)
+    return PromptEncoder(tokenizer, prompt_format(spec))
 
 
 def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> list[dict]:
     """Accuracy of ``model`` on each offline task with ``k`` demonstrations for each ``k`` in ``shots``.
 
-    Goes through the ``icl-analysis`` pipeline's ``predict`` and the task registry.
+    Goes through the analysis's predictions (:func:`hf_metaopt.analysis.inference.predict`) and the task registry.
     Each ``k`` is reduced to the largest count whose prompts fit the context;
     reduced counts that repeat an earlier one are skipped, and queries whose prompt
     alone exceeds the context are left out (``n_queries`` counts those used). Entries hold
     ``task, requested_shots, shots, accuracy, n_queries``.
     """
-    from transformers import pipeline
+    from ..analysis.inference import predict
+    from ..analysis.run import prompt_format
+    from .. import tasks as task_registry
 
-    import hf_metaopt  # noqa: F401  (registers the pipeline)
-    from hf_metaopt import tasks as task_registry
-
-    analyzer = pipeline("icl-analysis", model=model, tokenizer=tokenizer)
     max_positions = model.config.max_position_embeddings
     results = []
     for task in tasks:
         done = set()
         for requested in sorted(set(shots)):
-            demos, queries, spec = task_registry.prepare(
-                task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed
-            )
-            demos = list(demos)
+            chosen = task_registry.select_examples(task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed)
+            demos, queries, spec = list(chosen.demonstrations), chosen.queries, chosen.spec
             encoder = _encoder(tokenizer, spec)
             queries = [q for q in queries if _zero_shot_fits(encoder, q, max_positions)]
             if not queries:
@@ -114,10 +111,7 @@ def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> l
             if k in done:
                 continue
             done.add(k)
-            predictions = analyzer.predict(
-                queries, demonstrations=demos[:k] if k else None, template=spec.template,
-                label_words=list(spec.label_words), separator=spec.separator, batch_size=8,
-            )
+            predictions, _ = predict(model, tokenizer, queries, prompt_format(spec), demonstrations=demos[:k] if k else None)
             labels = [int(q["label"]) for q in queries]
             correct = sum(int(p == y) for p, y in zip(predictions, labels))
             results.append({

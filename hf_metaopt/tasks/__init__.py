@@ -6,13 +6,19 @@
     spec = tasks.from_files("my.csv", template="Review: {text} Sentiment:", label_words="Negative,Positive")
 """
 
+from .arguments import DEFAULT_TASK, TaskArguments, resolve_task
 from .lm_eval import export_lm_eval, to_lm_eval_config
-from .prepare import prepare
+from .prepare import Selection, prepare, select_examples
 from .registry import OFFLINE_TASK_NAMES, PAPER_TASK_NAMES, get_task, list_tasks, register_task
+from .sizes import check_sizes
 from .spec import DATA_DIR_ENV, TaskSpec
 from .user import from_files, parse_label_words
 
 __all__ = [
+    "DEFAULT_TASK",
+    "TaskArguments",
+    "resolve_task",
+    "check_sizes",
     "DATA_DIR_ENV",
     "OFFLINE_TASK_NAMES",
     "PAPER_TASK_NAMES",
@@ -23,6 +29,8 @@ __all__ = [
     "list_tasks",
     "parse_label_words",
     "prepare",
+    "select_examples",
+    "Selection",
     "register_task",
     "to_lm_eval_config",
 ]

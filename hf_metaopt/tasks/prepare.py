@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -10,7 +11,7 @@ import datasets
 from .registry import get_task
 from .spec import TaskSpec
 
-__all__ = ["prepare", "QUERY_SHUFFLE_SEED", "ROLES"]
+__all__ = ["prepare", "select_examples", "Selection", "QUERY_SHUFFLE_SEED", "ROLES"]
 
 # The reference code shuffles the eval set with seed 1 before capping it, whatever the run seed.
 QUERY_SHUFFLE_SEED = 1
@@ -24,7 +25,17 @@ def _as_records(ds: datasets.Dataset, indices: list[int]) -> list[dict[str, Any]
     return rows
 
 
-def prepare(
+@dataclass
+class Selection:
+    """The demonstrations and queries of one run, with notes on what could not be had as asked."""
+
+    demonstrations: list[dict[str, Any]]
+    queries: list[dict[str, Any]]
+    spec: TaskSpec
+    notes: list[str] = field(default_factory=list)
+
+
+def select_examples(
     task: str | TaskSpec,
     n_demonstrations: int,
     n_queries: int | None,
@@ -32,7 +43,7 @@ def prepare(
     split: str | None = None,
     *,
     data: dict[str, datasets.Dataset] | None = None,
-) -> tuple[list[dict], list[dict], TaskSpec]:
+) -> Selection:
     """Pick the demonstrations and queries of one run.
 
     Demonstrations: the train split shuffled with ``seed``, the first ``n_demonstrations``
@@ -40,14 +51,11 @@ def prepare(
     ``split`` split (default ``"test"``, the split the task reports on) shuffled with seed 1
     and capped at ``n_queries`` (``None``: the task's ``eval_cap``). Each example is a dict
     of the template's fields, the integer ``label`` and ``idx``, its row in its split.
+    Asking for more than a split holds uses all of it and says so in the notes.
 
     Args:
         task: a registered name, or a :class:`TaskSpec` (e.g. from :func:`from_files`).
         data: the task's already loaded splits (skips :meth:`TaskSpec.load`).
-
-    Returns:
-        ``(demonstrations, queries, spec)``. Asking for more queries or demonstrations than
-        the split holds uses all of them and warns.
     """
     spec = get_task(task)
     split = split or "test"
@@ -60,27 +68,33 @@ def prepare(
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an integer, got {seed!r}.")
     data = data if data is not None else spec.load()
-
+    notes = []
     train = data["train"]
     if n_demonstrations > len(train):
-        warnings.warn(
-            f"task {spec.name!r}: n_demonstrations={n_demonstrations} exceeds the {len(train)} train "
-            f"examples; using all {len(train)}.",
-            stacklevel=2,
-        )
-    order = _permutation(len(train), seed)
-    demonstrations = _as_records(train, order[: min(n_demonstrations, len(train))])
-
+        notes.append(f"task {spec.name!r}: n_demonstrations={n_demonstrations} exceeds the {len(train)} train examples; using all {len(train)}.")
+    demonstrations = _as_records(train, _permutation(len(train), seed)[: min(n_demonstrations, len(train))])
     pool = data[split]
     cap = n_queries if n_queries is not None else (spec.eval_cap or len(pool))
     if n_queries is not None and n_queries > len(pool):
-        warnings.warn(
-            f"task {spec.name!r}: n_queries={n_queries} exceeds the {len(pool)} examples of its "
-            f"{split} split; using all {len(pool)}.",
-            stacklevel=2,
-        )
+        notes.append(f"task {spec.name!r}: n_queries={n_queries} exceeds the {len(pool)} examples of its {split} split; using all {len(pool)}.")
     queries = _as_records(pool, _permutation(len(pool), QUERY_SHUFFLE_SEED)[: min(cap, len(pool))])
-    return demonstrations, queries, spec
+    return Selection(demonstrations, queries, spec, notes)
+
+
+def prepare(
+    task: str | TaskSpec,
+    n_demonstrations: int,
+    n_queries: int | None,
+    seed: int,
+    split: str | None = None,
+    *,
+    data: dict[str, datasets.Dataset] | None = None,
+) -> tuple[list[dict], list[dict], TaskSpec]:
+    """``(demonstrations, queries, spec)`` of :func:`select_examples`; its notes become warnings."""
+    selection = select_examples(task, n_demonstrations, n_queries, seed, split, data=data)
+    for note in selection.notes:
+        warnings.warn(note, stacklevel=2)
+    return selection.demonstrations, selection.queries, selection.spec
 
 
 def _permutation(n: int, seed: int) -> list[int]:
