@@ -187,6 +187,14 @@ class OfflineModel:
         """Where :meth:`path` keeps the converted model (named after the GGUF's checksum)."""
         return cache_dir() / f"{self.name}-{self.sha256[:12]}"
 
+    def check(self) -> None:
+        """Raise :class:`MissingAssetError` (naming the install command) unless the model is usable.
+
+        Cheap: a converted folder, or every package the conversion needs; nothing is converted.
+        """
+        if not (self.cache_folder / _MARKER).exists():
+            _locate_all(self)
+
     def path(self) -> Path:
         """The converted safetensors folder (model + tokenizer), made on the first call.
 

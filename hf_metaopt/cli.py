@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         # Bad input: one clear line, no traceback.
         print(f"hf-metaopt {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"hf-metaopt {args.command}: interrupted; nothing was written.", file=sys.stderr)
+        return 130
     return int(result or 0)
 
 

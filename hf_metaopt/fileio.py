@@ -1,4 +1,8 @@
-"""Atomic file writes: a reader never sees a half-written report or card."""
+"""Atomic file writes: a reader never sees a half-written report or card.
+
+Files and folders get the permissions the process's umask gives ordinary ones (typically
+0644 / 0755), not the private mode of the temporary file they are written through.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,22 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a new ordinary file gets under the current umask."""
+    return 0o666 & ~_umask()
+
+
+def folder_mode() -> int:
+    """The mode a new folder gets under the current umask."""
+    return 0o777 & ~_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -19,6 +39,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

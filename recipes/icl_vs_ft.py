@@ -35,19 +35,21 @@ script); flags override it. See ``--help``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser
 
-from hf_metaopt.analysis.report import ICLAnalysisReport
+from hf_metaopt import tasks
+from hf_metaopt.analysis import AnalysisOptions, analyze_task
+from hf_metaopt.analysis.selection import SelectionArguments, select
+from hf_metaopt.arguments import parse_with_config
 from hf_metaopt.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from hf_metaopt.loading import ModelArguments, load_model
 
 DEFAULT_CONFIG = Path(__file__).with_suffix(".yaml")
 
@@ -68,22 +70,10 @@ METRICS = ("zsl", "ft", "icl", "rec2ftp", "simaou", "simaou_random", "simaou_unn
 
 @dataclass
 class RecipeArguments:
-    """Options of the ICL-vs-finetuning reproduction (YAML keys have the same names)."""
+    """What the reproduction runs besides one analysis's options (YAML keys have the same names)."""
 
-    model: str | None = field(default=None, metadata={"help": "Hub id or local folder; empty: the offline SmolLM2-135M-Instruct."})
-    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file inside --model."})
-    revision: str | None = field(default=None, metadata={"help": "Hub revision of --model."})
-    dtype: str = field(default="float32", metadata={"help": "float32, bfloat16, float16 or auto."})
     tasks: list[str] = field(default_factory=lambda: ["sst2", "sst5", "mr", "subj", "agnews", "cb"], metadata={"help": "task names (hf-metaopt tasks list)."})
     seeds: list[int] = field(default_factory=lambda: [1], metadata={"help": "one run per seed; tables show mean (and spread)."})
-    n_demonstrations: int = field(default=32, metadata={"help": "demonstrations (as many as fit the context, at most 32)."})
-    n_queries: int = field(default=2000, metadata={"help": "queries per task (the reference code caps eval at 2000)."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "FT learning rate (without --select_on)."})
-    method: str = field(default="kv", metadata={"help": "kv, lora or full."})
-    position: str = field(default="label", metadata={"help": "label (the reference code) or prediction (the paper's text)."})
-    control: str | None = field(default=None, metadata={"help": "untrained: also analyse a random-init copy."})
-    select_on: str | None = field(default=None, metadata={"help": "dev: choose the learning rate per task and seed on the dev split."})
-    lr_grid: str = field(default="paper", metadata={"help": "learning rates for --select_on dev ('paper' = the 36 of the paper)."})
     dev_queries: int = field(default=200, metadata={"help": "dev queries per grid point with --select_on dev."})
     data_dir: str | None = field(default=None, metadata={"help": "local copies of the Hub datasets, one folder per task."})
     output_dir: str = field(default="runs/icl_vs_ft", metadata={"help": "where runs and the combined table go."})
@@ -91,53 +81,30 @@ class RecipeArguments:
 
 
 def make_parser() -> HfArgumentParser:
-    return HfArgumentParser(RecipeArguments)
+    return HfArgumentParser((RecipeArguments, AnalysisOptions, ModelArguments, SelectionArguments))
 
 
-def parse_args(argv: list[str] | None = None) -> RecipeArguments:
-    """YAML defaults (``--config``), then flags."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=str(DEFAULT_CONFIG))
-    known, rest = pre.parse_known_args(argv)
-    parser = make_parser()
-    if known.config:
-        path = Path(known.config)
-        if not path.exists():
-            raise FileNotFoundError(f"--config {path} does not exist.")
-        values = yaml.safe_load(path.read_text()) or {}
-        fields = {f for f in RecipeArguments.__dataclass_fields__}
-        unknown = sorted(set(values) - fields)
-        if unknown:
-            raise ValueError(f"{path}: unknown keys {unknown}; valid keys: {sorted(fields)}.")
-        parser.set_defaults(**values)
-    (args,) = parser.parse_args_into_dataclasses(args=rest)
-    return args
+def parse_args(argv: list[str] | None = None) -> tuple[RecipeArguments, AnalysisOptions, ModelArguments, SelectionArguments]:
+    """YAML defaults (``--config``, default icl_vs_ft.yaml beside this script), then flags."""
+    return parse_with_config(make_parser(), argv, default_config=DEFAULT_CONFIG)
 
 
 # ------------------------------------------------------------------------- running
 
 
-def _run_job(analyzer, args: RecipeArguments, task: str, seed: int, run_dir: Path) -> dict:
-    from hf_metaopt import tasks
-    from hf_metaopt.analysis.selection import dev_evaluator, parse_grid, select_on_dev
-    from hf_metaopt.commands.analyze import DEFAULT_MODEL, DEFAULT_MODEL_SOURCE, analyze_task
-
+def _run_job(loaded, args: RecipeArguments, options: AnalysisOptions, selection_args: SelectionArguments, task: str, seed: int, run_dir: Path) -> dict:
     spec = tasks.get_task(task)
     data = spec.load()
-    common = dict(n_demonstrations=args.n_demonstrations, method=args.method, position=args.position, data=data)
-    learning_rate, selection = args.learning_rate, None
-    if args.select_on == "dev":
-        evaluate = dev_evaluator(analyzer, spec, n_demonstrations=args.n_demonstrations, n_queries=args.dev_queries, method=args.method, data=data)
-        selection = select_on_dev(evaluate, parse_grid(args.lr_grid), [seed], progress=args.progress)
-        learning_rate = selection["chosen"]["learning_rate"]
-    report = analyze_task(analyzer, spec, n_queries=args.n_queries, learning_rate=learning_rate, seed=seed, control=args.control, **common)
-    data_ = report.to_dict()
-    if not args.model:
-        data_["config"].update(model=DEFAULT_MODEL, model_source=DEFAULT_MODEL_SOURCE)
-    if selection:
-        data_["selection"] = selection
-    ICLAnalysisReport(data_).save(run_dir)
-    return data_
+    options, extra = replace(options, seed=seed), {}
+    if selection_args.select_on == "dev":
+        grid = replace(selection_args, seed_grid=str(seed))
+        dev = replace(options, n_queries=args.dev_queries)
+        chosen, extra["selection"] = select(loaded.model, loaded.tokenizer, spec, dev, grid, data=data, progress=args.progress)
+        options = replace(options, learning_rate=chosen.learning_rate)
+    result = analyze_task(loaded.model, loaded.tokenizer, spec, options, data=data, provenance=loaded.provenance,
+                          extra=extra, progress=args.progress)
+    result.report.save(run_dir)
+    return result.report.to_dict()
 
 
 def _row(report: dict) -> dict:
@@ -183,16 +150,16 @@ def _paper_acc(task: str) -> str:
     return f"{z}/{f}/{i}" + ("" if ref == task else f" ({ref.upper()})")
 
 
-def to_markdown(combined: dict, args: RecipeArguments, model_label: str) -> str:
+def to_markdown(combined: dict, args: RecipeArguments, options: AnalysisOptions, selection: SelectionArguments, model_label: str) -> str:
     t, avg = combined["tasks"], combined["average"]
     p = PAPER_1_3B
     seeds = ", ".join(map(str, args.seeds))
     lines = [
         f"# ICL vs finetuning: {model_label}",
         "",
-        f"{args.n_demonstrations} demonstrations (at most; as many as fit), up to {args.n_queries} queries per task, "
-        f"method `{args.method}`, position `{args.position}`, seeds {seeds}, "
-        + (f"learning rate chosen on dev from `{args.lr_grid}`." if args.select_on else f"learning rate {args.learning_rate:g}.")
+        f"{options.n_demonstrations} demonstrations (at most; as many as fit), up to {options.n_queries} queries per task, "
+        f"method `{options.method}`, position `{options.position}`, seeds {seeds}, "
+        + (f"learning rate chosen on dev from `{selection.lr_grid}`." if selection.select_on else f"learning rate {options.learning_rate:g}.")
         + " Values are means over seeds (± spread over seeds when there are several). The paper's numbers are for "
         "fairseq dense GPT 1.3B (for offline tasks: the paper task they are built like, in brackets).",
         "",
@@ -272,10 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
     """Run the recipe; returns the combined table (also written to ``output_dir``)."""
     from accelerate import PartialState
 
-    from hf_metaopt import tasks
-    from hf_metaopt.commands.analyze import load_model_and_tokenizer, make_analyzer
-
-    args = parse_args(argv)
+    args, options, model_args, selection_args = parse_args(argv)
     for task in args.tasks:
         tasks.get_task(task)  # unknown names fail before any model loads
     if args.data_dir:
@@ -286,19 +250,18 @@ def main(argv: list[str] | None = None) -> dict:
     todo = [job for job in jobs if not (out / job[0] / f"seed-{job[1]}" / "report.json").exists()]
     with state.split_between_processes(todo) as mine:
         if mine:
-            model, tokenizer = load_model_and_tokenizer(args.model or None, gguf_file=args.gguf_file, revision=args.revision,
-                                                        device=str(state.device), dtype=args.dtype)
-            analyzer = make_analyzer(model, tokenizer)
+            loaded = load_model(replace(model_args, device=str(state.device)))
             for task, seed in mine:
                 print(f"[{state.process_index}] {task} seed {seed}", file=sys.stderr)
-                _run_job(analyzer, args, task, seed, out / task / f"seed-{seed}")
+                _run_job(loaded, args, options, selection_args, task, seed, out / task / f"seed-{seed}")
     state.wait_for_everyone()
     rows = {task: [_row(json.loads((out / task / f"seed-{s}" / "report.json").read_text())) for s in args.seeds] for task in args.tasks}
-    combined = {"settings": asdict(args), "paper_1_3b": PAPER_1_3B, **combine(rows)}
+    settings = {**asdict(args), **options.to_dict(), **asdict(model_args), **asdict(selection_args)}
+    combined = {"settings": settings, "paper_1_3b": PAPER_1_3B, **combine(rows)}
     if state.is_main_process:
-        label = args.model or "SmolLM2-135M-Instruct (offline)"
+        label = model_args.name
         atomic_write_json(out / "icl_vs_ft.json", combined)
-        atomic_write_text(out / "icl_vs_ft.md", to_markdown(combined, args, label))
+        atomic_write_text(out / "icl_vs_ft.md", to_markdown(combined, args, options, selection_args, label))
         atomic_write_bytes(out / "icl_vs_ft.png", plot(combined, label))
         print(f"wrote {out / 'icl_vs_ft.md'}, icl_vs_ft.json and icl_vs_ft.png")
     return combined

