@@ -48,15 +48,90 @@ def test_registry_lists_the_paper_and_offline_tasks():
     assert set(HUB_SCHEMAS) | set(OFFLINE_SIZES) == set(names)
 
 
+# Current script-free Hub ids and pinned commits of the paper's data sets.
+PINNED = {
+    "sst2": ("nyu-mll/glue", "sst2", "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"),
+    "sst5": ("SetFit/sst5", None, "e51bdcd8cd3a30da231967c1a249ba59361279a3"),
+    "mr": ("cornell-movie-review-data/rotten_tomatoes", None, "aa13bc287fa6fcab6daf52f0dfb9994269ffea28"),
+    "subj": ("SetFit/subj", None, "f3c1162e678417f664d76b21864fdb87b0615fcf"),
+    "agnews": ("fancyzhx/ag_news", None, "eb185aade064a813bc0b7f42de02595523103ca4"),
+    "cb": ("aps/super_glue", "cb", "3de24cf8022e94f4ee4b9d55a6f539891524d646"),
+}
+
+
 def test_paper_task_specs_match_the_paper():
     assert tasks.get_task("sst2").template == "Sentence: {text} Label:"
     assert tasks.get_task("mr").label_words == (" Negative", " Positive")
     assert tasks.get_task("sst5").label_words == (" terrible", " bad", " neutral", " good", " great")
     assert tasks.get_task("subj").test_split == "test"
     assert tasks.get_task("agnews").label_words == (" World", " Sports", " Business", " Technology")
-    cb = tasks.get_task("cb")
-    assert (cb.dataset_path, cb.dataset_name, cb.test_split) == ("super_glue", "cb", "validation")
+    assert tasks.get_task("cb").test_split == "validation"
+    assert {n: (tasks.get_task(n).dataset_path, tasks.get_task(n).dataset_name, tasks.get_task(n).revision) for n in PINNED} == PINNED
     assert all(tasks.get_task(n).eval_cap == 2000 for n in HUB_SCHEMAS)
+
+
+def test_hub_loading_passes_the_pinned_revision(monkeypatch):
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):
+        calls.append((path, name, kwargs.get("revision")))
+        raise ConnectionError("no network in tests")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    for name in PINNED:
+        with pytest.raises(tasks.DatasetUnavailableError):
+            tasks.get_task(name).load()
+    assert calls == list(PINNED.values())
+
+
+def test_a_failed_hub_load_names_the_id_the_revision_and_the_local_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))  # set, but without an sst2 folder
+    with pytest.raises(tasks.DatasetUnavailableError) as info:  # HF_HUB_OFFLINE=1: fails without the network
+        tasks.get_task("sst2").load()
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in message
+    assert message.startswith(
+        "task 'sst2': could not load the Hub dataset nyu-mll/glue (config sst2) at revision "
+        "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c: ConnectionError: "
+    )
+    assert f"{DATA_DIR_ENV}={tmp_path} has no 'sst2' folder" in message
+    assert f"set {DATA_DIR_ENV}=DIR where DIR/sst2/ holds the dataset's data files named by split (train, validation, ...)" in message
+    assert message.endswith(
+        "hf download nyu-mll/glue --repo-type dataset --revision bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c "
+        "--include 'sst2/*' --local-dir DIR/sst2"
+    )
+
+
+# Where each repository keeps its data files at the pinned commit: what `hf download` puts in DIR/<task>.
+HUB_LAYOUTS = {
+    "sst2": ["sst2/train-00000-of-00001.parquet", "sst2/validation-00000-of-00001.parquet", "sst2/test-00000-of-00001.parquet"],
+    "sst5": ["train.jsonl", "dev.jsonl", "test.jsonl"],
+    "mr": ["train.parquet", "validation.parquet", "test.parquet"],
+    "subj": ["train.jsonl", "test.jsonl"],
+    "agnews": ["data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"],
+    "cb": ["cb/train-00000-of-00001.parquet", "cb/validation-00000-of-00001.parquet", "cb/test-00000-of-00001.parquet"],
+}
+
+
+@pytest.mark.parametrize("name", list(HUB_LAYOUTS))
+def test_a_hub_download_in_the_data_dir_replaces_the_hub(name, tmp_path, monkeypatch):
+    import pandas as pd
+
+    row, _ = HUB_SCHEMAS[name]
+    n_labels = len(tasks.get_task(name).label_words)
+    for relative in HUB_LAYOUTS[name]:
+        target = tmp_path / name / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame([{**row, "label": i % n_labels} for i in range(20)])
+        if target.suffix == ".parquet":
+            frame.to_parquet(target)
+        else:
+            frame.to_json(target, orient="records", lines=True)
+    (tmp_path / name / "README.md").write_text("---\nlicense: unknown\n---\n")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    data = tasks.get_task(name).load()
+    assert len(data["train"]) + len(data["dev"]) == 20 and len(data["test"]) == 20
 
 
 @pytest.mark.parametrize("name", list(HUB_SCHEMAS) + list(OFFLINE_SIZES))
@@ -212,7 +287,8 @@ def test_lm_eval_export(tmp_path):
     written = tasks.export_lm_eval(tmp_path, ["sst2", "bbc_news"])
     assert [p.name for p in written] == ["sst2.yaml", "bbc_news.yaml"]
     sst2 = yaml.safe_load(written[0].read_text())
-    assert sst2["dataset_path"] == "glue" and sst2["dataset_name"] == "sst2" and sst2["test_split"] == "validation"
+    assert sst2["dataset_path"] == "nyu-mll/glue" and sst2["dataset_name"] == "sst2" and sst2["test_split"] == "validation"
+    assert sst2["dataset_kwargs"] == {"revision": "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"}
     assert sst2["output_type"] == "multiple_choice"
     assert sst2["doc_to_text"] == "Sentence: {{sentence}} Label:"
     assert sst2["doc_to_choice"] == ["Negative", "Positive"] and sst2["target_delimiter"] == " "

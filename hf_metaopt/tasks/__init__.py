@@ -9,11 +9,12 @@
 from .lm_eval import export_lm_eval, to_lm_eval_config
 from .prepare import prepare
 from .registry import OFFLINE_TASK_NAMES, PAPER_TASK_NAMES, get_task, list_tasks, register_task
-from .spec import DATA_DIR_ENV, TaskSpec
+from .spec import DATA_DIR_ENV, DatasetUnavailableError, TaskSpec
 from .user import from_files, parse_label_words
 
 __all__ = [
     "DATA_DIR_ENV",
+    "DatasetUnavailableError",
     "OFFLINE_TASK_NAMES",
     "PAPER_TASK_NAMES",
     "TaskSpec",
