@@ -4,10 +4,12 @@
     tasks.list_tasks()                        # ['sst2', 'sst5', 'mr', 'subj', 'agnews', 'cb', 'rt_sentiment', ...]
     demos, queries, spec = tasks.prepare("rt_sentiment", n_demonstrations=16, n_queries=200, seed=1)
     spec = tasks.from_files("my.csv", template="Review: {text} Sentiment:", label_words="Negative,Positive")
+    data = spec.load()
+    tasks.check_sizes(spec, data, n_demonstrations=16, n_queries=200)   # before loading a model
 """
 
 from .lm_eval import export_lm_eval, to_lm_eval_config
-from .prepare import prepare
+from .prepare import check_sizes, prepare
 from .registry import OFFLINE_TASK_NAMES, PAPER_TASK_NAMES, get_task, list_tasks, register_task
 from .spec import DATA_DIR_ENV, DatasetUnavailableError, TaskSpec
 from .user import from_files, parse_label_words
@@ -18,6 +20,7 @@ __all__ = [
     "OFFLINE_TASK_NAMES",
     "PAPER_TASK_NAMES",
     "TaskSpec",
+    "check_sizes",
     "export_lm_eval",
     "from_files",
     "get_task",
