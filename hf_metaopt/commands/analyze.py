@@ -125,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     _check_push(out)
     data = spec.load()
     tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
+    if selection_args.select_on:
+        tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
     run_dir = out.output_dir or default_run_dir(spec.name, model_label(model_args))
     with RunFolder(run_dir) as folder:
         loaded = load_model(model_args)

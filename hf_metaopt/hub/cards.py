@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..analysis.report import metric_rows
 from ..fileio import atomic_write_text
+from ..tasks.paper import PAPER_TASKS
 
 __all__ = [
     "CHECKPOINT_CARD_FIELDS",
@@ -32,14 +33,9 @@ __all__ = [
     "write_model_card",
 ]
 
-# Data set of each of the paper's tasks: (Hub id, config, evaluation split); PAPER.md section 4.
+# Data set of each of the paper's tasks: (Hub id, config, evaluation split), from the task registry.
 PAPER_TASK_DATASETS: dict[str, tuple[str, str | None, str]] = {
-    "sst2": ("glue", "sst2", "validation"),
-    "sst5": ("SetFit/sst5", None, "validation"),
-    "mr": ("rotten_tomatoes", None, "validation"),
-    "subj": ("SetFit/subj", None, "test"),
-    "agnews": ("ag_news", None, "test"),
-    "cb": ("super_glue", "cb", "validation"),
+    spec.name: (spec.dataset_path, spec.dataset_name, spec.test_split) for spec in PAPER_TASKS
 }
 
 # Keyword fields `write_model_card` / `push_model` accept for the checkpoint card.

@@ -38,6 +38,8 @@ def to_lm_eval_config(spec: TaskSpec, data_files: dict[str, str] | None = None) 
         config["dataset_path"] = spec.dataset_path
         if spec.dataset_name:
             config["dataset_name"] = spec.dataset_name
+        if spec.revision:
+            config["dataset_kwargs"] = {"revision": spec.revision}
         config["training_split"] = spec.train_split
         if spec.dev_split:
             config["validation_split"] = spec.dev_split

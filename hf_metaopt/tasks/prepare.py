@@ -9,9 +9,9 @@ from typing import Any
 import datasets
 
 from .registry import get_task
-from .spec import TaskSpec
+from .spec import DATA_DIR_ENV, TaskSpec
 
-__all__ = ["prepare", "select_examples", "Selection", "QUERY_SHUFFLE_SEED", "ROLES"]
+__all__ = ["prepare", "select_examples", "Selection", "check_sizes", "QUERY_SHUFFLE_SEED", "ROLES"]
 
 # The reference code shuffles the eval set with seed 1 before capping it, whatever the run seed.
 QUERY_SHUFFLE_SEED = 1
@@ -58,13 +58,7 @@ def select_examples(
         data: the task's already loaded splits (skips :meth:`TaskSpec.load`).
     """
     spec = get_task(task)
-    split = split or "test"
-    if split not in ROLES:
-        raise ValueError(f"split must be one of {list(ROLES)}, got {split!r}.")
-    if isinstance(n_demonstrations, bool) or not isinstance(n_demonstrations, int) or n_demonstrations < 1:
-        raise ValueError(f"n_demonstrations must be a positive integer, got {n_demonstrations!r}.")
-    if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1):
-        raise ValueError(f"n_queries must be a positive integer or None (the task's eval cap), got {n_queries!r}.")
+    split = _check_arguments(n_demonstrations, n_queries, split)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be an integer, got {seed!r}.")
     data = data if data is not None else spec.load()
@@ -95,6 +89,58 @@ def prepare(
     for note in selection.notes:
         warnings.warn(note, stacklevel=2)
     return selection.demonstrations, selection.queries, selection.spec
+
+
+def check_sizes(
+    task: str | TaskSpec,
+    data: dict[str, datasets.Dataset],
+    n_demonstrations: int,
+    n_queries: int | None,
+    split: str = "test",
+) -> tuple[int, int]:
+    """Check that ``data`` can serve a run, before a model is loaded; the counts :func:`prepare` will use.
+
+    Every task needs labelled rows in its train split and in ``split``. A user-data task
+    (:func:`~hf_metaopt.tasks.from_files`) must also hold at least ``n_demonstrations`` train
+    rows; a registered task uses all it has (and :func:`prepare` warns), as it does for
+    queries when ``n_queries`` exceeds the split (CB reports on 56 examples).
+
+    Returns:
+        ``(demonstrations, queries)``: how many of each :func:`prepare` will pick.
+
+    Raises:
+        ValueError: a one-line message naming the counts and the fix.
+    """
+    spec = get_task(task)
+    split = _check_arguments(n_demonstrations, n_queries, split)
+    what = f"task {spec.name!r}" + (f" ({spec.data_path})" if spec.data_path else "")
+    for role in dict.fromkeys(("train", split)):
+        if role not in data or len(data[role]) == 0:
+            fix = (
+                "add labelled rows to it" if spec.data_path
+                else f"check the local copy in ${DATA_DIR_ENV}/{spec.name}" if spec.loader is None
+                else "reinstall the package that ships it"
+            )
+            raise ValueError(f"{what}: the {role} split has no labelled rows; {fix}.")
+    n_train, n_pool = len(data["train"]), len(data[split])
+    if spec.data_path and n_demonstrations > n_train:
+        raise ValueError(
+            f"{what}: the train split has {n_train} labelled rows, fewer than the {n_demonstrations} demonstrations "
+            f"asked for; pass --n-demonstrations {n_train} (n_demonstrations={n_train}) or add labelled rows."
+        )
+    cap = n_queries if n_queries is not None else (spec.eval_cap or n_pool)
+    return min(n_demonstrations, n_train), min(cap, n_pool)
+
+
+def _check_arguments(n_demonstrations, n_queries, split: str | None) -> str:
+    split = split or "test"
+    if split not in ROLES:
+        raise ValueError(f"split must be one of {list(ROLES)}, got {split!r}.")
+    if isinstance(n_demonstrations, bool) or not isinstance(n_demonstrations, int) or n_demonstrations < 1:
+        raise ValueError(f"n_demonstrations must be a positive integer, got {n_demonstrations!r}.")
+    if n_queries is not None and (isinstance(n_queries, bool) or not isinstance(n_queries, int) or n_queries < 1):
+        raise ValueError(f"n_queries must be a positive integer or None (the task's eval cap), got {n_queries!r}.")
+    return split
 
 
 def _permutation(n: int, seed: int) -> list[int]:

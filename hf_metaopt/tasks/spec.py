@@ -17,7 +17,9 @@ from typing import Callable, Mapping
 
 import datasets
 
-__all__ = ["TaskSpec", "template_fields", "DATA_DIR_ENV", "DEV_SPLIT_SEED"]
+from .files import one_line, read_data
+
+__all__ = ["TaskSpec", "DatasetUnavailableError", "template_fields", "DATA_DIR_ENV", "DEV_SPLIT_SEED"]
 
 # A folder holding one sub-folder per task (``$HF_METAOPT_DATA_DIR/<task name>``) with
 # the same schema as the Hub dataset: used instead of the Hub when set (offline mirrors).
@@ -25,6 +27,10 @@ DATA_DIR_ENV = "HF_METAOPT_DATA_DIR"
 # Fixed seed of every deterministic carve (dev from train, offline splits): never the run seed,
 # so a task's splits are the same for every run.
 DEV_SPLIT_SEED = 1234
+
+
+class DatasetUnavailableError(FileNotFoundError):
+    """A task's Hub dataset could not be loaded; the message names the id, the revision and the local-copy fix."""
 
 
 def template_fields(template: str) -> list[str]:
@@ -58,6 +64,8 @@ class TaskSpec:
         label_words: one word per label index, each with its leading space (``" Positive"``).
         dataset_path: Hub dataset id (``"glue"``) or local folder; ``None`` for offline loaders.
         dataset_name: the dataset configuration (``"sst2"``), if any.
+        revision: the Hub dataset's commit, passed to ``datasets.load_dataset``; ``None``: its
+            default branch.
         train_split, dev_split, test_split: the source split of each role. ``dev_split=None``
             carves a dev split from train (``dev_fraction`` of it, at most ``dev_max``) with a
             fixed seed; the rest of train stays train, so the two never share an example.
@@ -67,6 +75,7 @@ class TaskSpec:
         eval_cap: queries are capped at this many (the reference code caps eval at 2000).
         loader: offline loader returning ``{"train", "dev", "test"}`` datasets; replaces Hub loading.
         description: one line for ``hf-metaopt tasks list``.
+        data_path: the local file or folder of a user-data task (:func:`~hf_metaopt.tasks.from_files`).
     """
 
     name: str
@@ -85,6 +94,8 @@ class TaskSpec:
     description: str = ""
     dev_fraction: float = 0.1
     dev_max: int = 1000
+    revision: str | None = None
+    data_path: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -122,18 +133,26 @@ class TaskSpec:
 
         Args:
             data_dir: a local copy of the dataset to read instead of the Hub: a folder
-                written by ``DatasetDict.save_to_disk`` or one of data files named by split
-                (``train.jsonl``, ``validation.parquet``, ...). Without it,
-                ``$HF_METAOPT_DATA_DIR/<name>`` is used when that folder exists.
+                written by ``DatasetDict.save_to_disk``, or one of data files named by split
+                (``train.jsonl``, ``validation-00000-of-00001.parquet``, ...; also found in a
+                ``data/`` or ``<dataset_name>/`` sub-folder, as a Hub download lays them out).
+                Without it, :meth:`local_copy` is used when it exists.
+
+        Raises:
+            DatasetUnavailableError: the Hub dataset could not be loaded; the message names the
+                id and revision tried and how to point ``$HF_METAOPT_DATA_DIR`` at a local copy.
         """
-        if data_dir is None and self.loader is None and os.environ.get(DATA_DIR_ENV):
-            candidate = Path(os.environ[DATA_DIR_ENV]) / self.name
-            if candidate.exists():
-                data_dir = candidate
         if self.loader is not None and data_dir is None:
             raw = self.loader()
             return {role: self._normalise(raw[role], role) for role in ("train", "dev", "test")}
-        source = _load_source(self.dataset_path, self.dataset_name, data_dir)
+        data_dir = data_dir if data_dir is not None else self.local_copy()
+        if data_dir is not None:
+            source = read_data(data_dir, config=self.dataset_name)
+        else:
+            try:
+                source = datasets.load_dataset(self.dataset_path, self.dataset_name, revision=self.revision)
+            except Exception as err:  # offline, firewall, moved or gated repository, ...
+                raise DatasetUnavailableError(self._unavailable(err)) from err
         needed = [self.train_split, self.test_split] + ([self.dev_split] if self.dev_split else [])
         missing = [s for s in needed if s not in source]
         if missing:
@@ -153,6 +172,28 @@ class TaskSpec:
             "dev": self._normalise(dev, "dev"),
             "test": self._normalise(source[self.test_split], "test"),
         }
+
+    def local_copy(self) -> Path | None:
+        """``$HF_METAOPT_DATA_DIR/<name>`` when the variable is set and that folder exists."""
+        root = os.environ.get(DATA_DIR_ENV)
+        if self.loader is not None or not root or not (Path(root) / self.name).exists():
+            return None
+        return Path(root) / self.name
+
+    def _unavailable(self, err: Exception) -> str:
+        """One line: what was tried, why it failed, and the local copy that replaces it."""
+        tried = self.dataset_path + (f" (config {self.dataset_name})" if self.dataset_name else "")
+        tried += f" at revision {self.revision}" if self.revision else " (default branch, unpinned)"
+        root = os.environ.get(DATA_DIR_ENV)
+        note = f"; {DATA_DIR_ENV}={root} has no '{self.name}' folder" if root else ""
+        download = f"hf download {self.dataset_path} --repo-type dataset"
+        download += (f" --revision {self.revision}" if self.revision else "") + (f" --include '{self.dataset_name}/*'" if self.dataset_name else "")
+        return (
+            f"task {self.name!r}: could not load the Hub dataset {tried}: {type(err).__name__}: {one_line(err)}{note}. "
+            f"Use a local copy: set {DATA_DIR_ENV}=DIR where DIR/{self.name}/ holds the dataset's data files named by split "
+            f"({self.train_split}, {self.test_split}, ...) or a DatasetDict.save_to_disk copy, "
+            f"e.g. {download} --local-dir DIR/{self.name}"
+        )
 
     def _normalise(self, ds: datasets.Dataset, role: str) -> datasets.Dataset:
         """Rename columns to template fields, keep only those and an int ``label``."""
@@ -177,14 +218,3 @@ class TaskSpec:
                 f"{len(self.label_words)} label words {list(self.label_words)} (unlabelled split? wrong label words?)."
             )
         return ds
-
-
-def _load_source(path: str | None, name: str | None, data_dir: str | os.PathLike | None) -> datasets.DatasetDict:
-    if data_dir is not None:
-        folder = Path(data_dir)
-        if not folder.exists():
-            raise FileNotFoundError(f"data_dir {str(folder)!r} does not exist.")
-        if (folder / "dataset_dict.json").exists():
-            return datasets.load_from_disk(str(folder))
-        return datasets.load_dataset(str(folder))
-    return datasets.load_dataset(path, name)

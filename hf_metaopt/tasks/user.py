@@ -1,57 +1,39 @@
-"""User data as a task: a CSV / JSON / JSONL file or a ``datasets`` folder plus a template."""
+"""User data as a task: a CSV / TSV / JSON / JSONL / Parquet file or a folder, plus a template.
+
+Every problem with the data (unreadable, empty or malformed file, missing columns, unknown
+labels, too few rows) is a one-line ``ValueError`` or ``FileNotFoundError`` naming the fix,
+raised here, before any model is loaded.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Sequence
 
 import datasets
 
+from .files import SPLIT_NAMES, read_data
 from .offline import split_examples
 from .spec import TaskSpec, template_fields
 
 __all__ = ["from_files", "parse_label_words"]
 
-_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
-_SPLIT_ALIASES = {"train": "train", "dev": "dev", "validation": "dev", "valid": "dev", "test": "test"}
+_ROLES = {"train": "train", "validation": "dev", "test": "test"}  # split -> role in a run
 
 
 def parse_label_words(label_words: str | Sequence[str]) -> tuple[str, ...]:
     """Label words from a list or a comma-separated string; a leading space is added where missing.
 
-    The model reads ``"... Sentiment: Positive"``, so each word needs its leading space
-    (PAPER.md section 4); ``"Negative,Positive"`` becomes ``(" Negative", " Positive")``.
+    The model reads ``"... Sentiment: Positive"``, so each word needs its leading space:
+    ``"Negative,Positive"`` becomes ``(" Negative", " Positive")``.
     """
     words = label_words.split(",") if isinstance(label_words, str) else list(label_words)
     words = [w if w[:1].isspace() else " " + w for w in (str(w).strip() for w in words) if w]
     if len(words) < 2:
         raise ValueError(f"label_words needs at least two words (e.g. 'Negative,Positive'), got {label_words!r}.")
     return tuple(words)
-
-
-def _read(path: Path) -> datasets.DatasetDict:
-    if not path.exists():
-        raise FileNotFoundError(f"data file {str(path)!r} does not exist.")
-    try:
-        if path.is_dir():
-            if (path / "dataset_dict.json").exists() or (path / "dataset_info.json").exists():
-                loaded = datasets.load_from_disk(str(path))
-            else:
-                loaded = datasets.load_dataset(str(path))
-        else:
-            fmt = _FORMATS.get(path.suffix.lower())
-            if fmt is None:
-                raise ValueError(f"data file {str(path)!r}: unknown format {path.suffix!r}; use .csv, .tsv, .json, .jsonl or a datasets folder.")
-            kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
-            loaded = datasets.load_dataset(fmt, data_files={"train": str(path)}, **kwargs)
-    except ValueError:
-        raise
-    except Exception as err:  # pyarrow / pandas / json parse errors of many types
-        raise ValueError(f"could not read data file {str(path)!r}: {type(err).__name__}: {err}") from err
-    if isinstance(loaded, datasets.Dataset):
-        loaded = datasets.DatasetDict({"train": loaded})
-    return loaded
 
 
 def _label_to_index(value, words: tuple[str, ...], column: str) -> int:
@@ -86,60 +68,39 @@ def from_files(
     """A :class:`TaskSpec` over local data, usable wherever a registered task is.
 
     Args:
-        path: a ``.csv``/``.tsv``/``.json``/``.jsonl`` file, or a folder (``save_to_disk``
-            output, or data files named by split).
+        path: a ``.csv``/``.tsv``/``.json``/``.jsonl``/``.parquet`` file, or a folder
+            (``save_to_disk`` output, or data files named by split: ``train.csv``, ``dev.csv``, ...).
         template: e.g. ``"Review: {text} Sentiment:"``; every field must be a column.
         label_words: e.g. ``"Negative,Positive"``; a leading space is added where missing.
         label_column: the column holding each label, as an index into ``label_words`` or
-            as the label word itself (case and spaces ignored).
+            as the label word itself (case and spaces ignored). Rows without a label (or
+            without a template field) are left out.
         n_dev, n_test: sizes carved from train (fixed seed) when the data has no such split;
-            default 10% and 20% of the examples.
+            default 10% and 20% of the labelled rows.
 
     Splits named ``train``, ``validation``/``dev`` and ``test`` are used as they are.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: the data cannot be read, lacks a column, holds an unknown label or has
+            too few labelled rows; the message is one line naming the fix.
     """
     path = Path(path)
     words = parse_label_words(label_words)
     fields = template_fields(template)
-    source = _read(path)
-    by_role: dict[str, datasets.Dataset] = {}
-    for split_name, ds in source.items():
-        role = _SPLIT_ALIASES.get(split_name)
-        if role and role not in by_role:
-            by_role[role] = ds
-    if "train" not in by_role:
-        raise ValueError(f"data {str(path)!r} has the splits {list(source)}; it needs a 'train' split (a single file is train).")
-    columns = by_role["train"].column_names
-    missing = [c for c in fields + [label_column] if c not in columns]
-    if missing:
+    by_role = _by_role(read_data(path), path)
+    _check_columns(by_role, template, label_column, path)
+    splits = {role: _labelled_rows(ds, fields, label_column, words, path) for role, ds in by_role.items()}
+    if not splits["train"]:
         raise ValueError(
-            f"data {str(path)!r} lacks the columns {missing} that the template {template!r} / "
-            f"label_column {label_column!r} need; its columns are {columns}."
+            f"data {str(path)!r}: none of its {len(by_role['train'])} train rows has a label in column {label_column!r} "
+            f"and every template field {fields}; fill them in."
         )
-
-    def rows(ds: datasets.Dataset) -> list[dict]:
-        out = []
-        for row in ds.select_columns(fields + [label_column]).to_list():
-            if any(row[f] is None for f in fields) or row[label_column] is None:
-                continue
-            out.append({**{f: str(row[f]) for f in fields}, "label": _label_to_index(row[label_column], words, label_column)})
-        return out
-
-    splits = {role: rows(ds) for role, ds in by_role.items()}
-    missing_roles = [r for r in ("dev", "test") if r not in splits]
-    if missing_roles:
-        pool = splits["train"]
-        n_dev_ = (n_dev if n_dev is not None else max(1, len(pool) // 10)) if "dev" in missing_roles else 0
-        n_test_ = (n_test if n_test is not None else max(1, len(pool) // 5)) if "test" in missing_roles else 0
-        if len(pool) < n_dev_ + n_test_ + 2:
-            raise ValueError(f"data {str(path)!r} has {len(pool)} usable examples: too few to carve dev and test splits; add some or give split files.")
-        carved = split_examples(_as_text_rows(pool, fields), n_dev=n_dev_, n_test=n_test_)
-        splits["train"] = [_from_text_row(r) for r in carved["train"].to_list()]
-        for role in missing_roles:
-            splits[role] = [_from_text_row(r) for r in carved[role].to_list()]
-    loaded = {role: datasets.Dataset.from_list(rows_) for role, rows_ in splits.items()}
+    splits = _carve_missing(splits, fields, path, n_dev, n_test)
     for role in ("train", "dev", "test"):
-        if len(loaded[role]) == 0:
-            raise ValueError(f"data {str(path)!r}: the {role} split has no usable rows.")
+        if not splits[role]:
+            raise ValueError(f"data {str(path)!r}: the {role} split has no labelled rows; add some.")
+    loaded = {role: datasets.Dataset.from_list(rows) for role, rows in splits.items()}
     return TaskSpec(
         name=name or path.stem,
         template=template,
@@ -148,17 +109,69 @@ def from_files(
         loader=lambda: loaded,
         eval_cap=None,
         description=f"user data from {path}",
+        data_path=str(path),
     )
+
+
+def _by_role(source: datasets.DatasetDict, path: Path) -> dict[str, datasets.Dataset]:
+    """The splits that play the train / dev / test roles (``validation``, ``dev``, ``valid`` -> dev)."""
+    by_role: dict[str, datasets.Dataset] = {}
+    for split_name, ds in source.items():
+        role = _ROLES.get(SPLIT_NAMES.get(split_name.lower(), ""))
+        if role and role not in by_role:
+            by_role[role] = ds
+    if "train" not in by_role:
+        raise ValueError(f"data {str(path)!r} has the splits {list(source)}; it needs a 'train' split (a single file is train).")
+    return by_role
+
+
+def _check_columns(by_role: dict[str, datasets.Dataset], template: str, label_column: str, path: Path) -> None:
+    for role, ds in by_role.items():
+        missing = [c for c in template_fields(template) + [label_column] if c not in ds.column_names]
+        if missing:
+            raise ValueError(
+                f"data {str(path)!r} ({role} split) lacks the columns {missing} that the template {template!r} / "
+                f"label_column {label_column!r} need; its columns are {ds.column_names}."
+            )
+
+
+def _labelled_rows(ds: datasets.Dataset, fields: list[str], label_column: str, words: tuple[str, ...], path: Path) -> list[dict]:
+    rows = []
+    for row in ds.select_columns(fields + [label_column]).to_list():
+        if any(row[f] is None for f in fields) or row[label_column] is None:
+            continue
+        try:
+            label = _label_to_index(row[label_column], words, label_column)
+        except ValueError as err:
+            raise ValueError(f"data {str(path)!r}: {err}") from None
+        rows.append({**{f: str(row[f]) for f in fields}, "label": label})
+    return rows
+
+
+def _carve_missing(splits: dict[str, list[dict]], fields: list[str], path: Path, n_dev: int | None, n_test: int | None) -> dict[str, list[dict]]:
+    """Cut the missing dev / test splits from train (fixed seed)."""
+    missing_roles = [r for r in ("dev", "test") if r not in splits]
+    if not missing_roles:
+        return splits
+    pool = splits["train"]
+    n_dev_ = (n_dev if n_dev is not None else max(1, len(pool) // 10)) if "dev" in missing_roles else 0
+    n_test_ = (n_test if n_test is not None else max(1, len(pool) // 5)) if "test" in missing_roles else 0
+    if len(pool) < n_dev_ + n_test_ + 2:
+        raise ValueError(
+            f"data {str(path)!r} has {len(pool)} labelled rows: too few to carve {' and '.join(missing_roles)} splits "
+            f"({n_dev_ + n_test_} rows) and keep 2 for train; add rows or give split files (train.csv, dev.csv, test.csv in a folder)."
+        )
+    carved = split_examples(_as_text_rows(pool, fields), n_dev=n_dev_, n_test=n_test_)
+    out = dict(splits, train=[_from_text_row(r) for r in carved["train"].to_list()])
+    for role in missing_roles:
+        out[role] = [_from_text_row(r) for r in carved[role].to_list()]
+    return out
 
 
 # split_examples sorts on ("label", "text"); pack multi-field rows into one sortable text.
 def _as_text_rows(rows: list[dict], fields: list[str]) -> list[dict]:
-    import json
-
     return [{"text": json.dumps({f: r[f] for f in fields}, sort_keys=True), "label": r["label"]} for r in rows]
 
 
 def _from_text_row(row: dict) -> dict:
-    import json
-
     return {**json.loads(row["text"]), "label": row["label"]}
