@@ -147,18 +147,40 @@ def render_model_card(folder: str | os.PathLike, **fields: Any) -> ModelCard:
         raise FileNotFoundError(f"{folder} holds no config.json; save the model there with model.save_pretrained(folder) first.")
     config = json.loads(config_file.read_text())
     model_type = config.get("model_type", "unknown")
-    is_momentum = model_type == "momentum_gpt"
-    repo_id = fields.get("repo_id") or folder.name
     training_settings = fields.get("training_settings") or {}
     if not isinstance(training_settings, Mapping):
         raise TypeError(f"training_settings must be a mapping of setting name to value; got {type(training_settings).__name__}.")
-    perplexities = _number_mapping("perplexities", fields.get("perplexities"))
-    baseline = _number_mapping("baseline_perplexities", fields.get("baseline_perplexities"))
+    repo_id = fields.get("repo_id") or folder.name
+    card_data, metadata = _checkpoint_metadata(fields, repo_id, model_type == "momentum_gpt")
+    n_parameters = _count_parameters(folder)
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(template_path("momentum_gpt.md")),
+        model_name=metadata["model_name"],
+        repo_id=repo_id,
+        model_type=model_type,
+        is_momentum=model_type == "momentum_gpt",
+        momentum=config.get("momentum", 0.0),
+        architecture=_architecture(config),
+        n_parameters=f"{n_parameters:,}" if n_parameters else None,
+        has_remote_code=bool(config.get("auto_map")) and any(folder.glob("modeling_*.py")),
+        base_model=metadata["base_model"],
+        datasets=metadata["datasets"] or [],
+        training_data=fields.get("training_data"),
+        training_settings=dict(training_settings),
+        perplexities=_number_mapping("perplexities", fields.get("perplexities")),
+        baseline_perplexities=_number_mapping("baseline_perplexities", fields.get("baseline_perplexities")),
+        notes=fields.get("notes"),
+        description=fields.get("description"),
+    )
+
+
+def _checkpoint_metadata(fields: Mapping[str, Any], repo_id: str, is_momentum: bool) -> tuple[ModelCardData, dict]:
+    """The card's metadata (license, tags, base model, data sets, model-index) from the fields."""
     datasets = _str_list("datasets", fields.get("datasets"))
     base_model = fields.get("base_model")
     if base_model is not None and not is_hub_repo_id(base_model):
         raise ValueError(f"base_model must be a Hub model id such as 'openai-community/gpt2'; got {base_model!r}.")
-
     tags = ["hf-metaopt"] + (["momentum-attention"] if is_momentum else []) + _str_list("tags", fields.get("tags"))
     metadata = {
         "library_name": "transformers",
@@ -174,44 +196,23 @@ def render_model_card(folder: str | os.PathLike, **fields: Any) -> ModelCard:
     if eval_results:
         metadata["eval_results"] = eval_results
     metadata.update(_extra_metadata(fields.get("card_data")))
-    card_data = ModelCardData(**{k: v for k, v in metadata.items() if v is not None})
+    return ModelCardData(**{k: v for k, v in metadata.items() if v is not None}), metadata
 
-    # Standard names first, then GPT-2's own (its config.json keeps n_layer, n_embd, ...).
-    names = {
-        "layers": ("num_hidden_layers", "n_layer"),
-        "hidden size": ("hidden_size", "n_embd"),
-        "attention heads": ("num_attention_heads", "n_head"),
-        "MLP size": ("intermediate_size", "n_inner"),
-        "context length": ("max_position_embeddings", "n_positions"),
-        "vocabulary": ("vocab_size",),
-    }
-    architecture = {}
-    for label, keys in names.items():
-        value = next((config[k] for k in keys if config.get(k) is not None), None)
-        if value is not None:
-            architecture[label] = value
-    n_parameters = _count_parameters(folder)
-    has_remote_code = bool(config.get("auto_map")) and any(folder.glob("modeling_*.py"))
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(template_path("momentum_gpt.md")),
-        model_name=metadata["model_name"],
-        repo_id=repo_id,
-        model_type=model_type,
-        is_momentum=is_momentum,
-        momentum=config.get("momentum", 0.0),
-        architecture=architecture,
-        n_parameters=f"{n_parameters:,}" if n_parameters else None,
-        has_remote_code=has_remote_code,
-        base_model=base_model,
-        datasets=datasets,
-        training_data=fields.get("training_data"),
-        training_settings=dict(training_settings),
-        perplexities=perplexities,
-        baseline_perplexities=baseline,
-        notes=fields.get("notes"),
-        description=fields.get("description"),
-    )
+
+# Standard config names first, then GPT-2's own (its config.json keeps n_layer, n_embd, ...).
+_ARCHITECTURE_KEYS = {
+    "layers": ("num_hidden_layers", "n_layer"),
+    "hidden size": ("hidden_size", "n_embd"),
+    "attention heads": ("num_attention_heads", "n_head"),
+    "MLP size": ("intermediate_size", "n_inner"),
+    "context length": ("max_position_embeddings", "n_positions"),
+    "vocabulary": ("vocab_size",),
+}
+
+
+def _architecture(config: Mapping[str, Any]) -> dict[str, Any]:
+    found = {label: next((config[k] for k in keys if config.get(k) is not None), None) for label, keys in _ARCHITECTURE_KEYS.items()}
+    return {label: value for label, value in found.items() if value is not None}
 
 
 def _eval_results(value: Any) -> list[EvalResult]:

@@ -246,6 +246,28 @@ def _save_model(model: Any, tokenizer: Any, folder: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _checkpoint_folder(model_or_dir: Any, repo_id: str, tokenizer: Any, local_dir) -> Path:
+    """The folder to push: the given checkpoint folder, or the model saved (safetensors) into one."""
+    if isinstance(model_or_dir, (str, os.PathLike)):
+        folder = Path(model_or_dir)
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a model or a save_pretrained folder.")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(folder)
+    elif hasattr(model_or_dir, "save_pretrained"):
+        folder = Path(local_dir) if local_dir is not None else _default_local_dir("model", repo_id)
+        _save_model(model_or_dir, tokenizer, folder)
+    else:
+        raise TypeError(f"model_or_dir must be a transformers model or a checkpoint folder; got {type(model_or_dir).__name__}.")
+    if not any(folder.glob("*.safetensors")):
+        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        raise ValueError(
+            f"{folder} holds no *.safetensors weights{f' (only pickle files {pickles})' if pickles else ''}; "
+            "hf-metaopt pushes safetensors only: load the model and save it again with model.save_pretrained(folder)."
+        )
+    return folder
+
+
 def push_model(
     model_or_dir: Any,
     repo_id: str,
@@ -277,23 +299,7 @@ def push_model(
         HubPushError: the push failed; the local folder is intact and the message says how to retry.
     """
     _check_repo_id(repo_id)
-    if isinstance(model_or_dir, (str, os.PathLike)):
-        folder = Path(model_or_dir)
-        if not (folder / "config.json").is_file():
-            raise ValueError(f"{folder} is not a checkpoint folder (no config.json); pass a model or a save_pretrained folder.")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(folder)
-    elif hasattr(model_or_dir, "save_pretrained"):
-        folder = Path(local_dir) if local_dir is not None else _default_local_dir("model", repo_id)
-        _save_model(model_or_dir, tokenizer, folder)
-    else:
-        raise TypeError(f"model_or_dir must be a transformers model or a checkpoint folder; got {type(model_or_dir).__name__}.")
-    if not any(folder.glob("*.safetensors")):
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        raise ValueError(
-            f"{folder} holds no *.safetensors weights{f' (only pickle files {pickles})' if pickles else ''}; "
-            "hf-metaopt pushes safetensors only: load the model and save it again with model.save_pretrained(folder)."
-        )
+    folder = _checkpoint_folder(model_or_dir, repo_id, tokenizer, local_dir)
     # A folder's existing card (e.g. refreshed by a training callback) is kept unless card fields are given.
     if card_fields or card_data is not None or not (folder / "README.md").is_file() or not isinstance(model_or_dir, (str, os.PathLike)):
         card_fields.setdefault("repo_id", repo_id)
@@ -354,6 +360,24 @@ def _materialize_report(report_or_dir: Any, run_name: str | None, local_dir: Any
     return folder, data, name
 
 
+def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix: str, plots: list[str]):
+    """``prepare`` for :func:`_commit`: the repo's root card with the eval results merged (or the analysis card)."""
+    eval_results = eval_results_from_report(data)
+
+    def root_card(api: HfApi) -> list[tuple[str, bytes]]:
+        try:
+            existing = hf_hub_download(repo_id, "README.md", revision=revision, token=token, endpoint=api.endpoint)
+        except RemoteEntryNotFoundError:
+            root = render_analysis_card(
+                data, model_id=model_id or None, plots=[f"{prefix}/{rel}" for rel in plots], report_link=f"{prefix}/report.json"
+            )
+            return [("README.md", str(root).encode())]
+        text = Path(existing).read_text(encoding="utf-8")
+        return [("README.md", merge_eval_results(text, eval_results, model_id or repo_id).encode())]
+
+    return root_card
+
+
 def push_report(
     report_or_dir: Any,
     repo_id: str,
@@ -396,19 +420,7 @@ def push_report(
     if (folder / "report.md").is_file():
         files.append((f"{prefix}/report.md", folder / "report.md"))
     files += [(f"{prefix}/{rel}", path) for rel, path in plots]
-    eval_results = eval_results_from_report(data)
-
-    def root_card(api: HfApi) -> list[tuple[str, bytes]]:
-        try:
-            existing = hf_hub_download(repo_id, "README.md", revision=revision, token=token, endpoint=api.endpoint)
-        except RemoteEntryNotFoundError:
-            root = render_analysis_card(
-                data, model_id=model_id or None, plots=[f"{prefix}/{rel}" for rel, _ in plots], report_link=f"{prefix}/report.json"
-            )
-            return [("README.md", str(root).encode())]
-        text = Path(existing).read_text(encoding="utf-8")
-        return [("README.md", merge_eval_results(text, eval_results, model_id or repo_id).encode())]
-
+    root_card = _root_card(data, repo_id, model_id, revision, token, prefix, [rel for rel, _ in plots])
     return _commit(
         folder=folder,
         repo_id=repo_id,

@@ -121,6 +121,26 @@ def _resume_path(training_args: TrainingArguments, arm_dir: Path) -> str | None:
     return value
 
 
+def _evaluate_arm(trainer, tokenizer, validation_text, exp_args, context: dict, final_eval: dict, throughput, seed: int) -> dict:
+    """One arm's results: curves, throughput, perplexity by context length and in-context accuracy."""
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    history = trainer.state.log_history
+    return {
+        **context,
+        "global_step": trainer.state.global_step,
+        "final_eval_loss": final_eval["eval_loss"],
+        "tokens_per_second": throughput.tokens_per_second or 0.0,
+        "eval_curve": [[h["step"], h["eval_loss"]] for h in history if "eval_loss" in h],
+        "train_curve": [[h["step"], h["loss"]] for h in history if "loss" in h],
+        "perplexity": perplexity_by_context(
+            unwrapped, tokenizer, validation_text, exp_args.eval_context_lengths,
+            batch_size=trainer.args.per_device_eval_batch_size,
+        ),
+        "icl": icl_accuracy(unwrapped, tokenizer, exp_args.icl_tasks, exp_args.icl_shots,
+                            exp_args.icl_queries, seed) if exp_args.icl_tasks else [],
+    }
+
+
 def train_arm(model_args, data_args, exp_args, training_args, momentum: float, seed: int, data,
               callbacks=(), baseline: dict | None = None) -> dict | None:
     """Train and evaluate one arm for one seed; returns (and saves) its results (``None`` off the main process).
@@ -168,21 +188,7 @@ def train_arm(model_args, data_args, exp_args, training_args, momentum: float, s
 
     results = None
     if trainer.is_world_process_zero():
-        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
-        results = {
-            **context,
-            "global_step": trainer.state.global_step,
-            "final_eval_loss": final_eval["eval_loss"],
-            "tokens_per_second": throughput.tokens_per_second or 0.0,
-            "eval_curve": [[h["step"], h["eval_loss"]] for h in trainer.state.log_history if "eval_loss" in h],
-            "train_curve": [[h["step"], h["loss"]] for h in trainer.state.log_history if "loss" in h],
-            "perplexity": perplexity_by_context(
-                unwrapped, tokenizer, validation_text, exp_args.eval_context_lengths,
-                batch_size=args.per_device_eval_batch_size,
-            ),
-            "icl": icl_accuracy(unwrapped, tokenizer, exp_args.icl_tasks, exp_args.icl_shots,
-                                exp_args.icl_queries, seed) if exp_args.icl_tasks else [],
-        }
+        results = _evaluate_arm(trainer, tokenizer, validation_text, exp_args, context, final_eval, throughput, seed)
         atomic_write_json(arm_dir / RESULTS_FILE, results)
         card(final_dir, trainer.state, results)
     trainer.accelerator.wait_for_everyone()
