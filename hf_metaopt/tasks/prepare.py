@@ -75,15 +75,8 @@ def select_examples(
     return Selection(demonstrations, queries, spec, notes)
 
 
-def prepare(
-    task: str | TaskSpec,
-    n_demonstrations: int,
-    n_queries: int | None,
-    seed: int,
-    split: str | None = None,
-    *,
-    data: dict[str, datasets.Dataset] | None = None,
-) -> tuple[list[dict], list[dict], TaskSpec]:
+def prepare(task: str | TaskSpec, n_demonstrations: int, n_queries: int | None, seed: int, split: str | None = None,
+            *, data: dict[str, datasets.Dataset] | None = None) -> tuple[list[dict], list[dict], TaskSpec]:
     """``(demonstrations, queries, spec)`` of :func:`select_examples`; its notes become warnings."""
     selection = select_examples(task, n_demonstrations, n_queries, seed, split, data=data)
     for note in selection.notes:

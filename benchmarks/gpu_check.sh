@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The GPU check in one command (on one H100: a few minutes): the offline models on CUDA in
+# float32 and bfloat16, fast vs per-query route, against a CPU float32 run. Prints the table and
+# writes gpu_check.json (pass --output to change it). See benchmarks/gpu_check.py.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+exec python benchmarks/gpu_check.py "$@"
