@@ -85,21 +85,37 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _write(args: CheckArguments, device_name: str, rows: list[dict], errors: list[str]) -> list[dict]:
+    """The JSON so far (written after every run, so an interrupted check keeps what it measured)."""
+    summary = [{k: v for k, v in r.items() if k != "report"} for r in rows]
+    payload = {"device": device_name, "settings": args.__dict__, "rows": summary, "errors": errors}
+    Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
+    return summary
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = HfArgumentParser(CheckArguments).parse_args_into_dataclasses(args=argv)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    rows = []
+    rows, errors = [], []
     for name in args.models:
-        reference = _run(name, "cpu", "float32", True, args)
+        try:
+            reference = _run(name, "cpu", "float32", True, args)
+        except Exception as err:  # record it and go on: one model's failure must not cost the others
+            errors.append(f"{name} cpu float32: {type(err).__name__}: {err}")
+            continue
         rows.append(reference)
         for dtype in ("float32", "bfloat16"):
             for fast in (True, False):
-                run = _run(name, args.device, dtype, fast, args)
+                try:
+                    run = _run(name, args.device, dtype, fast, args)
+                except Exception as err:
+                    errors.append(f"{name} {args.device} {dtype} fast={fast}: {type(err).__name__}: {err}")
+                    continue
                 rows.append({**run, **_compare(run, reference)})
                 print(_table(rows[-1:]).splitlines()[-1], flush=True)
-    summary = [{k: v for k, v in r.items() if k != "report"} for r in rows]
-    Path(args.output).write_text(json.dumps({"device": device_name, "settings": args.__dict__, "rows": summary}, indent=2) + "\n")
-    print(f"\n{device_name}\n{_table(rows)}\nwrote {args.output}")
+                _write(args, device_name, rows, errors)
+    summary = _write(args, device_name, rows, errors)
+    print(f"\n{device_name}\n{_table(rows)}\nwrote {args.output}" + "".join(f"\nerror: {e}" for e in errors))
     return summary
 
 

@@ -159,12 +159,9 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _versions() -> dict:
-    import peft
-    import transformers
+    from importlib.metadata import version
 
-    from .. import __version__
-
-    return {"hf_metaopt": __version__, "transformers": transformers.__version__, "torch": torch.__version__, "peft": peft.__version__}
+    return {name.replace("-", "_"): version(name) for name in ("hf-metaopt", "transformers", "torch", "peft")}
 
 
 def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int, n_queries: int, provenance: Mapping) -> dict:
