@@ -153,6 +153,12 @@ def test_from_gpt2_at_zero_momentum_reproduces_gpt2_logits(random_gpt2, tmp_path
     assert with_momentum.config.momentum == 0.5
     assert (with_momentum(ids, attention_mask=mask).logits - expected).abs().max() > 1e-2
 
+    # A converted model saves as MomentumGPT (its own key names), not back as GPT-2.
+    model.save_pretrained(tmp_path / "converted")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "converted")
+    assert type(reloaded) is MomentumGPTForCausalLM
+    assert (reloaded(ids, attention_mask=mask).logits - expected).abs().max() < 1e-4
+
 
 def test_from_gpt2_rejects_other_objects():
     with pytest.raises(TypeError, match="model_or_path"):

@@ -15,13 +15,11 @@ checkpoints as Hub remote code.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from transformers import GPT2LMHeadModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.cache_utils import (
@@ -435,98 +433,6 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-
-    @classmethod
-    def from_gpt2(
-        cls,
-        model_or_path: GPT2LMHeadModel | str | os.PathLike,
-        momentum: float = 0.0,
-        **from_pretrained_kwargs,
-    ) -> MomentumGPTForCausalLM:
-        """Convert a GPT-2 checkpoint: split the fused `c_attn`, transpose the Conv1D weights.
-
-        Args:
-            model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
-                `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
-            momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
-
-        Returns:
-            A `MomentumGPTForCausalLM` with GPT-2's weights, dtype and attention implementation.
-        """
-        if isinstance(model_or_path, (str, os.PathLike)):
-            gpt2 = GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)
-        elif isinstance(model_or_path, GPT2LMHeadModel):
-            gpt2 = model_or_path
-        else:
-            raise TypeError(
-                "MomentumGPTForCausalLM.from_gpt2: model_or_path must be a GPT2LMHeadModel, a local path or a Hub "
-                f"id, got {type(model_or_path).__name__}."
-            )
-        g = gpt2.config
-        unsupported = [
-            name
-            for name, bad in (
-                ("add_cross_attention", g.add_cross_attention),
-                ("scale_attn_by_inverse_layer_idx", g.scale_attn_by_inverse_layer_idx),
-                ("scale_attn_weights=False", not g.scale_attn_weights),
-            )
-            if bad
-        ]
-        if unsupported:
-            raise ValueError(f"from_gpt2: GPT-2 options {unsupported} have no MomentumGPT equivalent.")
-        config = MomentumGPTConfig(
-            vocab_size=g.vocab_size,
-            max_position_embeddings=g.n_positions,
-            hidden_size=g.n_embd,
-            num_hidden_layers=g.n_layer,
-            num_attention_heads=g.n_head,
-            intermediate_size=g.n_inner if g.n_inner is not None else 4 * g.n_embd,
-            activation_function=g.activation_function,
-            resid_dropout=g.resid_pdrop,
-            embd_dropout=g.embd_pdrop,
-            attention_dropout=g.attn_pdrop,
-            layer_norm_epsilon=g.layer_norm_epsilon,
-            initializer_range=g.initializer_range,
-            momentum=momentum,
-            use_cache=g.use_cache,
-            tie_word_embeddings=g.tie_word_embeddings,
-            bos_token_id=g.bos_token_id,
-            eos_token_id=g.eos_token_id,
-            pad_token_id=g.pad_token_id,
-        )
-        config._attn_implementation = g._attn_implementation
-        src = gpt2.state_dict()
-        hidden = g.n_embd
-        state = {
-            "model.embed_tokens.weight": src["transformer.wte.weight"],
-            "model.embed_positions.weight": src["transformer.wpe.weight"],
-            "model.norm.weight": src["transformer.ln_f.weight"],
-            "model.norm.bias": src["transformer.ln_f.bias"],
-            "lm_head.weight": src["lm_head.weight"],
-        }
-        for i in range(g.n_layer):
-            h, out = f"transformer.h.{i}.", f"model.layers.{i}."
-            for ln_src, ln_dst in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
-                state[f"{out}{ln_dst}.weight"] = src[f"{h}{ln_src}.weight"]
-                state[f"{out}{ln_dst}.bias"] = src[f"{h}{ln_src}.bias"]
-            # Conv1D stores [in, out]; nn.Linear stores [out, in].
-            qkv_w = src[f"{h}attn.c_attn.weight"].split(hidden, dim=1)
-            qkv_b = src[f"{h}attn.c_attn.bias"].split(hidden, dim=0)
-            for name, w, b in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b):
-                state[f"{out}self_attn.{name}.weight"] = w.t()
-                state[f"{out}self_attn.{name}.bias"] = b
-            for conv, linear in (
-                ("attn.c_proj", "self_attn.o_proj"),
-                ("mlp.c_fc", "mlp.fc_in"),
-                ("mlp.c_proj", "mlp.fc_out"),
-            ):
-                state[f"{out}{linear}.weight"] = src[f"{h}{conv}.weight"].t()
-                state[f"{out}{linear}.bias"] = src[f"{h}{conv}.bias"]
-
-        model = cls(config).to(dtype=gpt2.dtype, device=gpt2.device)
-        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
-        model.train(gpt2.training)
-        return model
 
 
 class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
