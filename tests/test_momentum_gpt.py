@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import (
     AttentionInterface,
     AutoConfig,
@@ -104,12 +105,30 @@ def test_registration_with_auto_classes():
         ({"max_position_embeddings": 2.5}, "max_position_embeddings"),
         ({"attention_dropout": 1.5}, "attention_dropout"),
         ({"activation_function": "nope"}, "activation_function"),
-        ({"n_embd": 32}, "n_embd"),
+        ({"layer_norm_epsilon": 0.0}, "layer_norm_epsilon"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
+    # transformers' strict dataclass validation, as for its own configs: at construction and on assignment.
+    with pytest.raises(StrictDataclassError, match=field):
         MomentumGPTConfig(**kwargs)
+    config = MomentumGPTConfig()
+    with pytest.raises(StrictDataclassError, match=field):
+        for name, value in kwargs.items():
+            setattr(config, name, value)
+        config.validate()
+
+
+def test_config_keeps_attributes_it_does_not_know_through_save_and_load(tmp_path):
+    config = tiny_config(momentum=0.3, my_extra_kwarg="kept")
+    config.my_extra_attr = 1.0
+    config.save_pretrained(tmp_path / "config")
+    loaded = MomentumGPTConfig.from_pretrained(tmp_path / "config")
+    assert (loaded.my_extra_attr, loaded.my_extra_kwarg, loaded.momentum) == (1.0, "kept", 0.3)
+
+    MomentumGPTForCausalLM(config).save_pretrained(tmp_path / "model")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert reloaded.config.my_extra_attr == 1.0 and reloaded.config.momentum == 0.3
 
 
 def test_config_round_trip_keeps_transformers_keys(tmp_path):
