@@ -16,9 +16,11 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    CompileConfig,
     DynamicCache,
     GPT2Config,
     GPT2LMHeadModel,
+    StaticCache,
 )
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -142,7 +144,7 @@ def test_config_round_trip_keeps_transformers_keys(tmp_path):
     again = MomentumGPTConfig.from_dict(loaded.to_dict())
     assert again.to_dict() == loaded.to_dict()
     assert MomentumGPTConfig(**{**config.to_dict(), "_name_or_path": "x"}).momentum == 0.25
-    assert loaded.layer_types == ["hybrid", "hybrid"]
+    assert loaded.layer_types == ["momentum_attention", "momentum_attention"]
 
 
 # ---------------------------------------------------------------- GPT-2 equivalence
@@ -285,7 +287,7 @@ def test_cache_state_and_incompatible_caches():
     first = model(ids[:, :3], cache=bare, use_cache=True).logits
     rest = model(ids[:, 3:], cache=bare, use_cache=True).logits
     assert (torch.cat([first, rest], 1) - full).abs().max() < 1e-5
-    assert bare.get_recurrent_state(0).shape == (1, 32)
+    assert bare.layers[0].momentum_state.shape == (1, 32)
 
     gpt2_cache = DynamicCache(config=GPT2Config(n_layer=2))
     with pytest.raises(TypeError, match="DynamicCache\\(config=model.config\\)"):
@@ -296,6 +298,75 @@ def test_positions_beyond_the_table_raise():
     model = tiny_model()
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.randint(1, VOCAB, (1, 65)))
+
+
+@pytest.mark.parametrize("cache_class", ["dynamic", "static"])
+def test_cropped_cache_decodes_like_a_cache_that_never_held_the_dropped_tokens(cache_class):
+    model = tiny_model(momentum=0.8)
+    ids = torch.randint(1, VOCAB, (2, 16))
+
+    def new_cache():
+        if cache_class == "static":
+            return StaticCache(config=model.config, max_cache_len=32)
+        return DynamicCache(config=model.config)
+
+    reference = new_cache()
+    model(ids[:, :10], cache=reference, use_cache=True)
+    expected = model(ids[:, 10:], cache=reference, use_cache=True).logits
+
+    cropped = new_cache()
+    model(ids[:, :6], cache=cropped, use_cache=True)
+    model(torch.randint(1, VOCAB, (2, 5)), cache=cropped, use_cache=True)  # a rejected draft of 5 tokens
+    cropped.crop(-5)
+    assert cropped.is_croppable and cropped.get_seq_length() == 6
+    model(ids[:, 6:10], cache=cropped, use_cache=True)
+    torch.testing.assert_close(model(ids[:, 10:], cache=cropped, use_cache=True).logits, expected)
+
+
+def _repetitive_prompt(seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    motif = torch.randint(1, VOCAB, (1, 4), generator=gen)
+    return torch.cat([motif, torch.randint(1, VOCAB, (1, 3), generator=gen), motif, motif], 1)
+
+
+def test_assisted_and_prompt_lookup_decoding_equal_greedy_decoding():
+    model = tiny_model(momentum=0.8)
+    ids = _repetitive_prompt()
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    greedy = model.generate(ids, **kwargs)
+    torch.manual_seed(1)
+    other = MomentumGPTForCausalLM(tiny_config(momentum=0.8)).eval()  # its drafts get rejected: the cache is cropped
+    for assistant in (other, model):
+        assistant.generation_config.num_assistant_tokens = 3
+        assistant.generation_config.num_assistant_tokens_schedule = "constant"
+        assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
+    assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
+
+
+def test_static_cache_and_compiled_decoding_equal_the_dynamic_cache():
+    model = tiny_model()
+    ids, mask, _ = left_padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    dynamic = model.generate(ids, return_dict_in_generate=True, output_scores=True, **kwargs)
+    static = model.generate(ids, cache_implementation="static", return_dict_in_generate=True, output_scores=True, **kwargs)
+    assert isinstance(static.cache, StaticCache) and static.cache.is_compileable
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), rtol=1e-5, atol=1e-5)
+
+    compile_config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
+    compile_config._compile_all_devices = True  # `generate` compiles the decoding step on CPU too
+    torch._dynamo.reset()
+    compiled = model.generate(ids, cache_implementation="static", compile_config=compile_config, **kwargs)
+    assert hasattr(model, "_compiled_call")
+    assert torch.equal(compiled, dynamic.sequences)
+
+
+def test_whole_forward_compiles_without_graph_breaks():
+    model = tiny_model()
+    ids = torch.randint(1, VOCAB, (1, 12))
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    torch.testing.assert_close(compiled(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
 
 
 # ---------------------------------------------------------------- attention implementations

@@ -11,6 +11,12 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 from transformers.utils.type_validators import activation_fn_key, interval, positive_int_field, probability
 
+# The cache-layer type of every MomentumGPT layer: keys and values plus the running momentum state. The modeling file
+# registers the dynamic and static cache layers under this name, so `DynamicCache(config=...)`, `StaticCache(...)`
+# and `generate` build the right layers from the config alone.
+MOMENTUM_LAYER_TYPE = "momentum_attention"
+
+
 @strict
 class MomentumGPTConfig(PreTrainedConfig):
     r"""Configuration of a [`MomentumGPTModel`]: a GPT-2 decoder whose attention adds a causal exponential
@@ -73,8 +79,8 @@ class MomentumGPTConfig(PreTrainedConfig):
 
     @property
     def layer_types(self) -> list[str]:
-        """One `"hybrid"` entry per layer: each cache layer holds keys/values plus a recurrent (momentum) state."""
-        return ["hybrid"] * self.num_hidden_layers
+        """The cache-layer type of each layer: keys/values plus the momentum state."""
+        return [MOMENTUM_LAYER_TYPE] * self.num_hidden_layers
 
     def validate_architecture(self):
         """Part of `@strict`-powered validation: the heads must split `hidden_size` evenly."""
@@ -83,6 +89,12 @@ class MomentumGPTConfig(PreTrainedConfig):
                 f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads}); change one of them."
             )
+
+    def validate_layer_type(self):
+        """Part of `@strict`-powered validation, replacing transformers' check of `layer_types` against its own
+        attention types: MomentumGPT's single layer type is its own, one per layer."""
+        if len(self.layer_types) != self.num_hidden_layers or set(self.layer_types) != {MOMENTUM_LAYER_TYPE}:
+            raise ValueError(f"layer_types must be {MOMENTUM_LAYER_TYPE!r} for each of the {self.num_hidden_layers} layers.")
 
 
 __all__ = ["MomentumGPTConfig"]

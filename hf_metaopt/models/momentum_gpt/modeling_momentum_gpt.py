@@ -22,15 +22,9 @@ from torch import nn
 
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import (
-    Cache,
-    DynamicCache,
-    DynamicLayer,
-    LinearAttentionAndFullAttentionLayer,
-    LinearAttentionCacheLayerMixin,
-)
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticLayer
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -38,10 +32,11 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.utils import is_torchdynamo_compiling
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_momentum_gpt import MomentumGPTConfig
+from .configuration_momentum_gpt import MOMENTUM_LAYER_TYPE, MomentumGPTConfig
 
 MOMENTUM_CHUNK_SIZE = 64
 
@@ -111,6 +106,26 @@ def momentum_term(
     return m.to(values.dtype), next_state.to(values.dtype)
 
 
+def momentum_state_from_values(values: torch.Tensor, length: int | torch.Tensor, momentum: float) -> torch.Tensor:
+    """The momentum state after the first `length` cached values: `sum_{i<length} momentum^(length-i) v_i`.
+
+    Args:
+        values: `[batch, heads, slots, head_dim]` value cache (padding zeroed); slots at or after `length` are ignored,
+            so a static cache's whole buffer can be passed with its fill level as a tensor.
+        length: number of tokens to keep.
+        momentum: eta.
+
+    Returns:
+        `[batch, heads * head_dim]`, the state the next token starts from (the layout of `momentum_term`'s state).
+    """
+    batch, heads, slots, head_dim = values.shape
+    compute_dtype = torch.promote_types(values.dtype, torch.float32)
+    lag = length - torch.arange(slots, device=values.device)
+    weights = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
+    state = torch.einsum("s,bhsd->bhd", weights, values.to(compute_dtype))
+    return state.reshape(batch, heads * head_dim).to(values.dtype)
+
+
 def eager_attention_forward(
     module: nn.Module,
     query: torch.Tensor,
@@ -131,13 +146,110 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-def _momentum_cache_layer(cache: Cache, layer_idx: int) -> LinearAttentionCacheLayerMixin:
+class MomentumCacheLayerMixin:
+    """The momentum state of one layer, kept next to its keys and values: `[batch, hidden]`, the momentum the next
+    token starts from. The value cache holds the value vectors with padding zeroed, so the state at any earlier
+    length is recomputed from it when the cache is cropped (assisted and prompt-lookup decoding)."""
+
+    is_momentum_layer = True
+    momentum_state: torch.Tensor | None
+    momentum: float
+
+    def _init_momentum(self) -> None:
+        self.momentum_state = None
+        self.momentum = 0.0
+
+    def _store_state(self, state: torch.Tensor) -> None:
+        self.momentum_state = state
+
+    def update_momentum(self, values: torch.Tensor, momentum: float) -> torch.Tensor:
+        """The momentum term of `values` (`[batch, seq, hidden]`, the tokens just added), continuing the state."""
+        self.momentum = momentum
+        ema, next_state = momentum_term(values, momentum, self.momentum_state)
+        self._store_state(next_state)
+        return ema
+
+    def _recompute_state(self, length: int | torch.Tensor) -> None:
+        if self.momentum_state is not None:
+            state = momentum_state_from_values(self.values, length, self.momentum)
+            self._store_state(state.to(self.momentum_state.device))
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        if self.momentum_state is not None:
+            self._store_state(self.momentum_state.index_select(0, beam_idx.to(self.momentum_state.device)))
+
+
+class MomentumDynamicLayer(MomentumCacheLayerMixin, DynamicLayer):
+    """A growing key/value cache layer plus the momentum state (what `DynamicCache(config=...)` builds)."""
+
+    _layer_type = MOMENTUM_LAYER_TYPE
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self._init_momentum()
+
+    def reset(self) -> None:
+        super().reset()
+        self.momentum_state = None
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        if tokens_to_remove and self.is_initialized:
+            self._recompute_state(self.values.shape[-2])
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        if self.momentum_state is not None:
+            self.momentum_state = self.momentum_state.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        if self.momentum_state is not None:
+            self.momentum_state = self.momentum_state[indices, ...]
+
+
+class MomentumStaticLayer(MomentumCacheLayerMixin, StaticLayer):
+    """A fixed-size key/value cache layer plus the momentum state in a buffer of fixed shape and address (what
+    `StaticCache` and `generate(cache_implementation="static")` build): compilable with `fullgraph=True`."""
+
+    _layer_type = MOMENTUM_LAYER_TYPE
+
+    def __init__(self, max_cache_len: int, **kwargs):
+        super().__init__(max_cache_len=max_cache_len)
+        self._init_momentum()
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        # Zeros are the state of an empty prefix, so the first segment needs no special case.
+        self.momentum_state = torch.zeros(
+            (self.batch_size, self.num_heads * self.v_head_dim), dtype=value_states.dtype, device=self.device
+        )
+        if not is_torchdynamo_compiling():
+            torch._dynamo.mark_static_address(self.momentum_state)
+
+    def _store_state(self, state: torch.Tensor) -> None:
+        self.momentum_state.copy_(state)  # in place: the buffer keeps its static address
+
+    def reset(self) -> None:
+        super().reset()
+        if self.momentum_state is not None:
+            self.momentum_state.zero_()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        if tokens_to_remove and self.is_initialized:
+            self._recompute_state(self.cumulative_length)
+
+
+def _momentum_cache_layer(cache: Cache, layer_idx: int) -> MomentumCacheLayerMixin:
     layer = cache.layers[layer_idx]
-    if not isinstance(layer, LinearAttentionCacheLayerMixin):
+    # Checked by attribute, not class: the remote-code copy of this file defines its own (equivalent) classes.
+    if not getattr(layer, "is_momentum_layer", False):
         raise TypeError(
             f"MomentumGPT keeps its momentum state in the cache, but cache layer {layer_idx} is a "
-            f"{type(layer).__name__} without a recurrent state. Pass `DynamicCache(config=model.config)` "
-            "(or no cache: the model creates the right one)."
+            f"{type(layer).__name__} without one. Pass `DynamicCache(config=model.config)` or "
+            "`StaticCache(config=model.config, max_cache_len=...)` (or no cache: the model creates the right one)."
         )
     return layer
 
@@ -177,6 +289,10 @@ class MomentumGPTAttention(nn.Module):
         query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         values = self.v_proj(hidden_states)
+        if self.momentum > 0.0 and momentum_mask is not None:
+            # Padding never enters the momentum sum. The zeroed values also go into the cache, from which a cropped
+            # cache recomputes its state; attention never reads them (the mask hides padding keys).
+            values = values * momentum_mask[..., None].to(values.dtype)
         value_states = values.view(hidden_shape).transpose(1, 2)
 
         if cache is not None:
@@ -199,17 +315,10 @@ class MomentumGPTAttention(nn.Module):
 
         if self.momentum > 0.0:
             # The EMA acts on each coordinate independently, so all heads are handled at once on [B, T, hidden].
-            if momentum_mask is not None:
-                values = values * momentum_mask[..., None].to(values.dtype)
-            state = None
-            if cache is not None:
-                layer = _momentum_cache_layer(cache, self.layer_idx)
-                state = cache.get_recurrent_state(self.layer_idx)
-            ema, next_state = momentum_term(values, self.momentum, state)
-            if cache is not None:
-                cache.update_recurrent_state(next_state, self.layer_idx)
-                # `get_recurrent_state` returns the state only once it is flagged; `reset()` clears the flag.
-                layer.has_previous_state[0] = True
+            if cache is None:
+                ema, _ = momentum_term(values, self.momentum)
+            else:
+                ema = _momentum_cache_layer(cache, self.layer_idx).update_momentum(values, self.momentum)
             attn_output = attn_output + ema
 
         attn_output = self.resid_dropout(self.o_proj(attn_output))
@@ -269,6 +378,7 @@ class MomentumGPTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = False
+    _can_compile_fullgraph = True
     _supports_attention_backend = True
     _can_record_outputs = {
         "hidden_states": MomentumGPTBlock,
@@ -302,15 +412,34 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
     def _prepare_cache(self, cache: Cache | None, use_cache: bool | None) -> Cache | None:
         if use_cache and cache is None:
             return DynamicCache(config=self.config)
-        if (
-            cache is not None
-            and self.config.momentum > 0.0
-            and not cache.layers
-            and cache.layer_class_to_replicate is DynamicLayer
-        ):
+        if cache is not None and not cache.layers and cache.layer_class_to_replicate is DynamicLayer:
             # A bare `DynamicCache()`: let it create layers that also hold the momentum state.
-            cache.layer_class_to_replicate = LinearAttentionAndFullAttentionLayer
+            cache.layer_class_to_replicate = MomentumDynamicLayer
         return cache
+
+    def _masks(
+        self,
+        attention_mask: torch.Tensor | dict | None,
+        inputs_embeds: torch.Tensor,
+        cache: Cache | None,
+        position_ids: torch.LongTensor,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`(causal mask for the attention function, [batch, seq] padding mask for the momentum sum or None)`."""
+        if isinstance(attention_mask, dict):  # built by `create_masks_for_generate`
+            return attention_mask["full_attention"], attention_mask.get(MOMENTUM_LAYER_TYPE)
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+        # Unlike `create_recurrent_attention_mask`, single-token steps keep their mask too: feeding a left-padded
+        # prompt token by token must not let the padding into the momentum state.
+        momentum_mask = None
+        if attention_mask is not None and attention_mask.ndim == 2:
+            momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        return causal_mask, momentum_mask
 
     @merge_with_config_defaults
     @capture_outputs
@@ -332,9 +461,11 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 padded positions never enter the momentum sum), a 4D additive mask, or the dict `generate`
                 builds for static caches.
             position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2.
-            cache: a `DynamicCache(config=model.config)` (keys, values and the momentum state).
+            cache: a `DynamicCache(config=model.config)` or `StaticCache(config=model.config, max_cache_len=...)`
+                (keys, values and the momentum state).
             inputs_embeds: `[batch, seq, hidden]` instead of `input_ids`.
             use_cache: return the cache for further decoding.
+            kwargs: passed to the attention function.
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("MomentumGPTModel: pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -346,28 +477,12 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
-        if position_ids.max() >= self.config.max_position_embeddings:
+        if not is_torchdynamo_compiling() and position_ids.max() >= self.config.max_position_embeddings:
             raise ValueError(
                 f"MomentumGPTModel: position {int(position_ids.max())} is beyond max_position_embeddings "
                 f"({self.config.max_position_embeddings}); shorten the input."
             )
-
-        if isinstance(attention_mask, dict):
-            causal_mask = attention_mask["full_attention"]
-            momentum_mask = attention_mask.get("linear_attention")
-        else:
-            causal_mask = create_causal_mask(
-                config=self.config,
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                cache=cache,
-                position_ids=position_ids,
-            )
-            # Unlike `create_recurrent_attention_mask`, single-token steps keep their mask too: feeding a
-            # left-padded prompt token by token must not let the padding into the momentum state.
-            momentum_mask = None
-            if attention_mask is not None and attention_mask.ndim == 2:
-                momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        causal_mask, momentum_mask = self._masks(attention_mask, inputs_embeds, cache, position_ids)
 
         hidden_states = self.drop(inputs_embeds + self.embed_positions(position_ids))
         for block in self.layers:
@@ -394,6 +509,23 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         self.model = MomentumGPTModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
+
+    def create_masks_for_generate(
+        self,
+        config: MomentumGPTConfig,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        cache: Cache | None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> dict[str, torch.Tensor | None]:
+        """The masks `generate` builds ahead of a forward on a compilable (static) cache, so that the compiled forward
+        does not build them: the causal mask, and the padding mask of the momentum sum (under its layer type)."""
+        mask_kwargs = dict(config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache)
+        return {
+            "full_attention": create_causal_mask(**mask_kwargs, position_ids=position_ids),
+            MOMENTUM_LAYER_TYPE: create_recurrent_attention_mask(**mask_kwargs),
+        }
 
     @can_return_tuple
     def forward(
@@ -509,5 +641,7 @@ __all__ = [
     "MomentumGPTForCausalLM",
     "MomentumGPTForSequenceClassification",
     "MomentumGPTAttention",
+    "MomentumDynamicLayer",
+    "MomentumStaticLayer",
     "momentum_term",
 ]
