@@ -300,6 +300,17 @@ def test_positions_beyond_the_table_raise():
         model(torch.randint(1, VOCAB, (1, 65)))
 
 
+def test_past_key_values_is_the_deprecated_name_of_cache():
+    model = tiny_model()
+    ids = torch.randint(1, VOCAB, (1, 8))
+    full = model(ids).logits
+    cache = model(ids[:, :7], use_cache=True).cache
+    with pytest.warns(FutureWarning, match="`past_key_values` is deprecated"):
+        step = model(ids[:, 7:], past_key_values=cache, use_cache=True)
+    assert step.cache is cache and cache.get_seq_length() == 8
+    torch.testing.assert_close(step.logits[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cache_class", ["dynamic", "static"])
 def test_cropped_cache_decodes_like_a_cache_that_never_held_the_dropped_tokens(cache_class):
     model = tiny_model(momentum=0.8)

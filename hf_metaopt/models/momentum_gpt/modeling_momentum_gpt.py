@@ -33,6 +33,7 @@ from transformers.modeling_outputs import (
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.utils import is_torchdynamo_compiling
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
@@ -275,6 +276,7 @@ class MomentumGPTAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
         self.resid_dropout = nn.Dropout(config.resid_dropout)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -347,6 +349,7 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
         self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mlp = MomentumGPTMLP(config)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
@@ -441,6 +444,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         return causal_mask, momentum_mask
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -462,7 +466,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 builds for static caches.
             position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2.
             cache: a `DynamicCache(config=model.config)` or `StaticCache(config=model.config, max_cache_len=...)`
-                (keys, values and the momentum state).
+                (keys, values and the momentum state). The old name `past_key_values` is accepted with a warning.
             inputs_embeds: `[batch, seq, hidden]` instead of `input_ids`.
             use_cache: return the cache for further decoding.
             kwargs: passed to the attention function.
@@ -527,6 +531,7 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
             MOMENTUM_LAYER_TYPE: create_recurrent_attention_mask(**mask_kwargs),
         }
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
@@ -594,6 +599,7 @@ class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
             )
         return (positions * real).argmax(-1)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
