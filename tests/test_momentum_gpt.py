@@ -229,6 +229,26 @@ def test_momentum_chunks_compose():
     torch.testing.assert_close(second_state, whole_state)
 
 
+@pytest.mark.parametrize("length", [1, 9, 130])
+def test_momentum_term_restarts_at_resets(length):
+    gen = torch.Generator().manual_seed(length)
+    values = torch.randn(2, length, 8, generator=gen)
+    state = torch.randn(2, 8, generator=gen)
+    resets = torch.rand(2, length, generator=gen) < 0.1
+    resets[0, 0] = True  # a reset at the first position drops the carried state too
+    m, next_state = momentum_term(values, 0.9, state, resets, chunk_size=16)
+    for row in range(2):  # reference: the naive loop over each run between resets
+        starts = [0, *[t for t in range(length) if resets[row, t] and t > 0], length]
+        carried = None if resets[row, 0] else state[row : row + 1]
+        pieces = []
+        for begin, end in zip(starts, starts[1:]):
+            piece = torch.cat([values[row : row + 1, begin:end], torch.zeros(1, 1, 8)], 1)
+            pieces.append(naive_momentum(piece, 0.9, carried if begin == 0 else None))
+        reference = torch.cat([piece[:, :-1] for piece in pieces], 1)
+        torch.testing.assert_close(m[row : row + 1].double(), reference, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(next_state[row].double(), pieces[-1][0, -1], rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------- cache: decoding == one forward
 
 
@@ -375,9 +395,59 @@ def test_static_cache_and_compiled_decoding_equal_the_dynamic_cache():
 def test_whole_forward_compiles_without_graph_breaks():
     model = tiny_model()
     ids = torch.randint(1, VOCAB, (1, 12))
+    position_ids = torch.cat([torch.arange(5), torch.arange(7)])[None]  # the reset-aware path as well
     torch._dynamo.reset()
     compiled = torch.compile(model, fullgraph=True, backend="eager")
-    torch.testing.assert_close(compiled(ids, use_cache=False).logits, model(ids, use_cache=False).logits)
+    for kwargs in ({}, {"position_ids": position_ids}):
+        torch.testing.assert_close(compiled(ids, use_cache=False, **kwargs).logits, model(ids, use_cache=False, **kwargs).logits)
+
+
+# ---------------------------------------------------------------- packed sequences (padding-free batches)
+
+
+def _packed(lengths=(5, 9, 4), seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(1, VOCAB, (n,), generator=gen) for n in lengths]
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    return rows, torch.cat(rows)[None], position_ids
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_packed_sequences_equal_the_padded_batch(attn):
+    model = tiny_model(attn, momentum=0.9)
+    rows, packed_ids, position_ids = _packed()
+    packed = model(packed_ids, position_ids=position_ids, use_cache=False).logits[0]
+    total = max(len(row) for row in rows)
+    ids = torch.stack([torch.nn.functional.pad(row, (0, total - len(row))) for row in rows])
+    mask = torch.stack([(torch.arange(total) < len(row)).long() for row in rows])
+    padded = model(ids, attention_mask=mask).logits
+    expected = torch.cat([padded[i, : len(row)] for i, row in enumerate(rows)])
+    torch.testing.assert_close(packed, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_momentum_restarts_at_cu_seq_lens_boundaries():
+    """Flash-attention varlen callers mark the sequences with `cu_seq_lens_q/k`; a stand-in attention function that
+    attends within those boundaries (the position ids run on, so only the boundaries can restart the momentum)."""
+
+    def varlen_attention(module, query, key, value, attention_mask, scaling=None, cu_seq_lens_q=None, **kwargs):
+        starts = torch.zeros(query.shape[2], dtype=torch.long)
+        starts[cu_seq_lens_q[1:-1].long()] = 1
+        sequence = starts.cumsum(0)
+        allowed = (sequence[:, None] == sequence[None, :]) & torch.ones(len(starts), len(starts)).tril().bool()
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=allowed, scale=scaling)
+        return out.transpose(1, 2), None
+
+    AttentionInterface.register("momentum_gpt_test_varlen", varlen_attention)
+    model = tiny_model("momentum_gpt_test_varlen", momentum=0.9)
+    rows, packed_ids, _ = _packed()
+    cu = torch.tensor([0, *torch.tensor([len(row) for row in rows]).cumsum(0).tolist()], dtype=torch.int32)
+    varlen = dict(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=9, max_length_k=9)
+    packed = model(packed_ids, use_cache=False, **varlen).logits[0]
+    offset = 0
+    for row in rows:  # each sequence alone, at the positions it had in the packed row
+        alone = tiny_model("sdpa", momentum=0.9)(row[None], position_ids=torch.arange(offset, offset + len(row))[None])
+        torch.testing.assert_close(packed[offset : offset + len(row)], alone.logits[0], rtol=1e-5, atol=1e-5)
+        offset += len(row)
 
 
 # ---------------------------------------------------------------- attention implementations

@@ -51,6 +51,7 @@ def momentum_term(
     values: torch.Tensor,
     momentum: float,
     state: torch.Tensor | None = None,
+    resets: torch.Tensor | None = None,
     chunk_size: int = MOMENTUM_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The causal EMA `m_t = sum_{i<t} momentum^(t-i) v_i` for a whole segment, with tensor ops only.
@@ -64,6 +65,8 @@ def momentum_term(
         momentum: eta in [0, 1).
         state: `[batch, dim]` momentum carried in from earlier tokens, i.e. `sum_{i<0} eta^(0-i) v_i` for the
             segment's first position (`None`: no earlier tokens).
+        resets: `[batch, seq]` booleans, True where a new sequence starts (packed sequences): the sum of such a
+            token and of every later one only runs over tokens from that position on. `None`: no resets.
         chunk_size: chunk length of the decay matrices.
 
     Returns:
@@ -74,37 +77,56 @@ def momentum_term(
     if seq_len == 1:  # one decoding step: O(1) in the context length
         # A copy: the caller may overwrite `state` in place (the cache does) while `m` is still in use.
         m = torch.zeros_like(values[:, 0], dtype=compute_dtype) if state is None else state.to(compute_dtype, copy=True)
+        if resets is not None:
+            m = m * (~resets[:, :1]).to(compute_dtype)
         next_state = momentum * (m + values[:, 0].to(compute_dtype))
         return m.unsqueeze(1).to(values.dtype), next_state.to(values.dtype)
-    v = values.to(compute_dtype)
     chunk = max(1, min(chunk_size, seq_len))
     n_chunks = math.ceil(seq_len / chunk)
-    if n_chunks * chunk != seq_len:
-        v = nn.functional.pad(v, (0, 0, 0, n_chunks * chunk - seq_len))
-    v = v.view(batch, n_chunks, chunk, dim)
+    pad = n_chunks * chunk - seq_len
+    v = nn.functional.pad(values.to(compute_dtype), (0, 0, 0, pad)).view(batch, n_chunks, chunk, dim)
+    # Sequence index of every position (0 until the first reset); padding continues the last sequence.
+    segments = None
+    if resets is not None:
+        segments = resets.long().cumsum(-1)
+        segments = torch.cat([segments, segments[:, -1:].expand(batch, pad)], 1).view(batch, n_chunks, chunk)
+    m = _chunked_momentum(v, momentum, state, segments, compute_dtype)
+    m = m.reshape(batch, n_chunks * chunk, dim)[:, :seq_len]
+    next_state = momentum * (m[:, -1] + values[:, -1].to(compute_dtype))
+    return m.to(values.dtype), next_state.to(values.dtype)
 
+
+def _chunked_momentum(
+    v: torch.Tensor, momentum: float, state: torch.Tensor | None, segments: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """`momentum_term` on `v` of shape `[B, n_chunks, C, D]`; `segments` `[B, n_chunks, C]` or None (one sequence)."""
+    n_chunks, chunk = v.shape[1], v.shape[2]
     idx = torch.arange(chunk, device=v.device)
     lag = idx[:, None] - idx[None, :]
-    intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
+    intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), dtype), 0.0)  # [C, C]
+    if segments is not None:  # a value reaches only the positions of its own sequence
+        intra_decay = intra_decay * (segments[..., :, None] == segments[..., None, :]).to(dtype)
     intra = torch.matmul(intra_decay, v)  # [B, n, C, D]
 
     # Contribution of each chunk to the momentum at the first position of the next chunk:
-    # sum_{i<C} eta^(C-i) v_i = eta * (intra_{C-1} + v_{C-1}).
+    # sum_{i<C} eta^(C-i) v_i = eta * (intra_{C-1} + v_{C-1}) (over the last position's sequence).
     summaries = momentum * (intra[:, :, -1] + v[:, :, -1])  # [B, n, D]
     cidx = torch.arange(n_chunks, device=v.device)
     clag = cidx[:, None] - cidx[None, :]
-    inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), compute_dtype), 0.0)
+    inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), dtype), 0.0)
+    if segments is not None:  # chunk c' feeds chunk c only if its last sequence is still running at c's start
+        inter_decay = inter_decay * (segments[:, :, None, 0] == segments[:, None, :, -1]).to(dtype)
     chunk_states = torch.matmul(inter_decay, summaries)  # [B, n, D]
     if state is not None:
-        chunk_states = chunk_states + _powers(momentum, chunk * cidx, compute_dtype)[:, None] * state.to(
-            compute_dtype
-        ).unsqueeze(1)
+        carried = _powers(momentum, chunk * cidx, dtype)[:, None] * state.to(dtype).unsqueeze(1)
+        if segments is not None:  # the carried state only reaches the sequence running at the segment's start
+            carried = carried * (segments[:, :, 0] == 0).to(dtype).unsqueeze(-1)
+        chunk_states = chunk_states + carried
 
-    m = intra + _powers(momentum, idx, compute_dtype)[None, None, :, None] * chunk_states.unsqueeze(2)
-    m = m.reshape(batch, n_chunks * chunk, dim)[:, :seq_len]
-    last_v = values[:, -1].to(compute_dtype)
-    next_state = momentum * (m[:, -1] + last_v)
-    return m.to(values.dtype), next_state.to(values.dtype)
+    from_start = _powers(momentum, idx, dtype)[None, None, :, None] * chunk_states.unsqueeze(2)
+    if segments is not None:  # the chunk's carried state stops at the first reset inside the chunk
+        from_start = from_start * (segments == segments[..., :1]).to(dtype).unsqueeze(-1)
+    return intra + from_start
 
 
 def momentum_state_from_values(values: torch.Tensor, length: int | torch.Tensor, momentum: float) -> torch.Tensor:
@@ -163,10 +185,12 @@ class MomentumCacheLayerMixin:
     def _store_state(self, state: torch.Tensor) -> None:
         self.momentum_state = state
 
-    def update_momentum(self, values: torch.Tensor, momentum: float) -> torch.Tensor:
+    def update_momentum(
+        self, values: torch.Tensor, momentum: float, resets: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """The momentum term of `values` (`[batch, seq, hidden]`, the tokens just added), continuing the state."""
         self.momentum = momentum
-        ema, next_state = momentum_term(values, momentum, self.momentum_state)
+        ema, next_state = momentum_term(values, momentum, self.momentum_state, resets)
         self._store_state(next_state)
         return ema
 
@@ -282,6 +306,7 @@ class MomentumGPTAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         momentum_mask: torch.Tensor | None = None,
+        momentum_resets: torch.Tensor | None = None,
         cache: Cache | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -318,9 +343,11 @@ class MomentumGPTAttention(nn.Module):
         if self.momentum > 0.0:
             # The EMA acts on each coordinate independently, so all heads are handled at once on [B, T, hidden].
             if cache is None:
-                ema, _ = momentum_term(values, self.momentum)
+                ema, _ = momentum_term(values, self.momentum, resets=momentum_resets)
             else:
-                ema = _momentum_cache_layer(cache, self.layer_idx).update_momentum(values, self.momentum)
+                ema = _momentum_cache_layer(cache, self.layer_idx).update_momentum(
+                    values, self.momentum, momentum_resets
+                )
             attn_output = attn_output + ema
 
         attn_output = self.resid_dropout(self.o_proj(attn_output))
@@ -355,6 +382,7 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         momentum_mask: torch.Tensor | None = None,
+        momentum_resets: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = False,
@@ -365,6 +393,7 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
             self.input_layernorm(hidden_states),
             attention_mask=attention_mask,
             momentum_mask=momentum_mask,
+            momentum_resets=momentum_resets,
             cache=cache,
             **kwargs,
         )
@@ -444,6 +473,31 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
         return causal_mask, momentum_mask
 
+    @staticmethod
+    def _momentum_resets(
+        position_ids: torch.LongTensor | None, shape: torch.Size, momentum_mask: torch.Tensor | None, **kwargs
+    ) -> torch.Tensor | None:
+        """`[batch, seq]`, True where a packed sequence starts, so the momentum restarts where attention does: at a
+        real token whose position id does not follow the previous one's (padding-free packing; padding, whose
+        position ids are arbitrary, restarts nothing), and at the `cu_seq_lens_q` boundaries that flash-attention
+        varlen callers pass. `None` when nothing restarts."""
+        batch, seq_len = shape
+        if seq_len == 1:
+            return None
+        resets = None
+        if position_ids is not None:
+            position_ids = position_ids.expand(batch, -1)
+            resets = nn.functional.pad(position_ids.diff(dim=-1) != 1, (1, 0), value=False)
+            if momentum_mask is not None:
+                resets = resets & (momentum_mask != 0)
+        if (cu_seq_lens := kwargs.get("cu_seq_lens_q")) is not None:
+            starts = torch.zeros(batch * seq_len, dtype=torch.bool, device=cu_seq_lens.device)
+            starts[cu_seq_lens[1:-1].long()] = True
+            resets = starts.view(batch, seq_len) if resets is None else resets | starts.view(batch, seq_len)
+        if resets is not None and not is_torchdynamo_compiling() and not resets.any():
+            return None  # outside compilation, skip the reset-aware path when no sequence restarts
+        return resets
+
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @merge_with_config_defaults
     @capture_outputs
@@ -464,12 +518,14 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             attention_mask: `[batch, past + seq]` padding mask (1 = token, 0 = padding; left padding works, and
                 padded positions never enter the momentum sum), a 4D additive mask, or the dict `generate`
                 builds for static caches.
-            position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2.
+            position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2. Several sequences
+                packed in one row (position ids restarting, as in padding-free training) keep their momentum apart.
             cache: a `DynamicCache(config=model.config)` or `StaticCache(config=model.config, max_cache_len=...)`
                 (keys, values and the momentum state). The old name `past_key_values` is accepted with a warning.
             inputs_embeds: `[batch, seq, hidden]` instead of `input_ids`.
             use_cache: return the cache for further decoding.
-            kwargs: passed to the attention function.
+            kwargs: passed to the attention function (e.g. flash-attention's `cu_seq_lens_q` / `cu_seq_lens_k`, at
+                whose boundaries the momentum restarts as well).
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("MomentumGPTModel: pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -477,6 +533,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)
         cache = self._prepare_cache(cache, use_cache)
 
+        given_position_ids = position_ids
         if position_ids is None:
             past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
@@ -487,6 +544,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 f"({self.config.max_position_embeddings}); shorten the input."
             )
         causal_mask, momentum_mask = self._masks(attention_mask, inputs_embeds, cache, position_ids)
+        momentum_resets = self._momentum_resets(given_position_ids, inputs_embeds.shape[:2], momentum_mask, **kwargs)
 
         hidden_states = self.drop(inputs_embeds + self.embed_positions(position_ids))
         for block in self.layers:
@@ -494,6 +552,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 hidden_states,
                 attention_mask=causal_mask,
                 momentum_mask=momentum_mask,
+                momentum_resets=momentum_resets,
                 position_ids=position_ids,
                 cache=cache,
                 use_cache=use_cache,
