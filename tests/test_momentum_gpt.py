@@ -108,6 +108,8 @@ def test_registration_with_auto_classes():
         ({"attention_dropout": 1.5}, "attention_dropout"),
         ({"activation_function": "nope"}, "activation_function"),
         ({"layer_norm_epsilon": 0.0}, "layer_norm_epsilon"),
+        ({"use_cache": "yes"}, "use_cache"),
+        ({"momentum": True}, "momentum"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):

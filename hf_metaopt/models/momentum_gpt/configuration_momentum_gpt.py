@@ -1,10 +1,9 @@
 """Configuration of MomentumGPT: GPT-2 with momentum attention (Dai et al. 2023, section 5).
 
 Self-contained (imports only transformers, and huggingface_hub's `strict` as transformers' own configs do) so that
-it travels with saved checkpoints as Hub remote code.
+it travels with saved checkpoints as Hub remote code. No `from __future__ import annotations`: the strict validators
+check each field against its annotation, which must stay a real type, not a string.
 """
-
-from __future__ import annotations
 
 from huggingface_hub.dataclasses import strict
 
@@ -59,12 +58,12 @@ class MomentumGPTConfig(PreTrainedConfig):
     num_attention_heads: int = positive_int_field(default=12)
     intermediate_size: int | None = positive_int_field(default=None)
     activation_function: str = activation_fn_key(default="gelu_new")
-    resid_dropout: float = probability(default=0.1)
-    embd_dropout: float = probability(default=0.1)
-    attention_dropout: float = probability(default=0.1)
-    layer_norm_epsilon: float = interval(min=0.0, exclude_min=True)(default=1e-5)
-    initializer_range: float = interval(min=0.0, exclude_min=True)(default=0.02)
-    momentum: float = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
+    resid_dropout: float | int = probability(default=0.1)
+    embd_dropout: float | int = probability(default=0.1)
+    attention_dropout: float | int = probability(default=0.1)
+    layer_norm_epsilon: float | int = interval(min=0.0, exclude_min=True)(default=1e-5)
+    initializer_range: float | int = interval(min=0.0, exclude_min=True)(default=0.02)
+    momentum: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
     use_cache: bool = True
     tie_word_embeddings: bool = True
     bos_token_id: int | None = 50256
