@@ -12,8 +12,6 @@ Self-contained (imports only torch, transformers and its configuration file) so 
 checkpoints as Hub remote code.
 """
 
-from __future__ import annotations
-
 import math
 from collections.abc import Callable
 
@@ -32,7 +30,8 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
-from transformers.utils import is_torchdynamo_compiling
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, is_torchdynamo_compiling
 from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
@@ -308,7 +307,7 @@ class MomentumGPTAttention(nn.Module):
         momentum_mask: torch.Tensor | None = None,
         momentum_resets: torch.Tensor | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
@@ -386,7 +385,7 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         residual = hidden_states
         attn_output, _ = self.self_attn(
@@ -509,7 +508,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         """Run the decoder.
 
@@ -602,7 +601,7 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         """Logits (and the shifted causal-LM loss when `labels` are given; -100 is ignored).
 
@@ -669,7 +668,7 @@ class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
         """Class logits `[batch, num_labels]` from the last real token; loss from `labels` per
         `config.problem_type` (regression, single- or multi-label), as transformers' heads do."""
