@@ -171,7 +171,8 @@ def eager_attention_forward(
 class MomentumCacheLayerMixin:
     """The momentum state of one layer, kept next to its keys and values: `[batch, hidden]`, the momentum the next
     token starts from. The value cache holds the value vectors with padding zeroed, so the state at any earlier
-    length is recomputed from it when the cache is cropped (assisted and prompt-lookup decoding)."""
+    length is recomputed from it when the cache is cropped (assisted and prompt-lookup decoding); that recomputation
+    takes each row as one sequence, as generation does (a cache filled from packed sequences is not cropped)."""
 
     is_momentum_layer = True
     momentum_state: torch.Tensor | None
