@@ -139,7 +139,7 @@ def bench_decoding(model: MomentumGPTForCausalLM, contexts, new_tokens: int, rep
             times.append(seconds)
         per_token[context] = statistics.median(times)
 
-        state = cache.get_recurrent_state(0)
+        state = cache.layers[0].momentum_state
         value = torch.randn(1, 1, HIDDEN)
         update = lambda: momentum_term(value, model.config.momentum, state)  # noqa: E731
         for _ in range(10):

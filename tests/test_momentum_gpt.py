@@ -9,15 +9,18 @@ import textwrap
 
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from transformers import (
     AttentionInterface,
     AutoConfig,
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
+    CompileConfig,
     DynamicCache,
     GPT2Config,
     GPT2LMHeadModel,
+    StaticCache,
 )
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
@@ -104,12 +107,32 @@ def test_registration_with_auto_classes():
         ({"max_position_embeddings": 2.5}, "max_position_embeddings"),
         ({"attention_dropout": 1.5}, "attention_dropout"),
         ({"activation_function": "nope"}, "activation_function"),
-        ({"n_embd": 32}, "n_embd"),
+        ({"layer_norm_epsilon": 0.0}, "layer_norm_epsilon"),
+        ({"use_cache": "yes"}, "use_cache"),
+        ({"momentum": True}, "momentum"),
     ],
 )
 def test_config_rejects_bad_values_naming_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
+    # transformers' strict dataclass validation, as for its own configs: at construction and on assignment.
+    with pytest.raises(StrictDataclassError, match=field):
         MomentumGPTConfig(**kwargs)
+    config = MomentumGPTConfig()
+    with pytest.raises(StrictDataclassError, match=field):
+        for name, value in kwargs.items():
+            setattr(config, name, value)
+        config.validate()
+
+
+def test_config_keeps_attributes_it_does_not_know_through_save_and_load(tmp_path):
+    config = tiny_config(momentum=0.3, my_extra_kwarg="kept")
+    config.my_extra_attr = 1.0
+    config.save_pretrained(tmp_path / "config")
+    loaded = MomentumGPTConfig.from_pretrained(tmp_path / "config")
+    assert (loaded.my_extra_attr, loaded.my_extra_kwarg, loaded.momentum) == (1.0, "kept", 0.3)
+
+    MomentumGPTForCausalLM(config).save_pretrained(tmp_path / "model")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
+    assert reloaded.config.my_extra_attr == 1.0 and reloaded.config.momentum == 0.3
 
 
 def test_config_round_trip_keeps_transformers_keys(tmp_path):
@@ -123,7 +146,7 @@ def test_config_round_trip_keeps_transformers_keys(tmp_path):
     again = MomentumGPTConfig.from_dict(loaded.to_dict())
     assert again.to_dict() == loaded.to_dict()
     assert MomentumGPTConfig(**{**config.to_dict(), "_name_or_path": "x"}).momentum == 0.25
-    assert loaded.layer_types == ["hybrid", "hybrid"]
+    assert loaded.layer_types == ["momentum_attention", "momentum_attention"]
 
 
 # ---------------------------------------------------------------- GPT-2 equivalence
@@ -152,6 +175,12 @@ def test_from_gpt2_at_zero_momentum_reproduces_gpt2_logits(random_gpt2, tmp_path
     with_momentum = MomentumGPTForCausalLM.from_gpt2(random_gpt2, momentum=0.5)
     assert with_momentum.config.momentum == 0.5
     assert (with_momentum(ids, attention_mask=mask).logits - expected).abs().max() > 1e-2
+
+    # A converted model saves as MomentumGPT (its own key names), not back as GPT-2.
+    model.save_pretrained(tmp_path / "converted")
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "converted")
+    assert type(reloaded) is MomentumGPTForCausalLM
+    assert (reloaded(ids, attention_mask=mask).logits - expected).abs().max() < 1e-4
 
 
 def test_from_gpt2_rejects_other_objects():
@@ -200,6 +229,26 @@ def test_momentum_chunks_compose():
     second, second_state = momentum_term(values[:, 70:], 0.8, state)
     torch.testing.assert_close(torch.cat([first, second], 1), whole)
     torch.testing.assert_close(second_state, whole_state)
+
+
+@pytest.mark.parametrize("length", [1, 9, 130])
+def test_momentum_term_restarts_at_resets(length):
+    gen = torch.Generator().manual_seed(length)
+    values = torch.randn(2, length, 8, generator=gen)
+    state = torch.randn(2, 8, generator=gen)
+    resets = torch.rand(2, length, generator=gen) < 0.1
+    resets[0, 0] = True  # a reset at the first position drops the carried state too
+    m, next_state = momentum_term(values, 0.9, state, resets, chunk_size=16)
+    for row in range(2):  # reference: the naive loop over each run between resets
+        starts = [0, *[t for t in range(length) if resets[row, t] and t > 0], length]
+        carried = None if resets[row, 0] else state[row : row + 1]
+        pieces = []
+        for begin, end in zip(starts, starts[1:]):
+            piece = torch.cat([values[row : row + 1, begin:end], torch.zeros(1, 1, 8)], 1)
+            pieces.append(naive_momentum(piece, 0.9, carried if begin == 0 else None))
+        reference = torch.cat([piece[:, :-1] for piece in pieces], 1)
+        torch.testing.assert_close(m[row : row + 1].double(), reference, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(next_state[row].double(), pieces[-1][0, -1], rtol=1e-4, atol=1e-4)
 
 
 # ---------------------------------------------------------------- cache: decoding == one forward
@@ -260,7 +309,7 @@ def test_cache_state_and_incompatible_caches():
     first = model(ids[:, :3], cache=bare, use_cache=True).logits
     rest = model(ids[:, 3:], cache=bare, use_cache=True).logits
     assert (torch.cat([first, rest], 1) - full).abs().max() < 1e-5
-    assert bare.get_recurrent_state(0).shape == (1, 32)
+    assert bare.layers[0].momentum_state.shape == (1, 32)
 
     gpt2_cache = DynamicCache(config=GPT2Config(n_layer=2))
     with pytest.raises(TypeError, match="DynamicCache\\(config=model.config\\)"):
@@ -271,6 +320,136 @@ def test_positions_beyond_the_table_raise():
     model = tiny_model()
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model(torch.randint(1, VOCAB, (1, 65)))
+
+
+def test_past_key_values_is_the_deprecated_name_of_cache():
+    model = tiny_model()
+    ids = torch.randint(1, VOCAB, (1, 8))
+    full = model(ids).logits
+    cache = model(ids[:, :7], use_cache=True).cache
+    with pytest.warns(FutureWarning, match="`past_key_values` is deprecated"):
+        step = model(ids[:, 7:], past_key_values=cache, use_cache=True)
+    assert step.cache is cache and cache.get_seq_length() == 8
+    torch.testing.assert_close(step.logits[:, -1], full[:, -1], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("cache_class", ["dynamic", "static"])
+def test_cropped_cache_decodes_like_a_cache_that_never_held_the_dropped_tokens(cache_class):
+    model = tiny_model(momentum=0.8)
+    ids = torch.randint(1, VOCAB, (2, 16))
+
+    def new_cache():
+        if cache_class == "static":
+            return StaticCache(config=model.config, max_cache_len=32)
+        return DynamicCache(config=model.config)
+
+    reference = new_cache()
+    model(ids[:, :10], cache=reference, use_cache=True)
+    expected = model(ids[:, 10:], cache=reference, use_cache=True).logits
+
+    cropped = new_cache()
+    model(ids[:, :6], cache=cropped, use_cache=True)
+    model(torch.randint(1, VOCAB, (2, 5)), cache=cropped, use_cache=True)  # a rejected draft of 5 tokens
+    cropped.crop(-5)
+    assert cropped.is_croppable and cropped.get_seq_length() == 6
+    model(ids[:, 6:10], cache=cropped, use_cache=True)
+    torch.testing.assert_close(model(ids[:, 10:], cache=cropped, use_cache=True).logits, expected)
+
+
+def _repetitive_prompt(seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    motif = torch.randint(1, VOCAB, (1, 4), generator=gen)
+    return torch.cat([motif, torch.randint(1, VOCAB, (1, 3), generator=gen), motif, motif], 1)
+
+
+def test_assisted_and_prompt_lookup_decoding_equal_greedy_decoding():
+    model = tiny_model(momentum=0.8)
+    ids = _repetitive_prompt()
+    kwargs = dict(max_new_tokens=12, do_sample=False, pad_token_id=0)
+    greedy = model.generate(ids, **kwargs)
+    torch.manual_seed(1)
+    other = MomentumGPTForCausalLM(tiny_config(momentum=0.8)).eval()  # its drafts get rejected: the cache is cropped
+    for assistant in (other, model):
+        assistant.generation_config.num_assistant_tokens = 3
+        assistant.generation_config.num_assistant_tokens_schedule = "constant"
+        assert torch.equal(model.generate(ids, assistant_model=assistant, **kwargs), greedy)
+    assert torch.equal(model.generate(ids, prompt_lookup_num_tokens=3, **kwargs), greedy)
+
+
+def test_static_cache_and_compiled_decoding_equal_the_dynamic_cache():
+    model = tiny_model()
+    ids, mask, _ = left_padded_batch()
+    kwargs = dict(attention_mask=mask, max_new_tokens=6, do_sample=False, pad_token_id=0)
+    dynamic = model.generate(ids, return_dict_in_generate=True, output_scores=True, **kwargs)
+    static = model.generate(ids, cache_implementation="static", return_dict_in_generate=True, output_scores=True, **kwargs)
+    assert isinstance(static.cache, StaticCache) and static.cache.is_compileable
+    assert torch.equal(static.sequences, dynamic.sequences)
+    torch.testing.assert_close(torch.stack(static.scores), torch.stack(dynamic.scores), rtol=1e-5, atol=1e-5)
+
+    compile_config = CompileConfig(fullgraph=True, dynamic=False, mode="default")
+    compile_config._compile_all_devices = True  # `generate` compiles the decoding step on CPU too
+    torch._dynamo.reset()
+    compiled = model.generate(ids, cache_implementation="static", compile_config=compile_config, **kwargs)
+    assert hasattr(model, "_compiled_call")
+    assert torch.equal(compiled, dynamic.sequences)
+
+
+def test_whole_forward_compiles_without_graph_breaks():
+    model = tiny_model()
+    ids = torch.randint(1, VOCAB, (1, 12))
+    position_ids = torch.cat([torch.arange(5), torch.arange(7)])[None]  # the reset-aware path as well
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    for kwargs in ({}, {"position_ids": position_ids}):
+        torch.testing.assert_close(compiled(ids, use_cache=False, **kwargs).logits, model(ids, use_cache=False, **kwargs).logits)
+
+
+# ---------------------------------------------------------------- packed sequences (padding-free batches)
+
+
+def _packed(lengths=(5, 9, 4), seed=2):
+    gen = torch.Generator().manual_seed(seed)
+    rows = [torch.randint(1, VOCAB, (n,), generator=gen) for n in lengths]
+    position_ids = torch.cat([torch.arange(n) for n in lengths])[None]
+    return rows, torch.cat(rows)[None], position_ids
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_packed_sequences_equal_the_padded_batch(attn):
+    model = tiny_model(attn, momentum=0.9)
+    rows, packed_ids, position_ids = _packed()
+    packed = model(packed_ids, position_ids=position_ids, use_cache=False).logits[0]
+    total = max(len(row) for row in rows)
+    ids = torch.stack([torch.nn.functional.pad(row, (0, total - len(row))) for row in rows])
+    mask = torch.stack([(torch.arange(total) < len(row)).long() for row in rows])
+    padded = model(ids, attention_mask=mask).logits
+    expected = torch.cat([padded[i, : len(row)] for i, row in enumerate(rows)])
+    torch.testing.assert_close(packed, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_momentum_restarts_at_cu_seq_lens_boundaries():
+    """Flash-attention varlen callers mark the sequences with `cu_seq_lens_q/k`; a stand-in attention function that
+    attends within those boundaries (the position ids run on, so only the boundaries can restart the momentum)."""
+
+    def varlen_attention(module, query, key, value, attention_mask, scaling=None, cu_seq_lens_q=None, **kwargs):
+        starts = torch.zeros(query.shape[2], dtype=torch.long)
+        starts[cu_seq_lens_q[1:-1].long()] = 1
+        sequence = starts.cumsum(0)
+        allowed = (sequence[:, None] == sequence[None, :]) & torch.ones(len(starts), len(starts)).tril().bool()
+        out = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=allowed, scale=scaling)
+        return out.transpose(1, 2), None
+
+    AttentionInterface.register("momentum_gpt_test_varlen", varlen_attention)
+    model = tiny_model("momentum_gpt_test_varlen", momentum=0.9)
+    rows, packed_ids, _ = _packed()
+    cu = torch.tensor([0, *torch.tensor([len(row) for row in rows]).cumsum(0).tolist()], dtype=torch.int32)
+    varlen = dict(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=9, max_length_k=9)
+    packed = model(packed_ids, use_cache=False, **varlen).logits[0]
+    offset = 0
+    for row in rows:  # each sequence alone, at the positions it had in the packed row
+        alone = tiny_model("sdpa", momentum=0.9)(row[None], position_ids=torch.arange(offset, offset + len(row))[None])
+        torch.testing.assert_close(packed[offset : offset + len(row)], alone.logits[0], rtol=1e-5, atol=1e-5)
+        offset += len(row)
 
 
 # ---------------------------------------------------------------- attention implementations

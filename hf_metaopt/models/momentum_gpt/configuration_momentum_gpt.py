@@ -1,44 +1,22 @@
 """Configuration of MomentumGPT: GPT-2 with momentum attention (Dai et al. 2023, section 5).
 
-Self-contained (imports only transformers) so that it travels with saved checkpoints as Hub remote code.
+Self-contained (imports only transformers, and huggingface_hub's `strict` as transformers' own configs do) so that
+it travels with saved checkpoints as Hub remote code. No `from __future__ import annotations`: the strict validators
+check each field against its annotation, which must stay a real type, not a string.
 """
 
-from __future__ import annotations
-
-import dataclasses
+from huggingface_hub.dataclasses import strict
 
 from transformers import PreTrainedConfig
-from transformers.activations import ACT2FN
-from transformers.generation import GenerationConfig
+from transformers.utils.type_validators import activation_fn_key, interval, positive_int_field, probability
 
-# Keys that transformers itself passes to a config's constructor besides the declared fields: what
-# `to_dict` / `save_pretrained` write (`auto_map`, `model_type`, ...), what `from_pretrained` / `AutoConfig`
-# forward, and what `PretrainedConfig.__post_init__` consumes. Everything else is a user typo.
-_TRANSFORMERS_KEYS = frozenset(
-    {
-        "auto_map",
-        "model_type",
-        "name_or_path",
-        "_name_or_path",
-        "_commit_hash",
-        "torch_dtype",
-        "num_labels",
-        "output_attentions",
-        "attn_implementation",
-        "_attn_implementation_internal",
-        "experts_implementation",
-        "_experts_implementation_internal",
-        "per_layer_config",
-        "tie_last_hidden_states",
-    }
-)
+# The cache-layer type of every MomentumGPT layer: keys and values plus the running momentum state. The modeling file
+# registers the dynamic and static cache layers under this name, so `DynamicCache(config=...)`, `StaticCache(...)`
+# and `generate` build the right layers from the config alone.
+MOMENTUM_LAYER_TYPE = "momentum_attention"
 
 
-def _generation_keys() -> frozenset[str]:
-    # Old checkpoints may still carry generation parameters in config.json; transformers drops them.
-    return frozenset(GenerationConfig._get_default_generation_params())
-
-
+@strict
 class MomentumGPTConfig(PreTrainedConfig):
     r"""Configuration of a [`MomentumGPTModel`]: a GPT-2 decoder whose attention adds a causal exponential
     moving average of the earlier value vectors (momentum attention):
@@ -65,25 +43,27 @@ class MomentumGPTConfig(PreTrainedConfig):
         tie_word_embeddings (`bool`, defaults to `True`): tie the LM head to the token embeddings.
         bos_token_id, eos_token_id, pad_token_id: special token ids.
 
-    Any other keyword raises `ValueError`.
+    Values are checked by transformers' strict dataclass validation, when the config is built and whenever a field
+    is assigned: a bad value raises `huggingface_hub.errors.StrictDataclassError` naming the field. Other keyword
+    arguments are stored as attributes and saved with the config, as for transformers' own configs.
     """
 
     model_type = "momentum_gpt"
     keys_to_ignore_at_inference = ["cache"]
 
-    vocab_size: int = 50257
-    max_position_embeddings: int = 1024
-    hidden_size: int = 768
-    num_hidden_layers: int = 12
-    num_attention_heads: int = 12
-    intermediate_size: int | None = None
-    activation_function: str = "gelu_new"
-    resid_dropout: float = 0.1
-    embd_dropout: float = 0.1
-    attention_dropout: float = 0.1
-    layer_norm_epsilon: float = 1e-5
-    initializer_range: float = 0.02
-    momentum: float = 0.1
+    vocab_size: int = positive_int_field(default=50257)
+    max_position_embeddings: int = positive_int_field(default=1024)
+    hidden_size: int = positive_int_field(default=768)
+    num_hidden_layers: int = positive_int_field(default=12)
+    num_attention_heads: int = positive_int_field(default=12)
+    intermediate_size: int | None = positive_int_field(default=None)
+    activation_function: str = activation_fn_key(default="gelu_new")
+    resid_dropout: float | int = probability(default=0.1)
+    embd_dropout: float | int = probability(default=0.1)
+    attention_dropout: float | int = probability(default=0.1)
+    layer_norm_epsilon: float | int = interval(min=0.0, exclude_min=True)(default=1e-5)
+    initializer_range: float | int = interval(min=0.0, exclude_min=True)(default=0.02)
+    momentum: float | int = interval(min=0.0, max=1.0, exclude_max=True)(default=0.1)
     use_cache: bool = True
     tie_word_embeddings: bool = True
     bos_token_id: int | None = 50256
@@ -91,58 +71,29 @@ class MomentumGPTConfig(PreTrainedConfig):
     pad_token_id: int | None = None
 
     def __post_init__(self, **kwargs):
-        unknown = sorted(set(kwargs) - _TRANSFORMERS_KEYS - _generation_keys())
-        if unknown:
-            raise ValueError(
-                f"MomentumGPTConfig got unknown argument(s) {unknown}. Valid fields: "
-                f"{sorted(f.name for f in dataclasses.fields(self))}."
-            )
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
-        self._check_fields()
+        self.momentum = float(self.momentum)  # an int eta (0) saves and compares as the float it means
         super().__post_init__(**kwargs)
 
     @property
     def layer_types(self) -> list[str]:
-        """One `"hybrid"` entry per layer: each cache layer holds keys/values plus a recurrent (momentum) state."""
-        return ["hybrid"] * self.num_hidden_layers
+        """The cache-layer type of each layer: keys/values plus the momentum state."""
+        return [MOMENTUM_LAYER_TYPE] * self.num_hidden_layers
 
-    def _check_fields(self) -> None:
-        for name in (
-            "vocab_size",
-            "max_position_embeddings",
-            "hidden_size",
-            "num_hidden_layers",
-            "num_attention_heads",
-            "intermediate_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"MomentumGPTConfig.{name} must be a positive integer, got {value!r}.")
+    def validate_architecture(self):
+        """Part of `@strict`-powered validation: the heads must split `hidden_size` evenly."""
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
-                f"MomentumGPTConfig.hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                 f"({self.num_attention_heads}); change one of them."
             )
-        momentum = self.momentum
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum < 1.0:
-            raise ValueError(
-                f"MomentumGPTConfig.momentum must be a number in [0, 1) (0 gives plain GPT-2), got {momentum!r}."
-            )
-        self.momentum = float(momentum)
-        for name in ("resid_dropout", "embd_dropout", "attention_dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"MomentumGPTConfig.{name} must be a probability in [0, 1], got {value!r}.")
-        for name in ("layer_norm_epsilon", "initializer_range"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"MomentumGPTConfig.{name} must be a positive number, got {value!r}.")
-        if self.activation_function not in ACT2FN:
-            raise ValueError(
-                f"MomentumGPTConfig.activation_function {self.activation_function!r} is unknown; "
-                f"use one of {sorted(ACT2FN)}."
-            )
+
+    def validate_layer_type(self):
+        """Part of `@strict`-powered validation, replacing transformers' check of `layer_types` against its own
+        attention types: MomentumGPT's single layer type is its own, one per layer."""
+        if len(self.layer_types) != self.num_hidden_layers or set(self.layer_types) != {MOMENTUM_LAYER_TYPE}:
+            raise ValueError(f"layer_types must be {MOMENTUM_LAYER_TYPE!r} for each of the {self.num_hidden_layers} layers.")
 
 
 __all__ = ["MomentumGPTConfig"]

@@ -12,27 +12,17 @@ Self-contained (imports only torch, transformers and its configuration file) so 
 checkpoints as Hub remote code.
 """
 
-from __future__ import annotations
-
 import math
-import os
 from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from transformers import GPT2LMHeadModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
-from transformers.cache_utils import (
-    Cache,
-    DynamicCache,
-    DynamicLayer,
-    LinearAttentionAndFullAttentionLayer,
-    LinearAttentionCacheLayerMixin,
-)
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticLayer
 from transformers.generation import GenerationMixin
-from transformers.masking_utils import create_causal_mask
+from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
@@ -40,10 +30,13 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, is_torchdynamo_compiling
+from transformers.utils.deprecation import deprecate_kwarg
 from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_momentum_gpt import MomentumGPTConfig
+from .configuration_momentum_gpt import MOMENTUM_LAYER_TYPE, MomentumGPTConfig
 
 MOMENTUM_CHUNK_SIZE = 64
 
@@ -57,6 +50,7 @@ def momentum_term(
     values: torch.Tensor,
     momentum: float,
     state: torch.Tensor | None = None,
+    resets: torch.Tensor | None = None,
     chunk_size: int = MOMENTUM_CHUNK_SIZE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The causal EMA `m_t = sum_{i<t} momentum^(t-i) v_i` for a whole segment, with tensor ops only.
@@ -70,6 +64,8 @@ def momentum_term(
         momentum: eta in [0, 1).
         state: `[batch, dim]` momentum carried in from earlier tokens, i.e. `sum_{i<0} eta^(0-i) v_i` for the
             segment's first position (`None`: no earlier tokens).
+        resets: `[batch, seq]` booleans, True where a new sequence starts (packed sequences): the sum of such a
+            token and of every later one only runs over tokens from that position on. `None`: no resets.
         chunk_size: chunk length of the decay matrices.
 
     Returns:
@@ -80,37 +76,76 @@ def momentum_term(
     if seq_len == 1:  # one decoding step: O(1) in the context length
         # A copy: the caller may overwrite `state` in place (the cache does) while `m` is still in use.
         m = torch.zeros_like(values[:, 0], dtype=compute_dtype) if state is None else state.to(compute_dtype, copy=True)
+        if resets is not None:
+            m = m * (~resets[:, :1]).to(compute_dtype)
         next_state = momentum * (m + values[:, 0].to(compute_dtype))
         return m.unsqueeze(1).to(values.dtype), next_state.to(values.dtype)
-    v = values.to(compute_dtype)
     chunk = max(1, min(chunk_size, seq_len))
     n_chunks = math.ceil(seq_len / chunk)
-    if n_chunks * chunk != seq_len:
-        v = nn.functional.pad(v, (0, 0, 0, n_chunks * chunk - seq_len))
-    v = v.view(batch, n_chunks, chunk, dim)
+    pad = n_chunks * chunk - seq_len
+    v = nn.functional.pad(values.to(compute_dtype), (0, 0, 0, pad)).view(batch, n_chunks, chunk, dim)
+    # Sequence index of every position (0 until the first reset); padding continues the last sequence.
+    segments = None
+    if resets is not None:
+        segments = resets.long().cumsum(-1)
+        segments = torch.cat([segments, segments[:, -1:].expand(batch, pad)], 1).view(batch, n_chunks, chunk)
+    m = _chunked_momentum(v, momentum, state, segments, compute_dtype)
+    m = m.reshape(batch, n_chunks * chunk, dim)[:, :seq_len]
+    next_state = momentum * (m[:, -1] + values[:, -1].to(compute_dtype))
+    return m.to(values.dtype), next_state.to(values.dtype)
 
+
+def _chunked_momentum(
+    v: torch.Tensor, momentum: float, state: torch.Tensor | None, segments: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor:
+    """`momentum_term` on `v` of shape `[B, n_chunks, C, D]`; `segments` `[B, n_chunks, C]` or None (one sequence)."""
+    n_chunks, chunk = v.shape[1], v.shape[2]
     idx = torch.arange(chunk, device=v.device)
     lag = idx[:, None] - idx[None, :]
-    intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
+    intra_decay = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), dtype), 0.0)  # [C, C]
+    if segments is not None:  # a value reaches only the positions of its own sequence
+        intra_decay = intra_decay * (segments[..., :, None] == segments[..., None, :]).to(dtype)
     intra = torch.matmul(intra_decay, v)  # [B, n, C, D]
 
     # Contribution of each chunk to the momentum at the first position of the next chunk:
-    # sum_{i<C} eta^(C-i) v_i = eta * (intra_{C-1} + v_{C-1}).
+    # sum_{i<C} eta^(C-i) v_i = eta * (intra_{C-1} + v_{C-1}) (over the last position's sequence).
     summaries = momentum * (intra[:, :, -1] + v[:, :, -1])  # [B, n, D]
     cidx = torch.arange(n_chunks, device=v.device)
     clag = cidx[:, None] - cidx[None, :]
-    inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), compute_dtype), 0.0)
+    inter_decay = torch.where(clag > 0, _powers(momentum, (chunk * (clag - 1)).clamp(min=0), dtype), 0.0)
+    if segments is not None:  # chunk c' feeds chunk c only if its last sequence is still running at c's start
+        inter_decay = inter_decay * (segments[:, :, None, 0] == segments[:, None, :, -1]).to(dtype)
     chunk_states = torch.matmul(inter_decay, summaries)  # [B, n, D]
     if state is not None:
-        chunk_states = chunk_states + _powers(momentum, chunk * cidx, compute_dtype)[:, None] * state.to(
-            compute_dtype
-        ).unsqueeze(1)
+        carried = _powers(momentum, chunk * cidx, dtype)[:, None] * state.to(dtype).unsqueeze(1)
+        if segments is not None:  # the carried state only reaches the sequence running at the segment's start
+            carried = carried * (segments[:, :, 0] == 0).to(dtype).unsqueeze(-1)
+        chunk_states = chunk_states + carried
 
-    m = intra + _powers(momentum, idx, compute_dtype)[None, None, :, None] * chunk_states.unsqueeze(2)
-    m = m.reshape(batch, n_chunks * chunk, dim)[:, :seq_len]
-    last_v = values[:, -1].to(compute_dtype)
-    next_state = momentum * (m[:, -1] + last_v)
-    return m.to(values.dtype), next_state.to(values.dtype)
+    from_start = _powers(momentum, idx, dtype)[None, None, :, None] * chunk_states.unsqueeze(2)
+    if segments is not None:  # the chunk's carried state stops at the first reset inside the chunk
+        from_start = from_start * (segments == segments[..., :1]).to(dtype).unsqueeze(-1)
+    return intra + from_start
+
+
+def momentum_state_from_values(values: torch.Tensor, length: int | torch.Tensor, momentum: float) -> torch.Tensor:
+    """The momentum state after the first `length` cached values: `sum_{i<length} momentum^(length-i) v_i`.
+
+    Args:
+        values: `[batch, heads, slots, head_dim]` value cache (padding zeroed); slots at or after `length` are ignored,
+            so a static cache's whole buffer can be passed with its fill level as a tensor.
+        length: number of tokens to keep.
+        momentum: eta.
+
+    Returns:
+        `[batch, heads * head_dim]`, the state the next token starts from (the layout of `momentum_term`'s state).
+    """
+    batch, heads, slots, head_dim = values.shape
+    compute_dtype = torch.promote_types(values.dtype, torch.float32)
+    lag = length - torch.arange(slots, device=values.device)
+    weights = torch.where(lag > 0, _powers(momentum, lag.clamp(min=0), compute_dtype), 0.0)
+    state = torch.einsum("s,bhsd->bhd", weights, values.to(compute_dtype))
+    return state.reshape(batch, heads * head_dim).to(values.dtype)
 
 
 def eager_attention_forward(
@@ -133,13 +168,113 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
-def _momentum_cache_layer(cache: Cache, layer_idx: int) -> LinearAttentionCacheLayerMixin:
+class MomentumCacheLayerMixin:
+    """The momentum state of one layer, kept next to its keys and values: `[batch, hidden]`, the momentum the next
+    token starts from. The value cache holds the value vectors with padding zeroed, so the state at any earlier
+    length is recomputed from it when the cache is cropped (assisted and prompt-lookup decoding); that recomputation
+    takes each row as one sequence, as generation does (a cache filled from packed sequences is not cropped)."""
+
+    is_momentum_layer = True
+    momentum_state: torch.Tensor | None
+    momentum: float
+
+    def _init_momentum(self) -> None:
+        self.momentum_state = None
+        self.momentum = 0.0
+
+    def _store_state(self, state: torch.Tensor) -> None:
+        self.momentum_state = state
+
+    def update_momentum(
+        self, values: torch.Tensor, momentum: float, resets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The momentum term of `values` (`[batch, seq, hidden]`, the tokens just added), continuing the state."""
+        self.momentum = momentum
+        ema, next_state = momentum_term(values, momentum, self.momentum_state, resets)
+        self._store_state(next_state)
+        return ema
+
+    def _recompute_state(self, length: int | torch.Tensor) -> None:
+        if self.momentum_state is not None:
+            state = momentum_state_from_values(self.values, length, self.momentum)
+            self._store_state(state.to(self.momentum_state.device))
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        super().reorder_cache(beam_idx)
+        if self.momentum_state is not None:
+            self._store_state(self.momentum_state.index_select(0, beam_idx.to(self.momentum_state.device)))
+
+
+class MomentumDynamicLayer(MomentumCacheLayerMixin, DynamicLayer):
+    """A growing key/value cache layer plus the momentum state (what `DynamicCache(config=...)` builds)."""
+
+    _layer_type = MOMENTUM_LAYER_TYPE
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self._init_momentum()
+
+    def reset(self) -> None:
+        super().reset()
+        self.momentum_state = None
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        if tokens_to_remove and self.is_initialized:
+            self._recompute_state(self.values.shape[-2])
+
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        super().batch_repeat_interleave(repeats)
+        if self.momentum_state is not None:
+            self.momentum_state = self.momentum_state.repeat_interleave(repeats, dim=0)
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        super().batch_select_indices(indices)
+        if self.momentum_state is not None:
+            self.momentum_state = self.momentum_state[indices, ...]
+
+
+class MomentumStaticLayer(MomentumCacheLayerMixin, StaticLayer):
+    """A fixed-size key/value cache layer plus the momentum state in a buffer of fixed shape and address (what
+    `StaticCache` and `generate(cache_implementation="static")` build): compilable with `fullgraph=True`."""
+
+    _layer_type = MOMENTUM_LAYER_TYPE
+
+    def __init__(self, max_cache_len: int, **kwargs):
+        super().__init__(max_cache_len=max_cache_len)
+        self._init_momentum()
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        super().lazy_initialization(key_states, value_states)
+        # Zeros are the state of an empty prefix, so the first segment needs no special case.
+        self.momentum_state = torch.zeros(
+            (self.batch_size, self.num_heads * self.v_head_dim), dtype=value_states.dtype, device=self.device
+        )
+        if not is_torchdynamo_compiling():
+            torch._dynamo.mark_static_address(self.momentum_state)
+
+    def _store_state(self, state: torch.Tensor) -> None:
+        self.momentum_state.copy_(state)  # in place: the buffer keeps its static address
+
+    def reset(self) -> None:
+        super().reset()
+        if self.momentum_state is not None:
+            self.momentum_state.zero_()
+
+    def crop(self, tokens_to_remove: int) -> None:
+        super().crop(tokens_to_remove)
+        if tokens_to_remove and self.is_initialized:
+            self._recompute_state(self.cumulative_length)
+
+
+def _momentum_cache_layer(cache: Cache, layer_idx: int) -> MomentumCacheLayerMixin:
     layer = cache.layers[layer_idx]
-    if not isinstance(layer, LinearAttentionCacheLayerMixin):
+    # Checked by attribute, not class: the remote-code copy of this file defines its own (equivalent) classes.
+    if not getattr(layer, "is_momentum_layer", False):
         raise TypeError(
             f"MomentumGPT keeps its momentum state in the cache, but cache layer {layer_idx} is a "
-            f"{type(layer).__name__} without a recurrent state. Pass `DynamicCache(config=model.config)` "
-            "(or no cache: the model creates the right one)."
+            f"{type(layer).__name__} without one. Pass `DynamicCache(config=model.config)` or "
+            "`StaticCache(config=model.config, max_cache_len=...)` (or no cache: the model creates the right one)."
         )
     return layer
 
@@ -165,13 +300,15 @@ class MomentumGPTAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=True)
         self.resid_dropout = nn.Dropout(config.resid_dropout)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         momentum_mask: torch.Tensor | None = None,
+        momentum_resets: torch.Tensor | None = None,
         cache: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         input_shape = hidden_states.shape[:-1]
         hidden_shape = (*input_shape, -1, self.head_dim)
@@ -179,6 +316,10 @@ class MomentumGPTAttention(nn.Module):
         query_states = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         key_states = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
         values = self.v_proj(hidden_states)
+        if self.momentum > 0.0 and momentum_mask is not None:
+            # Padding never enters the momentum sum. The zeroed values also go into the cache, from which a cropped
+            # cache recomputes its state; attention never reads them (the mask hides padding keys).
+            values = values * momentum_mask[..., None].to(values.dtype)
         value_states = values.view(hidden_shape).transpose(1, 2)
 
         if cache is not None:
@@ -201,17 +342,12 @@ class MomentumGPTAttention(nn.Module):
 
         if self.momentum > 0.0:
             # The EMA acts on each coordinate independently, so all heads are handled at once on [B, T, hidden].
-            if momentum_mask is not None:
-                values = values * momentum_mask[..., None].to(values.dtype)
-            state = None
-            if cache is not None:
-                layer = _momentum_cache_layer(cache, self.layer_idx)
-                state = cache.get_recurrent_state(self.layer_idx)
-            ema, next_state = momentum_term(values, self.momentum, state)
-            if cache is not None:
-                cache.update_recurrent_state(next_state, self.layer_idx)
-                # `get_recurrent_state` returns the state only once it is flagged; `reset()` clears the flag.
-                layer.has_previous_state[0] = True
+            if cache is None:
+                ema, _ = momentum_term(values, self.momentum, resets=momentum_resets)
+            else:
+                ema = _momentum_cache_layer(cache, self.layer_idx).update_momentum(
+                    values, self.momentum, momentum_resets
+                )
             attn_output = attn_output + ema
 
         attn_output = self.resid_dropout(self.o_proj(attn_output))
@@ -240,21 +376,24 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
         self.post_attention_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_epsilon)
         self.mlp = MomentumGPTMLP(config)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         momentum_mask: torch.Tensor | None = None,
+        momentum_resets: torch.Tensor | None = None,
         position_ids: torch.LongTensor | None = None,
         cache: Cache | None = None,
         use_cache: bool | None = False,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         residual = hidden_states
         attn_output, _ = self.self_attn(
             self.input_layernorm(hidden_states),
             attention_mask=attention_mask,
             momentum_mask=momentum_mask,
+            momentum_resets=momentum_resets,
             cache=cache,
             **kwargs,
         )
@@ -271,6 +410,7 @@ class MomentumGPTPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = False
+    _can_compile_fullgraph = True
     _supports_attention_backend = True
     _can_record_outputs = {
         "hidden_states": MomentumGPTBlock,
@@ -304,16 +444,61 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
     def _prepare_cache(self, cache: Cache | None, use_cache: bool | None) -> Cache | None:
         if use_cache and cache is None:
             return DynamicCache(config=self.config)
-        if (
-            cache is not None
-            and self.config.momentum > 0.0
-            and not cache.layers
-            and cache.layer_class_to_replicate is DynamicLayer
-        ):
+        if cache is not None and not cache.layers and cache.layer_class_to_replicate is DynamicLayer:
             # A bare `DynamicCache()`: let it create layers that also hold the momentum state.
-            cache.layer_class_to_replicate = LinearAttentionAndFullAttentionLayer
+            cache.layer_class_to_replicate = MomentumDynamicLayer
         return cache
 
+    def _masks(
+        self,
+        attention_mask: torch.Tensor | dict | None,
+        inputs_embeds: torch.Tensor,
+        cache: Cache | None,
+        position_ids: torch.LongTensor,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """`(causal mask for the attention function, [batch, seq] padding mask for the momentum sum or None)`."""
+        if isinstance(attention_mask, dict):  # built by `create_masks_for_generate`
+            return attention_mask["full_attention"], attention_mask.get(MOMENTUM_LAYER_TYPE)
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            cache=cache,
+            position_ids=position_ids,
+        )
+        # Unlike `create_recurrent_attention_mask`, single-token steps keep their mask too: feeding a left-padded
+        # prompt token by token must not let the padding into the momentum state.
+        momentum_mask = None
+        if attention_mask is not None and attention_mask.ndim == 2:
+            momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        return causal_mask, momentum_mask
+
+    @staticmethod
+    def _momentum_resets(
+        position_ids: torch.LongTensor | None, shape: torch.Size, momentum_mask: torch.Tensor | None, **kwargs
+    ) -> torch.Tensor | None:
+        """`[batch, seq]`, True where a packed sequence starts, so the momentum restarts where attention does: at a
+        real token whose position id does not follow the previous one's (padding-free packing; padding, whose
+        position ids are arbitrary, restarts nothing), and at the `cu_seq_lens_q` boundaries that flash-attention
+        varlen callers pass. `None` when nothing restarts."""
+        batch, seq_len = shape
+        if seq_len == 1:
+            return None
+        resets = None
+        if position_ids is not None:
+            position_ids = position_ids.expand(batch, -1)
+            resets = nn.functional.pad(position_ids.diff(dim=-1) != 1, (1, 0), value=False)
+            if momentum_mask is not None:
+                resets = resets & (momentum_mask != 0)
+        if (cu_seq_lens := kwargs.get("cu_seq_lens_q")) is not None:
+            starts = torch.zeros(batch * seq_len, dtype=torch.bool, device=cu_seq_lens.device)
+            starts[cu_seq_lens[1:-1].long()] = True
+            resets = starts.view(batch, seq_len) if resets is None else resets | starts.view(batch, seq_len)
+        if resets is not None and not is_torchdynamo_compiling() and not resets.any():
+            return None  # outside compilation, skip the reset-aware path when no sequence restarts
+        return resets
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @merge_with_config_defaults
     @capture_outputs
     def forward(
@@ -324,7 +509,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
         cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         """Run the decoder.
 
@@ -333,10 +518,14 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             attention_mask: `[batch, past + seq]` padding mask (1 = token, 0 = padding; left padding works, and
                 padded positions never enter the momentum sum), a 4D additive mask, or the dict `generate`
                 builds for static caches.
-            position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2.
-            cache: a `DynamicCache(config=model.config)` (keys, values and the momentum state).
+            position_ids: `[batch, seq]`; defaults to `arange(seq) + past length`, like GPT-2. Several sequences
+                packed in one row (position ids restarting, as in padding-free training) keep their momentum apart.
+            cache: a `DynamicCache(config=model.config)` or `StaticCache(config=model.config, max_cache_len=...)`
+                (keys, values and the momentum state). The old name `past_key_values` is accepted with a warning.
             inputs_embeds: `[batch, seq, hidden]` instead of `input_ids`.
             use_cache: return the cache for further decoding.
+            kwargs: passed to the attention function (e.g. flash-attention's `cu_seq_lens_q` / `cu_seq_lens_k`, at
+                whose boundaries the momentum restarts as well).
         """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("MomentumGPTModel: pass exactly one of `input_ids` or `inputs_embeds`.")
@@ -344,32 +533,18 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
             inputs_embeds = self.embed_tokens(input_ids)
         cache = self._prepare_cache(cache, use_cache)
 
+        given_position_ids = position_ids
         if position_ids is None:
             past_seen_tokens = cache.get_seq_length() if cache is not None else 0
             position_ids = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device) + past_seen_tokens
             position_ids = position_ids.unsqueeze(0)
-        if position_ids.max() >= self.config.max_position_embeddings:
+        if not is_torchdynamo_compiling() and position_ids.max() >= self.config.max_position_embeddings:
             raise ValueError(
                 f"MomentumGPTModel: position {int(position_ids.max())} is beyond max_position_embeddings "
                 f"({self.config.max_position_embeddings}); shorten the input."
             )
-
-        if isinstance(attention_mask, dict):
-            causal_mask = attention_mask["full_attention"]
-            momentum_mask = attention_mask.get("linear_attention")
-        else:
-            causal_mask = create_causal_mask(
-                config=self.config,
-                inputs_embeds=inputs_embeds,
-                attention_mask=attention_mask,
-                cache=cache,
-                position_ids=position_ids,
-            )
-            # Unlike `create_recurrent_attention_mask`, single-token steps keep their mask too: feeding a
-            # left-padded prompt token by token must not let the padding into the momentum state.
-            momentum_mask = None
-            if attention_mask is not None and attention_mask.ndim == 2:
-                momentum_mask = attention_mask[:, -inputs_embeds.shape[1] :]
+        causal_mask, momentum_mask = self._masks(attention_mask, inputs_embeds, cache, position_ids)
+        momentum_resets = self._momentum_resets(given_position_ids, inputs_embeds.shape[:2], momentum_mask, **kwargs)
 
         hidden_states = self.drop(inputs_embeds + self.embed_positions(position_ids))
         for block in self.layers:
@@ -377,6 +552,7 @@ class MomentumGPTModel(MomentumGPTPreTrainedModel):
                 hidden_states,
                 attention_mask=causal_mask,
                 momentum_mask=momentum_mask,
+                momentum_resets=momentum_resets,
                 position_ids=position_ids,
                 cache=cache,
                 use_cache=use_cache,
@@ -397,6 +573,24 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    def create_masks_for_generate(
+        self,
+        config: MomentumGPTConfig,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        cache: Cache | None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> dict[str, torch.Tensor | None]:
+        """The masks `generate` builds ahead of a forward on a compilable (static) cache, so that the compiled forward
+        does not build them: the causal mask, and the padding mask of the momentum sum (under its layer type)."""
+        mask_kwargs = dict(config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, cache=cache)
+        return {
+            "full_attention": create_causal_mask(**mask_kwargs, position_ids=position_ids),
+            MOMENTUM_LAYER_TYPE: create_recurrent_attention_mask(**mask_kwargs),
+        }
+
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
@@ -408,7 +602,7 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         """Logits (and the shifted causal-LM loss when `labels` are given; -100 is ignored).
 
@@ -435,98 +629,6 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
-
-    @classmethod
-    def from_gpt2(
-        cls,
-        model_or_path: GPT2LMHeadModel | str | os.PathLike,
-        momentum: float = 0.0,
-        **from_pretrained_kwargs,
-    ) -> MomentumGPTForCausalLM:
-        """Convert a GPT-2 checkpoint: split the fused `c_attn`, transpose the Conv1D weights.
-
-        Args:
-            model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
-                `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
-            momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
-
-        Returns:
-            A `MomentumGPTForCausalLM` with GPT-2's weights, dtype and attention implementation.
-        """
-        if isinstance(model_or_path, (str, os.PathLike)):
-            gpt2 = GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)
-        elif isinstance(model_or_path, GPT2LMHeadModel):
-            gpt2 = model_or_path
-        else:
-            raise TypeError(
-                "MomentumGPTForCausalLM.from_gpt2: model_or_path must be a GPT2LMHeadModel, a local path or a Hub "
-                f"id, got {type(model_or_path).__name__}."
-            )
-        g = gpt2.config
-        unsupported = [
-            name
-            for name, bad in (
-                ("add_cross_attention", g.add_cross_attention),
-                ("scale_attn_by_inverse_layer_idx", g.scale_attn_by_inverse_layer_idx),
-                ("scale_attn_weights=False", not g.scale_attn_weights),
-            )
-            if bad
-        ]
-        if unsupported:
-            raise ValueError(f"from_gpt2: GPT-2 options {unsupported} have no MomentumGPT equivalent.")
-        config = MomentumGPTConfig(
-            vocab_size=g.vocab_size,
-            max_position_embeddings=g.n_positions,
-            hidden_size=g.n_embd,
-            num_hidden_layers=g.n_layer,
-            num_attention_heads=g.n_head,
-            intermediate_size=g.n_inner if g.n_inner is not None else 4 * g.n_embd,
-            activation_function=g.activation_function,
-            resid_dropout=g.resid_pdrop,
-            embd_dropout=g.embd_pdrop,
-            attention_dropout=g.attn_pdrop,
-            layer_norm_epsilon=g.layer_norm_epsilon,
-            initializer_range=g.initializer_range,
-            momentum=momentum,
-            use_cache=g.use_cache,
-            tie_word_embeddings=g.tie_word_embeddings,
-            bos_token_id=g.bos_token_id,
-            eos_token_id=g.eos_token_id,
-            pad_token_id=g.pad_token_id,
-        )
-        config._attn_implementation = g._attn_implementation
-        src = gpt2.state_dict()
-        hidden = g.n_embd
-        state = {
-            "model.embed_tokens.weight": src["transformer.wte.weight"],
-            "model.embed_positions.weight": src["transformer.wpe.weight"],
-            "model.norm.weight": src["transformer.ln_f.weight"],
-            "model.norm.bias": src["transformer.ln_f.bias"],
-            "lm_head.weight": src["lm_head.weight"],
-        }
-        for i in range(g.n_layer):
-            h, out = f"transformer.h.{i}.", f"model.layers.{i}."
-            for ln_src, ln_dst in (("ln_1", "input_layernorm"), ("ln_2", "post_attention_layernorm")):
-                state[f"{out}{ln_dst}.weight"] = src[f"{h}{ln_src}.weight"]
-                state[f"{out}{ln_dst}.bias"] = src[f"{h}{ln_src}.bias"]
-            # Conv1D stores [in, out]; nn.Linear stores [out, in].
-            qkv_w = src[f"{h}attn.c_attn.weight"].split(hidden, dim=1)
-            qkv_b = src[f"{h}attn.c_attn.bias"].split(hidden, dim=0)
-            for name, w, b in zip(("q_proj", "k_proj", "v_proj"), qkv_w, qkv_b):
-                state[f"{out}self_attn.{name}.weight"] = w.t()
-                state[f"{out}self_attn.{name}.bias"] = b
-            for conv, linear in (
-                ("attn.c_proj", "self_attn.o_proj"),
-                ("mlp.c_fc", "mlp.fc_in"),
-                ("mlp.c_proj", "mlp.fc_out"),
-            ):
-                state[f"{out}{linear}.weight"] = src[f"{h}{conv}.weight"].t()
-                state[f"{out}{linear}.bias"] = src[f"{h}{conv}.bias"]
-
-        model = cls(config).to(dtype=gpt2.dtype, device=gpt2.device)
-        model.load_state_dict({k: v.contiguous() for k, v in state.items()}, strict=True)
-        model.train(gpt2.training)
-        return model
 
 
 class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
@@ -556,6 +658,7 @@ class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
             )
         return (positions * real).argmax(-1)
 
+    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     @can_return_tuple
     def forward(
         self,
@@ -566,7 +669,7 @@ class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
         """Class logits `[batch, num_labels]` from the last real token; loss from `labels` per
         `config.problem_type` (regression, single- or multi-label), as transformers' heads do."""
@@ -603,5 +706,7 @@ __all__ = [
     "MomentumGPTForCausalLM",
     "MomentumGPTForSequenceClassification",
     "MomentumGPTAttention",
+    "MomentumDynamicLayer",
+    "MomentumStaticLayer",
     "momentum_term",
 ]
