@@ -29,9 +29,9 @@ __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 def expand_cache(cache, batch: int):
     """A copy of a batch-1 cache repeated ``batch`` times along the batch dimension.
 
-    Uses ``Cache.reorder_cache`` (beam search's index select) with index 0 repeated:
-    unlike ``batch_repeat_interleave`` it also repeats the recurrent and convolution
-    states of linear-attention cache layers, where MomentumGPT keeps its momentum state.
+    Uses ``Cache.reorder_cache`` (beam search's index select) with index 0 repeated: it
+    repeats every state a cache layer keeps per row (keys, values, and the running state of
+    recurrent layers such as MomentumGPT's momentum), as beam search needs.
     """
     cache = copy.deepcopy(cache)
     cache.reorder_cache(torch.zeros(batch, dtype=torch.long))
