@@ -25,7 +25,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, err: BaseException) -> None:
+    """Print ``err`` as one line (messages from other libraries can span several)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    print(f"hf-metaopt {command}: error: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``hf-metaopt`` command and return its exit status.
+
+    0: done. 1: the work ran but something after it failed (a push, writing the run folder:
+    the message says where the results are). 2: bad input or a fault found in the model or
+    the data, said in one line naming the fix; nothing was written. 130: interrupted (Ctrl-C);
+    nothing half-written is left.
+    """
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -33,10 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        # Bad input: one clear line, no traceback.
-        print(f"hf-metaopt {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        _error(args.command, err)
+        return getattr(err, "exit_code", 2)
+    except OSError as err:  # the system refused something the checks could not foresee (disk full, ...)
+        _error(args.command, err)
+        return 1
     except KeyboardInterrupt:
         print(f"hf-metaopt {args.command}: interrupted; nothing was written.", file=sys.stderr)
         return 130
