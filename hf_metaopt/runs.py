@@ -120,28 +120,31 @@ class RunFolder:
             try:
                 fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             except OSError as err:
-                raise RunFolderError(
-                    f"cannot create files in {self.path.parent} ({_reason(err)}); choose a writable --output-dir."
-                ) from None
+                if isinstance(err, FileNotFoundError) and not self.path.parent.exists():
+                    self._make_parent()  # removed by a run that failed just now
+                    continue
+                raise RunFolderError(f"cannot create files in {self.path.parent} ({_reason(err)}); choose a writable --output-dir.") from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as err:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").split()
-                os.close(fd)
-                if err.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise RunFolderError(f"cannot lock {self.lock} ({_reason(err)}); choose an --output-dir on a local disk.") from None
-                who = f" (pid {holder[0]} on {holder[1]})" if len(holder) >= 2 else ""
-                raise RunFolderError(
-                    f"another run{who} is writing {self.path} (lock {self.lock}); wait for it or choose another --output-dir."
-                ) from None
+                raise self._busy(fd, err) from None
             if self._is_current(fd):
                 os.fchmod(fd, file_mode())
                 os.ftruncate(fd, 0)
                 os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
                 self._fd = fd
                 return
-            os.close(fd)  # the file was removed by the run that held it while we waited: lock the new one
+            os.close(fd)  # its last holder removed the file while we waited: lock the one at the path now
         raise RunFolderError(f"could not lock {self.lock}: other runs keep taking it; choose another --output-dir.")
+
+    def _busy(self, fd: int, err: OSError) -> RunFolderError:
+        """The error for a lock that could not be taken, naming the run that holds it."""
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        os.close(fd)
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            return RunFolderError(f"cannot lock {self.lock} ({_reason(err)}); choose an --output-dir on a local disk.")
+        who = f" (pid {holder[0]} on {holder[1]})" if len(holder) >= 2 else ""
+        return RunFolderError(f"another run{who} is writing {self.path} (lock {self.lock}); wait for it or choose another --output-dir.")
 
     def _is_current(self, fd: int) -> bool:
         """Whether ``fd`` is still the file at the lock's path (not one unlinked by its last holder)."""
