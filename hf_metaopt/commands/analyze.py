@@ -108,7 +108,7 @@ def _push(run_dir, repo_id: str, token: str | None) -> int:
         print(f"hf-metaopt analyze: interrupted while pushing; the run is saved in {run_dir}; {later}", file=sys.stderr)
         return 130
     except Exception as err:  # network, auth: the local run stays
-        print(f"push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
+        print(f"hf-metaopt analyze: error: push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
         return 1
     print(f"pushed to {getattr(info, 'pr_url', None) or getattr(info, 'commit_url', None) or repo_id}")
     return 0
