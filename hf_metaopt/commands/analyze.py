@@ -104,9 +104,12 @@ def _push(run_dir, repo_id: str, token: str | None) -> int:
         from ..hub import push_report
 
         info = push_report(run_dir, repo_id, token=token)
-    except KeyboardInterrupt:
-        print(f"hf-metaopt analyze: interrupted while pushing; the run is saved in {run_dir}; {later}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        from ..cli import Terminated
+
+        how, code = ("terminated (SIGTERM)", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        print(f"hf-metaopt analyze: {how} while pushing; the run is saved in {run_dir}; {later}", file=sys.stderr)
+        return code
     except Exception as err:  # network, auth: the local run stays
         print(f"hf-metaopt analyze: error: push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
         return 1
