@@ -112,6 +112,8 @@ CASES = [
          "not even one demonstration fits the model's context of 12 tokens"),
     Case("non-finite", "non-finite scores in the analysis (injected)", (), 2, NON_FINITE, loads_model=True, fault="non-finite"),
     Case("ctrl-c", "Ctrl-C during the analysis (injected)", (), 130, "interrupted; nothing was written.", loads_model=True, fault="ctrl-c"),
+    Case("sigterm", "SIGTERM during the analysis, e.g. a scheduler's time limit (injected)", (), 143,
+         "terminated (SIGTERM); nothing was written.", loads_model=True, fault="sigterm"),
     Case("ctrl-c-save", "Ctrl-C while the report is being written (injected)", (), 130, "interrupted; nothing was written.",
          loads_model=True, fault="ctrl-c-save"),
     Case("disk-full", "disk full as the report is written (injected)", (), 1,
@@ -271,6 +273,8 @@ def _inject(fault: str | None, monkeypatch, work: Path):
         _raise_in(monkeypatch, RouteRunner, "run", FloatingPointError(NON_FINITE))
     elif fault == "ctrl-c":
         _raise_in(monkeypatch, ScoreCollector, "add", KeyboardInterrupt())
+    elif fault == "sigterm":
+        monkeypatch.setattr(ScoreCollector, "add", lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM))
     elif fault == "ctrl-c-save":  # report.json and report.md are written by then, the plots not
         _raise_in(monkeypatch, ICLAnalysisReport, "plot", KeyboardInterrupt())
     elif fault == "disk-full":
