@@ -5,8 +5,9 @@ renders it and a test checks README.md holds exactly that table (print it with
 ``python tests/test_cli_reliability.py``). Each case runs ``cli.main`` in a folder holding the
 files its command names and checks the exit code, that stderr holds the message on one
 line without a traceback, whether the model's weights were loaded, and that the folder is
-left exactly as it was: no run folder, lock, temporary folder or parent folder. Faults that
-cannot be produced on demand (a full disk, Ctrl-C, non-finite scores) are injected.
+left exactly as it was: no run folder, lock, temporary folder or parent folder (the push
+failures keep the run they saved first). Faults that cannot be produced on demand (a full
+disk, Ctrl-C, SIGTERM, non-finite scores) are injected.
 """
 
 from __future__ import annotations
