@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 # Subcommand modules, in the order `--help` lists them.
 COMMANDS = ("analyze", "tasks", "push", "pretrain")
@@ -25,21 +29,59 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's time limit, ``kill``), raised so the run cleans up as after Ctrl-C."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def _sigterm_cleans_up() -> Iterator[None]:
+    """While a command runs, SIGTERM unwinds it like Ctrl-C instead of ending the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _error(command: str, err: BaseException) -> None:
+    """Print ``err`` as one line (messages from other libraries can span several)."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+    print(f"hf-metaopt {command}: error: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``hf-metaopt`` command and return its exit status.
+
+    0: done. 1: the work ran but something after it failed (a push, writing the run folder:
+    the message says where the results are). 2: bad input or a fault found in the model or
+    the data, said in one line naming the fix; nothing was written. 130: interrupted (Ctrl-C),
+    143: terminated (SIGTERM); nothing half-written is left.
+    """
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        result = args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        # Bad input: one clear line, no traceback.
-        print(f"hf-metaopt {args.command}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"hf-metaopt {args.command}: interrupted; nothing was written.", file=sys.stderr)
-        return 130
+        with _sigterm_cleans_up():
+            result = args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
+        _error(args.command, err)
+        return getattr(err, "exit_code", 2)
+    except OSError as err:  # the system refused something the checks could not foresee (disk full, ...)
+        _error(args.command, err)
+        return 1
+    except KeyboardInterrupt as err:
+        how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
+        print(f"hf-metaopt {args.command}: {how}; nothing was written.", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     return int(result or 0)
 
 

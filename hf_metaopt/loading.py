@@ -7,20 +7,33 @@ malformed id or a missing folder fails in a second, not after a download or a lo
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from . import assets
+from .tasks.files import one_line
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "LoadedModel", "ModelArguments", "check_model_reference", "load_model", "model_label"]
+__all__ = [
+    "DEFAULT_MODEL", "DTYPES", "LoadedModel", "ModelArguments", "ModelLoadError", "check_model_reference", "load_config",
+    "load_model", "load_tokenizer", "model_label",
+]
 
 # The embedded offline default (`hf-metaopt analyze` with no --model).
 DEFAULT_MODEL = "gemma3"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+# What from_pretrained reads weights from, in a model folder.
+_WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt", "*.pth")
+
+
+class ModelLoadError(ValueError):
+    """The model or its tokenizer could not be loaded; the message is one line naming the cause and the fix."""
 
 
 @dataclass(frozen=True)
@@ -73,17 +86,35 @@ def check_model_reference(args: ModelArguments) -> None:
     if path.exists() or _looks_like_path(name):
         if not path.is_dir():
             raise ValueError(
-                f"--model {name}: no such folder. Pass a model folder, a Hub id such as 'google/gemma-3-270m', "
+                f"--model {name}: {'not a folder' if path.exists() else 'no such folder'}. Pass a model folder, a Hub id such as 'google/gemma-3-270m', "
                 f"or an offline model ({', '.join(assets.OFFLINE_MODELS)})."
             )
-        wanted = args.gguf_file or "config.json"
-        if not (path / wanted).exists():
-            raise ValueError(f"--model {name}: the folder holds no {wanted}; pass a folder saved with save_pretrained (or --gguf-file).")
+        _check_model_folder(path, name, args.gguf_file)
         return
     if not _REPO_ID.match(name) or ".." in name or len(name) > 96:
         raise ValueError(
             f"--model {name!r} is neither a folder nor a valid Hub id ('owner/name': letters, digits, '-', '_', '.'); "
             f"or use an offline model ({', '.join(assets.OFFLINE_MODELS)})."
+        )
+
+
+def _check_model_folder(path: Path, name: str, gguf_file: str | None) -> None:
+    """A folder must hold the GGUF file asked for, or a readable ``config.json`` and weights."""
+    if gguf_file:
+        if not (path / gguf_file).is_file():
+            raise ValueError(f"--model {name}: the folder holds no {gguf_file}; check --gguf-file.")
+        return
+    config = path / "config.json"
+    if not config.is_file():
+        raise ValueError(f"--model {name}: the folder holds no config.json; pass a folder saved with save_pretrained (or --gguf-file).")
+    try:
+        json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--model {name}: its config.json is not readable JSON ({one_line(err)}); save the model again with save_pretrained.") from None
+    if not any(next(path.glob(pattern), None) for pattern in _WEIGHT_PATTERNS):
+        raise ValueError(
+            f"--model {name}: the folder holds no weights (*.safetensors or *.bin); save the model with save_pretrained, "
+            "not only its config."
         )
 
 
@@ -105,24 +136,67 @@ def _device(name: str) -> str:
     return name
 
 
-def load_model(args: ModelArguments) -> LoadedModel:
-    """Load the causal LM and tokenizer ``args`` name (see :func:`check_model_reference`)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    check_model_reference(args)
+def _source(args: ModelArguments) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """``(what from_pretrained loads, its keyword arguments, the report's provenance)``."""
     provenance: dict[str, Any] = {"model_revision": args.revision}
     if args.name in assets.OFFLINE_MODELS:
         offline = assets.offline_model(args.name)
-        source, kwargs = str(offline.path()), {}
         provenance.update(model=offline.hub_id, model_source=offline.source)
-    else:
-        source, kwargs = args.name, {"revision": args.revision}
-        if args.gguf_file:
-            kwargs["gguf_file"] = args.gguf_file
-            provenance["gguf_file"] = args.gguf_file
-        provenance["model"] = args.name
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        return str(offline.path()), {}, provenance
+    kwargs: dict[str, Any] = {"revision": args.revision}
+    if args.gguf_file:
+        kwargs["gguf_file"] = args.gguf_file
+        provenance["gguf_file"] = args.gguf_file
+    provenance["model"] = args.name
+    return args.name, kwargs, provenance
+
+
+@contextmanager
+def _loading(what: str, args: ModelArguments) -> Iterator[None]:
+    """Turn a loading failure (missing files, offline, gated repo, unknown architecture) into one line."""
+    try:
+        yield
+    except (assets.MissingAssetError, assets.AssetChecksumError):
+        raise
+    except Exception as err:  # transformers and huggingface_hub fail in many types, often over several lines
+        hint = "" if Path(args.name).expanduser().is_dir() else " Check the id and your connection (or HF_TOKEN for a gated repo)."
+        raise ModelLoadError(f"could not load the {what} of --model {args.name}: {one_line(err)}{hint}") from err
+
+
+def load_tokenizer(args: ModelArguments) -> Any:
+    """The tokenizer of the model ``args`` name, loaded without the weights (see :func:`check_model_reference`)."""
+    from transformers import AutoTokenizer
+
+    check_model_reference(args)
+    source, kwargs, _ = _source(args)
+    with _loading("tokenizer", args):
+        return AutoTokenizer.from_pretrained(source, **kwargs)
+
+
+def load_config(args: ModelArguments) -> Any:
+    """The ``PretrainedConfig`` of the model ``args`` name, without the weights (its context length, ...)."""
+    from transformers import AutoConfig
+
+    check_model_reference(args)
+    source, kwargs, _ = _source(args)
+    with _loading("config", args):
+        return AutoConfig.from_pretrained(source, **kwargs)
+
+
+def load_model(args: ModelArguments, tokenizer: Any = None) -> LoadedModel:
+    """Load the causal LM and tokenizer ``args`` name (see :func:`check_model_reference`).
+
+    ``tokenizer``: one already loaded with :func:`load_tokenizer` (default: load it here).
+
+    Raises:
+        ModelLoadError: the files could not be loaded; one line naming the cause.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(args)
+    source, kwargs, provenance = _source(args)
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
-    return LoadedModel(model.to(_device(args.device)).eval(), tokenizer, provenance)
+    with _loading("weights", args):
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(_device(args.device)).eval()
+    return LoadedModel(model, tokenizer, provenance)

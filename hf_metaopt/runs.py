@@ -1,27 +1,52 @@
 """Run folders: reserved before any compute, written atomically, never overwritten, never lost.
 
-:class:`RunFolder` checks the folder can be made (and is not an existing run) and takes a
-lock beside it (``.<name>.lock``, created exclusively), so two runs started with the same
-folder cannot both write it: the second one fails at once with a clear error. The report
-is written into a temporary sibling folder that is renamed into place when complete
+:class:`RunFolder` checks that the folder can be made (and is not an existing run) and
+locks it through a lock file beside it (``.<name>.lock``, an exclusive ``flock``), so two
+runs started with the same folder cannot both write it: the second one fails at once with a
+clear error. The operating system drops the lock of a process that dies, so a lock file
+left by a killed run is simply taken over. The report is written into a temporary sibling
+folder that is renamed into place when complete
 (:meth:`~hf_metaopt.analysis.report.ICLAnalysisReport.save`); if that fails anyway (disk
 full, permissions changed, folder removed) the report is saved to a fallback folder under
 the system's temporary directory and the error says where, and how to move or push it.
+A run that ends without saving (an error, Ctrl-C) leaves neither its lock nor the parent
+folders it created.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import errno
+import fcntl
+import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 
-__all__ = ["RunFolder", "RunFolderError", "default_run_dir"]
+from .fileio import atomic_write_text, file_mode
+
+__all__ = ["ReportNotSavedError", "RunFolder", "RunFolderError", "default_run_dir"]
 
 
 class RunFolderError(ValueError):
     """The run folder cannot be used; the message names the folder and the fix."""
+
+    exit_code = 2
+
+
+class ReportNotSavedError(RunFolderError):
+    """The finished report could not be written to its run folder.
+
+    The message says where it was saved instead. ``unsaved`` holds the report as JSON text
+    when it could not be written anywhere (the caller should print it rather than lose it).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, unsaved: str | None = None):
+        super().__init__(message)
+        self.unsaved = unsaved
 
 
 def default_run_dir(task: str, model: str) -> Path:
@@ -38,14 +63,10 @@ def _lock_path(run_dir: Path) -> Path:
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _reason(err: BaseException) -> str:
+    if isinstance(err, OSError) and err.errno in errno.errorcode:
+        return os.strerror(err.errno)
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 class RunFolder:
@@ -54,7 +75,9 @@ class RunFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.lock = _lock_path(self.path)
-        self._held = False
+        self.saved = False
+        self._fd: int | None = None
+        self._made: Path | None = None  # the outermost parent folder this run created
 
     def __enter__(self) -> "RunFolder":
         self.reserve()
@@ -65,59 +88,133 @@ class RunFolder:
 
     def reserve(self) -> None:
         """Make the parent folder, refuse an existing run, and take the lock (``RunFolderError`` if any fails)."""
-        if self.path.exists():
-            raise RunFolderError(f"run folder {self.path} already exists (runs are never overwritten); choose another --output-dir.")
+        self._refuse_existing()
+        self._make_parent()
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise RunFolderError(f"cannot create the folder {self.path.parent} for the run ({err.strerror}); choose another --output-dir.") from None
-        for _ in range(2):
-            try:
-                fd = os.open(self.lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
-                if self._stale():
-                    continue
-                raise RunFolderError(
-                    f"another run is writing {self.path} (lock {self.lock}); choose another --output-dir, "
-                    "or delete the lock file if no run is active."
-                ) from None
-            except OSError as err:
-                raise RunFolderError(f"cannot write in {self.path.parent} ({err.strerror}); choose a writable --output-dir.") from None
-            with os.fdopen(fd, "w") as fh:
-                fh.write(str(os.getpid()))
-            self._held = True
-            return
+            self._take_lock()
+            self._refuse_existing()  # made by a run that held the lock until a moment ago
+        except BaseException:
+            self.release()
+            raise
 
-    def _stale(self) -> bool:
-        """Remove and report a lock whose process is gone (a run killed without cleaning up)."""
+    def _refuse_existing(self) -> None:
+        if self.path.exists() or self.path.is_symlink():
+            raise RunFolderError(f"run folder {self.path} already exists (runs are never overwritten); choose another --output-dir.")
+
+    def _make_parent(self) -> None:
+        parent, made = self.path.parent, None
+        for above in (parent, *parent.parents):
+            if above.exists():
+                if not above.is_dir():
+                    raise RunFolderError(f"cannot make the run folder {self.path}: {above} is not a folder; choose another --output-dir.")
+                break
+            made = above
         try:
-            pid = int(self.lock.read_text().strip() or 0)
-        except (OSError, ValueError):
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunFolderError(f"cannot create the folder {parent} for the run ({_reason(err)}); choose another --output-dir.") from None
+        self._made = made
+
+    def _take_lock(self) -> None:
+        for _ in range(3):
+            try:
+                fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError as err:
+                if isinstance(err, FileNotFoundError) and not self.path.parent.exists():
+                    self._make_parent()  # removed by a run that failed just now
+                    continue
+                raise RunFolderError(f"cannot create files in {self.path.parent} ({_reason(err)}); choose a writable --output-dir.") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                raise self._busy(fd, err) from None
+            if self._is_current(fd):
+                os.fchmod(fd, file_mode())
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+                self._fd = fd
+                return
+            os.close(fd)  # its last holder removed the file while we waited: lock the one at the path now
+        raise RunFolderError(f"could not lock {self.lock}: other runs keep taking it; choose another --output-dir.")
+
+    def _busy(self, fd: int, err: OSError) -> RunFolderError:
+        """The error for a lock that could not be taken, naming the run that holds it."""
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        os.close(fd)
+        if err.errno not in (errno.EAGAIN, errno.EACCES):
+            return RunFolderError(f"cannot lock {self.lock} ({_reason(err)}); choose an --output-dir on a local disk.")
+        who = f" (pid {holder[0]} on {holder[1]})" if len(holder) >= 2 else ""
+        return RunFolderError(f"another run{who} is writing {self.path} (lock {self.lock}); wait for it or choose another --output-dir.")
+
+    def _is_current(self, fd: int) -> bool:
+        """Whether ``fd`` is still the file at the lock's path (not one unlinked by its last holder)."""
+        try:
+            now = os.stat(self.lock)
+        except FileNotFoundError:
             return False
-        if pid and not _pid_alive(pid):
-            self.lock.unlink(missing_ok=True)
-            return True
-        return False
+        mine = os.fstat(fd)
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
     def release(self) -> None:
-        if self._held:
-            self.lock.unlink(missing_ok=True)
-            self._held = False
+        """Drop the lock; after a run that saved nothing, also the parent folders it created."""
+        if self._fd is not None:
+            if self._is_current(self._fd):
+                self.lock.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+        if self._made is not None and not self.saved:
+            for folder in (self.path.parent, *self.path.parent.parents):
+                try:
+                    folder.rmdir()  # only empty folders: anything another process put there stays
+                except OSError:
+                    break
+                if folder == self._made:
+                    break
+        self._made = None
 
     def save(self, report) -> Path:
         """Write ``report`` into the folder atomically; on failure save it to a fallback folder and raise.
 
         Raises:
-            RunFolderError: the folder could not be written; the message says where the report
-                was saved instead and how to move or push it.
+            ReportNotSavedError: the folder could not be written; the message says where the
+                report was saved instead and how to move or push it.
         """
         try:
-            return report.save(self.path)
-        except OSError as err:
+            path = report.save(self.path)
+        except Exception as err:  # disk full, permissions, a report that cannot be rendered
+            raise self._save_fallback(report, err) from None
+        self.saved = True
+        return path
+
+    def _save_fallback(self, report, err: Exception) -> ReportNotSavedError:
+        failed = f"could not write the run folder {self.path} ({_reason(err)})"
+        try:
             fallback = Path(tempfile.mkdtemp(prefix=f"hf-metaopt-{self.path.name}-")) / self.path.name
+        except OSError as err2:
+            return ReportNotSavedError(
+                f"{failed}, nor a fallback folder in {tempfile.gettempdir()} ({_reason(err2)}); the report follows as JSON on stdout.",
+                unsaved=_raw_json(report),
+            )
+        try:
             report.save(fallback)
-            reason = os.strerror(err.errno) if err.errno in errno.errorcode else str(err)
-            raise RunFolderError(
-                f"could not write the run folder {self.path} ({reason}); the report is saved in {fallback}. "
-                f"Move it with: mv {fallback} {self.path}, or push it with: hf-metaopt push {fallback} --repo-id <repo>"
-            ) from None
+        except Exception:
+            # The plots or the Markdown may be what failed: keep at least the numbers.
+            try:
+                atomic_write_text(fallback / "report.json", _raw_json(report))
+            except OSError as err2:
+                return ReportNotSavedError(
+                    f"{failed}, nor in {fallback} ({_reason(err2)}); the report follows as JSON on stdout.", unsaved=_raw_json(report)
+                )
+            return ReportNotSavedError(
+                f"{failed}; the report's numbers are saved in {fallback / 'report.json'} (the plots and report.md could not be made). "
+                f"Move it with: mkdir -p {self.path} && mv {fallback / 'report.json'} {self.path}/"
+            )
+        return ReportNotSavedError(
+            f"{failed}; the report is saved in {fallback}. Move it with: mv {fallback} {self.path}, "
+            f"or push it with: hf-metaopt push {fallback} --repo-id <your-name/your-repo>"
+        )
+
+
+def _raw_json(report) -> str:
+    """The report as JSON text, even when it holds NaN or infinities (which its own writer refuses)."""
+    return json.dumps(getattr(report, "_data", None) or report.to_dict(), indent=2, default=str) + "\n"

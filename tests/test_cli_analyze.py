@@ -89,31 +89,44 @@ def test_analyze_registered_task_with_dev_selection_and_control(monkeypatch, tmp
     assert "## Hyperparameter selection on the dev split" in (out / "report.md").read_text()
 
 
+# More bad inputs, with the faults after the analysis, are the table of tests/test_cli_reliability.py.
 @pytest.mark.parametrize(
     "argv, message",
     [
         (["--task", "nope"], "unknown task 'nope'; known tasks: sst2, sst5, mr, subj, agnews, cb, rt_sentiment"),
-        (["--data-file", "{missing}"], "--data-file needs --template"),
-        (["--data-file", "{missing}", "--template", "{text}", "--label-words", "a,b"], "does not exist"),
-        (["--data-file", "{csv}", "--template", "Review: {text}", "--label-words", "bad,good"], "matches none of the label words"),
-        (["--data-file", "{csv}", "--template", "Review: {review}", "--label-words", "Negative,Positive"], "lacks the columns ['review']"),
+        (["--task", "mr", "--data-file", "{csv}"], "give either --task or --data-file, not both."),
+        (["--data-file", "{csv}"], "--data-file needs --template"),
         (["--data-file", "{broken}", "--template", "{text}", "--label-words", "a,b"], "could not read data file"),
         (["--task", "rt_sentiment", "--label-words", "a,b,c"], "--label-words has 3 words but task 'rt_sentiment' has 2"),
         (["--task", "rt_sentiment", "--template", "Input: {sentence}"], "--template uses the fields ['sentence']"),
-        (["--n-queries", "0"], "--n-queries must be a positive integer"),
         (["--learning-rate", "-1"], "--learning-rate must be a number > 0"),
         (["--select-on", "dev", "--lr-grid", "x"], "--lr-grid must be a comma-separated list"),
-        (["--push-to-hub"], "--push-to-hub needs --repo-id"),
+        (["--model", "{csv}"], "reviews.csv: not a folder."),
+        (["--model", "{tmp}", "--gguf-file", "model.gguf"], "the folder holds no model.gguf; check --gguf-file."),
     ],
 )
 def test_analyze_bad_input(monkeypatch, tmp_path, reviews_csv, capsys, argv, message):
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"text": "x", "label": 0}\n{"text": ')
-    argv = [a.format(missing=tmp_path / "missing.csv", csv=reviews_csv, broken=broken) if "{" in a and "}" in a and a.startswith("{") and a.endswith("}") and a[1:-1] in ("missing", "csv", "broken") else a for a in argv]
-    code = _main(monkeypatch, "analyze", *argv, "--output-dir", tmp_path / "never", "--no-progress")
+    files = {"{csv}": reviews_csv, "{broken}": broken, "{tmp}": tmp_path}
+    code = _main(monkeypatch, "analyze", *[files.get(a, a) for a in argv], "--output-dir", tmp_path / "never", "--no-progress")
     assert code == 2
-    assert message in capsys.readouterr().err
-    assert not (tmp_path / "never").exists()
+    err = capsys.readouterr().err
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "never").exists() and not (tmp_path / ".never.lock").exists()
+
+
+def test_model_folder_with_a_broken_config_is_refused_before_loading(monkeypatch, tmp_path, tiny_model_dir, capsys):
+    import shutil
+
+    from hf_metaopt import loading
+
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "config.json").write_text('{"model_type": "llama",')
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("the weights must not be loaded"))
+    assert _main(monkeypatch, "analyze", "--model", broken, "--output-dir", tmp_path / "never", "--no-progress") == 2
+    assert f"--model {broken}: its config.json is not readable JSON" in capsys.readouterr().err
 
 
 def test_missing_offline_package_is_named(monkeypatch, tmp_path, tiny_model_dir, capsys):

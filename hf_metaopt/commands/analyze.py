@@ -13,7 +13,10 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 from transformers import HfArgumentParser
@@ -101,20 +104,106 @@ def _push(run_dir, repo_id: str, token: str | None) -> int:
         from ..hub import push_report
 
         info = push_report(run_dir, repo_id, token=token)
+    except KeyboardInterrupt as err:
+        from ..cli import Terminated
+
+        how, code = ("terminated (SIGTERM)", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        print(f"hf-metaopt analyze: {how} while pushing; the run is saved in {run_dir}; {later}", file=sys.stderr)
+        return code
     except Exception as err:  # network, auth: the local run stays
-        print(f"push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
+        print(f"hf-metaopt analyze: error: push to {repo_id} failed ({type(err).__name__}: {err}); the run is saved in {run_dir}; {later}", file=sys.stderr)
         return 1
     print(f"pushed to {getattr(info, 'pr_url', None) or getattr(info, 'commit_url', None) or repo_id}")
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Check everything that can be checked, load the model, analyse, write the run folder, push."""
+@contextmanager
+def _progress_bars(enabled: bool) -> Iterator[None]:
+    """With --no-progress, also silence the download and weight-loading bars of transformers and the Hub."""
+    if enabled:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    hub_was_on, hf_was_on = not are_progress_bars_disabled(), hf_logging.is_progress_bar_enabled()
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hub_was_on:
+            enable_progress_bars()
+        if hf_was_on:
+            hf_logging.enable_progress_bar()
+
+
+def _check_data(spec, data, options, selection_args) -> None:
     from .. import tasks
+
+    tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
+    if selection_args.select_on:
+        tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
+
+
+def _check_model_fit(model_args, tokenizer, spec, options, selection_args, data) -> None:
+    """What the tokenizer and the config tell before the weights load.
+
+    The label words must start with different tokens, batches need a pad (or EOS) token,
+    and at least one demonstration must fit the model's context next to the longest query.
+    """
+    from .. import tasks
+    from ..analysis import prompt_format
+    from ..analysis.inference import resolve_pad_id
+    from ..analysis.prompts import PromptEncoder
+    from ..loading import load_config
+    from ..torch_utils import context_length
+
+    encoder = PromptEncoder(tokenizer, prompt_format(spec), options.start_token)
+    resolve_pad_id(tokenizer)
+    if selection_args.select_on:
+        return  # the demonstrations depend on the seed the selection picks
+    # context_length reads only model.config, which is all there is before the weights load.
+    length = context_length(SimpleNamespace(config=load_config(model_args)))
+    chosen = tasks.select_examples(spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data)
+    encoder.fit_prefix(chosen.demonstrations[: options.max_demonstrations], chosen.queries, length)
+
+
+def _analyze(model_args, tokenizer, spec, options, selection_args, data, out):
     from ..analysis import analyze_task
-    from ..analysis.report import PLOT_FILES
     from ..analysis.selection import select
-    from ..loading import check_model_reference, load_model, model_label
+    from ..loading import load_model
+
+    loaded = load_model(model_args, tokenizer=tokenizer)
+    extra = {}
+    if selection_args.select_on == "dev":
+        options, extra["selection"] = select(loaded.model, loaded.tokenizer, spec, options, selection_args, data=data, progress=out.progress)
+        print(f"selected on dev: learning rate {options.learning_rate:g}, seed {options.seed}", file=sys.stderr)
+    return analyze_task(
+        loaded.model, loaded.tokenizer, spec, options, data=data, provenance=loaded.provenance, extra=extra, progress=out.progress
+    )
+
+
+def _save(folder, report) -> None:
+    from ..runs import ReportNotSavedError
+
+    try:
+        folder.save(report)
+    except ReportNotSavedError as err:
+        if err.unsaved:
+            print(err.unsaved)  # nowhere to write it: the terminal is the last copy
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check everything that can be checked, load the model, analyse, write the run folder, push.
+
+    Every check that needs no model weights runs first: arguments, data, model reference,
+    Hub settings, the run folder (reserved and locked), the tokenizer and the context length.
+    """
+    from .. import tasks
+    from ..analysis.report import PLOT_FILES
+    from ..loading import check_model_reference, load_tokenizer, model_label
     from ..runs import RunFolder, default_run_dir
 
     model_args, task_args, options, selection_args, out = parse(args)
@@ -123,23 +212,16 @@ def run(args: argparse.Namespace) -> int:
         selection_args.grids()
     check_model_reference(model_args)
     _check_push(out)
-    data = spec.load()
-    tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
-    if selection_args.select_on:
-        tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
     run_dir = out.output_dir or default_run_dir(spec.name, model_label(model_args))
-    with RunFolder(run_dir) as folder:
-        loaded = load_model(model_args)
-        extra = {}
-        if selection_args.select_on == "dev":
-            options, extra["selection"] = select(loaded.model, loaded.tokenizer, spec, options, selection_args, data=data, progress=out.progress)
-            print(f"selected on dev: learning rate {options.learning_rate:g}, seed {options.seed}", file=sys.stderr)
-        result = analyze_task(
-            loaded.model, loaded.tokenizer, spec, options, data=data, provenance=loaded.provenance, extra=extra, progress=out.progress
-        )
+    with _progress_bars(out.progress), RunFolder(run_dir) as folder:
+        data = spec.load()
+        _check_data(spec, data, options, selection_args)
+        tokenizer = load_tokenizer(model_args)
+        _check_model_fit(model_args, tokenizer, spec, options, selection_args, data)
+        result = _analyze(model_args, tokenizer, spec, options, selection_args, data, out)
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
-        folder.save(result.report)
-    print(_summary_line(result.report))
+        print(_summary_line(result.report))
+        _save(folder, result.report)
     print(f"wrote {folder.path}/report.md, report.json and the plots ({', '.join(PLOT_FILES)})")
     return _push(folder.path, out.repo_id, out.token) if out.push_to_hub else 0
