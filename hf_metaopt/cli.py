@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("analyze", "tasks", "push", "pretrain")
+COMMANDS = ("analyze", "tasks", "push", "pretrain", "sweep")
 
 
 def make_parser() -> argparse.ArgumentParser:
