@@ -135,6 +135,38 @@ def test_grid_progress_puts_analysis_bars_below_every_grid_bar():
         inner.close()
 
 
+def test_process_shares_are_contiguous_balanced_and_cover_every_job():
+    from hf_metaopt.sweep.processes import ProcessLayout
+
+    for count in (1, 2, 3):
+        for n in range(8):
+            shares = [ProcessLayout(index=i, count=count).share(list(range(n))) for i in range(count)]
+            assert sum(shares, []) == list(range(n))
+            sizes = [len(s) for s in shares]
+            assert sizes == sorted(sizes, reverse=True) and max(sizes) - min(sizes) <= 1
+
+
+def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
+    from hf_metaopt.sweep import processes
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    processes._pin_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    processes._pin_gpu(2)  # more processes than GPUs: they share
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    processes._pin_gpu(1)  # no GPU: stays on CPU
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_several_processes_need_a_device_of_their_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="with several processes use auto"):
+        sweep.main(["--config", str(TINY), "--models", "smollm2", "--device", "cuda:1", "--output_dir", str(tmp_path / "o")])
+
+
 # ------------------------------------------------------------------------ runs
 
 

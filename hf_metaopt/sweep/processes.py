@@ -5,7 +5,8 @@ and each analysis finetunes with a ``Trainer``, which wraps its model in
 ``DistributedDataParallel`` when it sees the launcher's world (``RANK``, ``WORLD_SIZE``,
 ``LOCAL_RANK``, ...), and in ``DataParallel`` when it sees several GPUs. So a worker reads
 its place in the world from the launcher's variables, then hides them, and keeps only its
-own GPU visible (the local process index-th, as the launcher means it), before CUDA starts.
+own GPU visible (the local process index-th; round robin when processes outnumber GPUs),
+before CUDA starts.
 The processes meet only at two barriers, through the launcher's key-value store.
 """
 
@@ -64,10 +65,22 @@ def _connect(layout: ProcessLayout):
     return dist.PrefixStore(f"hf-metaopt-sweep/{attempt}/", store)
 
 
-def _pin_gpu(local_index: int) -> None:
-    """Keep only this process's GPU visible (the ``local_index``-th of those visible so far)."""
+def _visible_gpus() -> list[str] | None:
+    """The GPUs this process may use, without starting CUDA (``None``: unknown)."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    ids = [d.strip() for d in visible.split(",") if d.strip()] if visible is not None else None
+    if visible is not None:
+        return [d.strip() for d in visible.split(",") if d.strip()]
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return []
+    count = getattr(torch.cuda, "_device_count_nvml", lambda: -1)()  # NVML: counting does not start CUDA
+    return [str(i) for i in range(count)] if count >= 0 else None
+
+
+def _pin_gpu(local_index: int) -> None:
+    """Keep only this process's GPU visible: the ``local_index``-th, round robin when processes outnumber GPUs."""
+    ids = _visible_gpus()
     if ids == []:
         return
     os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_index % len(ids)] if ids else str(local_index)
