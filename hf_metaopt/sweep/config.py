@@ -34,12 +34,12 @@ def _default(cls: type, name: str) -> Any:
     return next(f.default for f in fields(cls) if f.name == name)
 
 
-def _copied_fields(cls: type, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> list:
-    """``cls``'s fields (resolved types, defaults, help) for ``make_dataclass``."""
+def _copied_fields(cls: type, skip: tuple[str, ...]) -> list:
+    """``cls``'s fields but ``skip`` (resolved types, defaults, help) for ``make_dataclass``."""
     hints = typing.get_type_hints(cls)
     copied = []
     for f in fields(cls):
-        if f.name in skip or (only is not None and f.name not in only):
+        if f.name in skip:
             continue
         default = {"default": f.default} if f.default is not MISSING else {"default_factory": f.default_factory}
         copied.append((f.name, hints[f.name], field(**default, metadata=dict(f.metadata))))

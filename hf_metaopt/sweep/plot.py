@@ -55,7 +55,7 @@ def plot(summary: dict) -> bytes:
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
     settings = list(dict.fromkeys((g["method"], g["learning_rate"]) for g in summary["groups"]))
     rows, columns = 2 * len(settings), len(labels)
-    fig = Figure(figsize=(max(6.0, 5.2 * columns), 3.4 * rows + 0.6), dpi=100)
+    fig = Figure(figsize=(max(6.0, 5.2 * columns), 3.8 * rows + 0.6), dpi=100)
     FigureCanvasAgg(fig)
     for s, (method, lr) in enumerate(settings):
         for m, label in enumerate(labels):
@@ -63,12 +63,12 @@ def plot(summary: dict) -> bytes:
             where = f"{label}, {method}, lr {lr:g}"
             ax = _panel(fig, rows, columns, 2 * s * columns + m + 1, f"{where}: accuracy")
             _bars(ax, tasks, points, _ACCURACY, with_errors=True)
-            ax.set_ylim(0, 1)
-            ax.legend(fontsize=7, ncol=4)
+            ax.set_ylim(0, 1.15)  # room for the legend above the bars
+            ax.legend(fontsize=7, ncol=4, loc="upper center")
             ax = _panel(fig, rows, columns, (2 * s + 1) * columns + m + 1, f"{where}: similarity metrics")
             _bars(ax, tasks, points, _METRICS, with_errors=False)
             ax.axhline(0, color="gray", linewidth=0.8)
-            ax.legend(fontsize=6, ncol=4)
+            ax.legend(fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.suptitle("ICL vs finetuning: sweep summary (mean over seeds)", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()

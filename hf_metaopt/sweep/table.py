@@ -31,15 +31,18 @@ def _number(value: float | None, pct: bool) -> str:
     return text.lstrip("-") if float(text) == 0 else text  # no "-0.000"
 
 
-def _stat(stat: dict, pct: bool) -> str:
+def _stat(stat: dict, pct: bool, n_seeds: int) -> str:
     text = _number(stat["mean"], pct)
-    return text if stat["std"] is None else f"{text} ± {_number(stat['std'], pct)}"
+    text = text if stat["std"] is None else f"{text} ± {_number(stat['std'], pct)}"
+    # Undefined values (Rec2FTP when finetuning fixes nothing) are left out: say over how many seeds.
+    return text + (f" (n={stat['n']})" if 0 < stat["n"] < n_seeds else "")
 
 
-def _cell(values: dict | None, metrics: tuple, pct: bool, averaged: bool = False) -> str:
+def _cell(values: dict | None, metrics: tuple, pct: bool, n_seeds: int | None) -> str:
+    """``a / b / c`` for one model; ``n_seeds`` None: values are averages over tasks (plain numbers)."""
     if values is None:
         return ""
-    return " / ".join(_number(values[m], pct) if averaged else _stat(values[m], pct) for m in metrics)
+    return " / ".join(_number(values[m], pct) if n_seeds is None else _stat(values[m], pct, n_seeds) for m in metrics)
 
 
 def _paper_cell(size: str, task: str | None, metrics: tuple, pct: bool, tasks: list[str]) -> str:
@@ -70,6 +73,7 @@ def model_numbers(summary: dict, kind: str, method: str, lr: float, **match) -> 
     return {
         "pretrained": (plain or controlled)[0]["pretrained"] if entries else None,
         "untrained": controlled[0]["untrained"] if controlled else None,
+        "n_seeds": len(entries[0]["seeds"]) if entries and "seeds" in entries[0] else None,
     }
 
 
@@ -84,7 +88,7 @@ def _rows(summary: dict, method: str, lr: float, metrics: tuple, pct: bool) -> l
         name = task or "**average**"
         parts = [("", "pretrained")] + ([(", untrained", "untrained")] if has_control else [])
         for suffix, part in parts:
-            cells = [_cell(p[part], metrics, pct, averaged=task is None) for p in points]
+            cells = [_cell(p[part], metrics, pct, p["n_seeds"]) for p in points]
             paper = [_paper_cell(size, task, metrics, pct, grid["tasks"]) if part == "pretrained" else "" for size in _SIZES]
             lines.append(f"| {name}{suffix} | " + " | ".join(cells + paper) + " |")
     return lines
@@ -102,7 +106,8 @@ def _header(summary: dict) -> list[str]:
         f"queries from the {settings['split']} split, metrics read at the `{settings['position']}` position, "
         f"weights in {settings['dtype']}.",
         "",
-        "Each cell: mean ± sample standard deviation over seeds (the mean alone with one seed); "
+        "Each cell: mean ± sample standard deviation over seeds (the mean alone with one seed; n=k: "
+        "over the k seeds where the metric is defined); "
         "*average* rows are the mean over tasks of the per-task means. Rows marked *untrained* are the "
         "same analysis on a randomly initialised copy of each model (Deutch et al.'s control). "
         "Paper: Dai et al. (2023), fairseq dense GPT 1.3B and 2.7B; accuracies per task (offline tasks: the "
