@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("analyze", "tasks", "push", "pretrain")
+COMMANDS = ("analyze", "tasks", "push", "pretrain", "sweep")
 
 
 def make_parser() -> argparse.ArgumentParser:

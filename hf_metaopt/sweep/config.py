@@ -1,0 +1,130 @@
+"""The sweep's configuration: grid axes as lists, plus the options every job shares.
+
+Two dataclasses parsed by ``HfArgumentParser`` with YAML defaults (``--config``; flags
+override the file): :class:`SweepArguments` (the grid's axes, where runs go, how models
+load) and :class:`SharedOptions`, the fields of
+:class:`~hf_metaopt.analysis.AnalysisOptions` that are not grid axes, with its defaults
+and help texts (generated from it, so the defaults live in one place). Values are
+checked when each job's :class:`~hf_metaopt.analysis.AnalysisOptions` is built
+(:func:`hf_metaopt.sweep.grid.plan_sweep`), before any model loads.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from transformers import HfArgumentParser
+
+from ..analysis.options import AnalysisOptions
+from ..arguments import parse_with_config
+from ..loading import DEFAULT_MODEL, ModelArguments
+from ..tasks import DEFAULT_TASK
+
+__all__ = ["GRID_AXES", "SharedOptions", "SweepArguments", "make_parser", "parse_args"]
+
+# AnalysisOptions field -> the SweepArguments list that makes it a grid axis.
+GRID_AXES = {"seed": "seeds", "learning_rate": "learning_rates", "method": "methods", "control": "controls"}
+_NO_CONTROL = ("none", "null", "")
+
+
+def _default(cls: type, name: str) -> Any:
+    return next(f.default for f in fields(cls) if f.name == name)
+
+
+def _copied_fields(cls: type, skip: tuple[str, ...]) -> list:
+    """``cls``'s fields but ``skip`` (resolved types, defaults, help) for ``make_dataclass``."""
+    hints = typing.get_type_hints(cls)
+    copied = []
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        default = {"default": f.default} if f.default is not MISSING else {"default_factory": f.default_factory}
+        copied.append((f.name, hints[f.name], field(**default, metadata=dict(f.metadata))))
+    return copied
+
+
+SharedOptions = make_dataclass("SharedOptions", _copied_fields(AnalysisOptions, skip=tuple(GRID_AXES)), frozen=True)
+SharedOptions.__module__ = __name__
+SharedOptions.__doc__ = (
+    "The analysis options every job of the sweep shares: AnalysisOptions' fields except the grid axes "
+    f"({', '.join(GRID_AXES)}), with its defaults."
+)
+
+
+@dataclass(frozen=True)
+class SweepArguments:
+    """The grid (one job per model x task x method x learning rate x control x seed) and where runs go."""
+
+    models: list[str] = field(
+        default_factory=lambda: [DEFAULT_MODEL],
+        metadata={"help": "Hub ids, local model folders, or embedded offline models (gemma3, smollm2)."},
+    )
+    tasks: list[str] = field(default_factory=lambda: [DEFAULT_TASK], metadata={"help": "registered task names (hf-metaopt tasks list)."})
+    seeds: list[int] = field(default_factory=lambda: [_default(AnalysisOptions, "seed")], metadata={"help": "one run per seed; summaries show mean ± std over seeds."})
+    learning_rates: list[float] = field(
+        default_factory=lambda: [_default(AnalysisOptions, "learning_rate")], metadata={"help": "finetuning SGD learning rates."}
+    )
+    methods: list[str] = field(
+        default_factory=lambda: [_default(AnalysisOptions, "method")], metadata={"help": "what finetuning trains: kv, lora and/or full."}
+    )
+    controls: list[str] = field(
+        default_factory=lambda: [_default(AnalysisOptions, "control")],
+        metadata={"help": "null/none (the pretrained model only) and/or untrained (also a randomly initialised copy)."},
+    )
+    output_dir: str = field(default="runs/sweep", metadata={"help": "one run folder per job below it, and the summary files."})
+    dtype: Literal["float32", "bfloat16", "float16", "auto"] = field(
+        default=_default(ModelArguments, "dtype"), metadata={"help": "weights dtype of every model."}
+    )
+    device: str = field(
+        default=_default(ModelArguments, "device"),
+        metadata={"help": "'auto': each process's own GPU (under accelerate launch, the local process index-th), else CPU; 'cpu'; "
+                  "or a device such as 'cuda:1' (one process only)."},
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "local copies of the Hub datasets, one save_to_disk folder per task."})
+    progress: bool = field(default=True, metadata={"help": "progress bars: one per process over its jobs, one per analysis."})
+    config: str | None = field(default=None, metadata={"help": "YAML file of defaults (flags override it)."})
+
+    def __post_init__(self):
+        # YAML reads 1e-3 as a string and lists from a YAML file bypass argparse's type conversion.
+        object.__setattr__(self, "learning_rates", [_number(float, "learning_rates", v) for v in self.learning_rates])
+        object.__setattr__(self, "seeds", [_number(int, "seeds", v) for v in self.seeds])
+        controls = [None if c is None or str(c).strip().lower() in _NO_CONTROL else c for c in self.controls]
+        object.__setattr__(self, "controls", controls)
+        for name in ("models", "tasks", *GRID_AXES.values()):
+            values = getattr(self, name)
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"`{name}` must be a non-empty list (e.g. {name}: [{_example(name)}]); got {values!r}.")
+            repeated = sorted({str(v) for v in values if values.count(v) > 1})
+            if repeated:
+                raise ValueError(f"`{name}` repeats {repeated}; each grid value must appear once.")
+
+
+def _number(kind: type, name: str, value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"`{name}` must hold {kind.__name__}s; got {value!r}.")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must hold {kind.__name__}s; got {value!r}.") from None
+    if kind is int and number != float(value):
+        raise ValueError(f"`{name}` must hold integers; got {value!r}.")
+    return number
+
+
+def _example(name: str) -> str:
+    return {"models": DEFAULT_MODEL, "tasks": DEFAULT_TASK}.get(name, "...")
+
+
+def make_parser() -> HfArgumentParser:
+    """The sweep's flags: :class:`SweepArguments` and :class:`SharedOptions` (shared by the recipe and the CLI)."""
+    return HfArgumentParser((SweepArguments, SharedOptions))
+
+
+def parse_args(
+    argv: list[str] | None = None, *, overrides: dict | None = None, default_config: str | Path | None = None
+) -> tuple[SweepArguments, Any]:
+    """``(SweepArguments, SharedOptions)`` from YAML defaults (``--config``) and flags."""
+    return tuple(parse_with_config(make_parser(), argv, overrides=overrides, default_config=default_config))

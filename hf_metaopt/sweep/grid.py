@@ -1,0 +1,160 @@
+"""The sweep's jobs: one per grid point, each with its validated options and its run folder.
+
+:func:`plan_sweep` checks everything that can be checked before a model loads (task names
+and data sizes, model references, every job's :class:`~hf_metaopt.analysis.AnalysisOptions`,
+run folders a previous sweep left) and returns the :class:`SweepPlan` every process
+computes alike. A job's folder is
+``<output_dir>/<model>/<task>/<method>-lr<learning rate>-<control>/seed-<seed>``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .. import tasks
+from ..analysis.options import AnalysisOptions
+from ..loading import ModelArguments, check_model_reference, model_label
+from .config import GRID_AXES, SweepArguments
+
+__all__ = ["Job", "SweepPlan", "grid_point_name", "plan_sweep"]
+
+
+def grid_point_name(method: str, learning_rate: float, control: str | None) -> str:
+    """``kv-lr0.001-none``: the folder of one (method, learning rate, control); ``repr`` keeps distinct rates distinct."""
+    return f"{method}-lr{learning_rate!r}-{control or 'none'}"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One analysis of the sweep: a model (as the config names it), a task and the options."""
+
+    model: str
+    model_label: str
+    task: str
+    options: AnalysisOptions
+
+    @property
+    def relative_path(self) -> Path:
+        """The run folder below the sweep's ``output_dir``."""
+        o = self.options
+        return Path(self.model_label, self.task, grid_point_name(o.method, o.learning_rate, o.control), f"seed-{o.seed}")
+
+    def record(self, dtype: str) -> dict[str, Any]:
+        """What ``report["sweep"]`` holds: the grid point, so a rerun recognises (or refuses) the folder."""
+        return {
+            "model": self.model, "model_label": self.model_label, "task": self.task, "dtype": dtype,
+            "run": self.relative_path.as_posix(), "options": self.options.to_dict(),
+        }
+
+
+@dataclass
+class SweepPlan:
+    """The validated grid: its jobs in grid order, the tasks' data, the models' folder labels."""
+
+    args: SweepArguments
+    shared: Any
+    jobs: list[Job]
+    data: dict[str, dict] = field(repr=False)
+    labels: dict[str, str]
+
+    def path(self, job: Job) -> Path:
+        return Path(self.args.output_dir) / job.relative_path
+
+    def is_complete(self, job: Job) -> bool:
+        """Whether the job's run folder holds its report (saves are atomic: a folder is whole or absent).
+
+        Raises:
+            ValueError: the folder holds another run (other options, model or dtype).
+        """
+        report = self.path(job) / "report.json"
+        if not report.is_file():
+            return False
+        found = json.loads(report.read_text()).get("sweep")
+        if found != job.record(self.args.dtype):
+            raise ValueError(
+                f"{self.path(job)} holds a run with other settings than this sweep's grid point; "
+                "choose another output_dir (or move that folder away)."
+            )
+        return True
+
+    def pending(self) -> list[Job]:
+        """The jobs whose run folders are not complete yet, in grid order."""
+        return [job for job in self.jobs if not self.is_complete(job)]
+
+
+def _shared_options(shared: Any) -> AnalysisOptions:
+    try:
+        return AnalysisOptions(**{f.name: getattr(shared, f.name) for f in fields(shared)})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"sweep options: {err}") from None
+
+
+def _axis_options(base: AnalysisOptions, args: SweepArguments) -> list[AnalysisOptions]:
+    """Every (method, learning rate, control, seed) as options; a bad value names its list."""
+    for option, axis in GRID_AXES.items():
+        for value in getattr(args, axis):
+            try:
+                AnalysisOptions.from_kwargs(base, **{option: value})
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"`{axis}`: {err}") from None
+    product = itertools.product(args.methods, args.learning_rates, args.controls, args.seeds)
+    return [AnalysisOptions.from_kwargs(base, method=m, learning_rate=lr, control=c, seed=s) for m, lr, c, s in product]
+
+
+def _check_model(name: str) -> str:
+    """Check the reference (and, offline, the Hub cache); return the model's folder label."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    args = ModelArguments(model=name)
+    check_model_reference(args)
+    hub_id = not Path(name).expanduser().exists() and name not in _offline_names()
+    if hub_id and constants.is_offline_mode() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
+        raise ValueError(f"model {name!r} is not in the local Hub cache and HF_HUB_OFFLINE is set; download it first or unset HF_HUB_OFFLINE.")
+    return model_label(args)
+
+
+def _offline_names() -> tuple[str, ...]:
+    from .. import assets
+
+    return tuple(assets.OFFLINE_MODELS)
+
+
+def _labels(models: list[str]) -> dict[str, str]:
+    labels = {name: _check_model(name) for name in models}
+    clash = [label for label in set(labels.values()) if list(labels.values()).count(label) > 1]
+    if clash:
+        same = [name for name, label in labels.items() if label in clash]
+        raise ValueError(f"the models {same} would share the run folder name {clash[0]!r}; give their folders distinct names.")
+    return labels
+
+
+def _load_data(spec: tasks.TaskSpec, data_dir: str | None) -> dict:
+    local = Path(data_dir) / spec.name if data_dir else None
+    if local is not None and spec.loader is None and local.exists():
+        return spec.load(local)
+    return spec.load()
+
+
+def plan_sweep(args: SweepArguments, shared: Any) -> SweepPlan:
+    """Validate the whole sweep before any model loads and list its jobs in grid order.
+
+    Raises:
+        ValueError: an unknown task, a model that cannot be loaded, a bad option value (the
+            message names the config key), a task too small for the options, or a run folder
+            holding another run (checked by :meth:`SweepPlan.pending`).
+        FileNotFoundError: a model's or task's files are missing (the message names the fix).
+    """
+    base = _shared_options(shared)
+    specs = {name: tasks.get_task(name) for name in args.tasks}
+    per_point = _axis_options(base, args)
+    labels = _labels(args.models)
+    data = {}
+    for name, spec in specs.items():
+        data[name] = _load_data(spec, args.data_dir)
+        tasks.check_sizes(spec, data[name], base.n_demonstrations, base.n_queries, base.split)
+    jobs = [Job(model, labels[model], task, options) for model in args.models for task in args.tasks for options in per_point]
+    return SweepPlan(args, shared, jobs, data, labels)

@@ -1,0 +1,148 @@
+"""Run a sweep over the processes ``accelerate launch`` (or ``torchrun``) starts, resumably.
+
+Every process validates the whole grid (:func:`~hf_metaopt.sweep.grid.plan_sweep`) and
+lists the jobs whose run folders are not complete; once all have listed them, the pending
+jobs are split between the processes in grid order (contiguous shares, as
+``PartialState.split_between_processes`` splits), so each process loads each of its models
+once and runs that model's jobs one after another. The processes are independent workers
+(:mod:`.processes`). Each job reserves its run folder (:class:`~hf_metaopt.runs.RunFolder`)
+and writes it atomically, so a sweep killed at any point resumes with the jobs it had not
+finished. When every process is done, the main process writes ``summary.json``,
+``summary.md`` and ``summary.png`` into ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..analysis.run import analyze_task
+from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ..loading import ModelArguments, load_model
+from ..runs import RunFolder
+from .config import SweepArguments
+from .grid import Job, SweepPlan, plan_sweep
+from .plot import plot
+from .processes import ProcessLayout, worker_process
+from .progress import GridProgress
+from .summary import summarize
+from .table import to_markdown
+
+__all__ = ["SUMMARY_FILES", "run_job", "run_jobs", "run_sweep", "write_summary"]
+
+SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
+
+
+def _log(layout: ProcessLayout, message: str) -> None:
+    tqdm.write(f"[process {layout.index}] {message}", file=sys.stderr)
+
+
+def run_sweep(args: SweepArguments, shared: Any) -> dict | None:
+    """Validate the sweep, run this process's share of the pending jobs, and (main process) write the summary.
+
+    Returns:
+        The summary (main process) or ``None`` (the other processes).
+
+    Raises:
+        ValueError, FileNotFoundError: the configuration is invalid (before any model loads).
+    """
+    layout = ProcessLayout.from_env()
+    if layout.count > 1 and args.device not in ("auto", "cpu"):
+        raise ValueError(f"`device` {args.device!r}: with several processes use auto (each process gets its own GPU) or cpu.")
+    plan = plan_sweep(args, shared)
+    with worker_process(layout, pin_gpu=args.device == "auto") as barrier:
+        todo = plan.pending()
+        barrier("listed")  # every process lists the same finished folders before any job writes one
+        if layout.is_main:
+            done = len(plan.jobs) - len(todo)
+            _log(layout, f"sweep: {len(plan.jobs)} jobs, {done} already done, {len(todo)} to run on {layout.count} process(es)")
+        run_jobs(plan, layout.share(todo), layout)
+        barrier("finished")
+    return write_summary(plan) if layout.is_main else None
+
+
+def _by_model(jobs: list[Job]) -> dict[str, list[Job]]:
+    grouped: dict[str, list[Job]] = {}
+    for job in jobs:
+        grouped.setdefault(job.model, []).append(job)
+    return grouped
+
+
+def _free_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _check_one_gpu(layout: ProcessLayout) -> None:
+    import torch
+
+    if layout.count > 1 and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        raise RuntimeError(
+            f"process {layout.index} sees {torch.cuda.device_count()} GPUs: CUDA started before the sweep "
+            "gave it its own; start the sweep before anything uses CUDA."
+        )
+
+
+def run_jobs(plan: SweepPlan, jobs: list[Job], layout: ProcessLayout = ProcessLayout()) -> None:
+    """Run ``jobs`` in this process: each model loaded once, its jobs one after another."""
+    args = plan.args
+    with GridProgress(len(jobs), layout.local_index, layout.local_count, enabled=args.progress) as bar:
+        for model, model_jobs in _by_model(jobs).items():
+            loaded = load_model(ModelArguments(model=model, dtype=args.dtype, device=args.device))
+            _check_one_gpu(layout)
+            _log(layout, f"loaded {model} on {loaded.model.device} for {len(model_jobs)} job(s)")
+            for job in model_jobs:
+                bar.job(job.relative_path.as_posix())
+                report = run_job(plan, job, loaded, progress=args.progress)
+                acc = report["accuracy"]
+                _log(layout, f"{job.relative_path}: ZSL {acc['zsl']:.3f}, FT {acc['ft']:.3f}, ICL {acc['icl']:.3f}")
+                bar.done()
+            del loaded  # before the next model loads
+            _free_memory()
+
+
+def run_job(plan: SweepPlan, job: Job, loaded, *, progress: bool = False):
+    """Analyse one grid point and write its run folder (reserved first, saved atomically); return the report."""
+    with RunFolder(plan.path(job)) as folder:
+        result = analyze_task(
+            loaded.model, loaded.tokenizer, job.task, job.options, data=plan.data[job.task],
+            provenance=loaded.provenance, extra={"sweep": job.record(plan.args.dtype)}, progress=progress,
+        )
+        folder.save(result.report)
+    return result.report
+
+
+def _read_reports(plan: SweepPlan) -> list[tuple[Job, dict]]:
+    runs = []
+    for job in plan.jobs:
+        path = plan.path(job) / "report.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path} is missing after every process finished; with several machines, output_dir must be a "
+                "folder all of them share."
+            )
+        runs.append((job, json.loads(path.read_text())))
+    return runs
+
+
+def write_summary(plan: SweepPlan) -> dict:
+    """Write summary.json, summary.md and summary.png into ``output_dir`` from the finished runs; return the summary."""
+    args, out = plan.args, Path(plan.args.output_dir)
+    grid = {name: getattr(args, name) for name in ("models", "tasks", "seeds", "learning_rates", "methods", "controls")}
+    grid["model_labels"] = dict(plan.labels)
+    settings = {**{f.name: getattr(plan.shared, f.name) for f in fields(plan.shared)}, "dtype": args.dtype}
+    summary = summarize(_read_reports(plan), grid, settings)
+    summary["arguments"] = asdict(args)
+    atomic_write_json(out / SUMMARY_FILES[0], summary)
+    atomic_write_text(out / SUMMARY_FILES[1], to_markdown(summary, SUMMARY_FILES[2]))
+    atomic_write_bytes(out / SUMMARY_FILES[2], plot(summary))
+    return summary

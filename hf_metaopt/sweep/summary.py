@@ -1,0 +1,116 @@
+"""A sweep's summary: per grid point (model, task, method, learning rate, control), mean ± std over seeds.
+
+Every metric of the report is summarised with its baseline (``docs/analysis.md``,
+"Metrics"): accuracies, Rec2FTP, SimAOU (+ random, unnormalised), SimAM (before, after,
+delta), Kendall token level and example level (+ random). Runs with the untrained control
+also summarise ``report["controls"]["untrained"]``. The standard deviation is the sample
+one (n - 1), undefined (``None``) for fewer than two values; ``None`` values (Rec2FTP when
+finetuning fixes nothing) are left out and ``n`` says how many values remain.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from .paper import PAPER, PAPER_ANALOGUE
+
+__all__ = ["METRICS", "metric_values", "summarize"]
+
+# name -> (where it is in a report or in report["controls"]["untrained"], what it is)
+METRICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "zsl": (("accuracy", "zsl"), "accuracy, zero-shot"),
+    "ft": (("accuracy", "ft"), "accuracy, finetuned"),
+    "icl": (("accuracy", "icl"), "accuracy, in context"),
+    "rec2ftp": (("rec2ftp",), "Rec2FTP"),
+    "simaou": (("simaou", "mean"), "SimAOU"),
+    "simaou_random": (("simaou", "random_mean"), "SimAOU of a random vector (baseline)"),
+    "simaou_unnormalized": (("simaou", "unnormalized_mean"), "SimAOU without L2 normalisation (Deutch et al.)"),
+    "simam_before": (("simam", "before"), "SimAM before finetuning"),
+    "simam_after": (("simam", "after"), "SimAM after finetuning"),
+    "simam_delta": (("simam", "delta"), "SimAM of the updates (Deutch et al.)"),
+    "kendall": (("kendall", "mean"), "Kendall, token level"),
+    "kendall_random": (("kendall", "random_mean"), "Kendall, token level, random scores (baseline)"),
+    "kendall_example": (("kendall", "example_level", "mean"), "Kendall, example level"),
+    "kendall_example_random": (("kendall", "example_level", "random_mean"), "Kendall, example level, random scores (baseline)"),
+}
+
+
+def metric_values(entry: Mapping[str, Any]) -> dict[str, float | None]:
+    """Each metric of a report (or of its untrained control), ``None`` where absent or undefined."""
+    values = {}
+    for name, (path, _) in METRICS.items():
+        value: Any = entry
+        for key in path:
+            value = value.get(key) if isinstance(value, Mapping) else None
+        values[name] = None if value is None else float(value)
+    return values
+
+
+def mean_std(values: Iterable[float | None]) -> dict[str, float | int | None]:
+    """``{"mean", "std", "n"}`` of the values that are not ``None`` (sample std; ``None`` below two values)."""
+    kept = [v for v in values if v is not None]
+    return {
+        "mean": statistics.fmean(kept) if kept else None,
+        "std": statistics.stdev(kept) if len(kept) > 1 else None,
+        "n": len(kept),
+    }
+
+
+def _stats(rows: Sequence[Mapping[str, float | None]]) -> dict[str, dict]:
+    return {name: mean_std(row[name] for row in rows) for name in METRICS}
+
+
+def _group(key: tuple, runs: list[tuple[Any, dict]]) -> dict[str, Any]:
+    model, label, task, method, lr, control = key
+    untrained = [report.get("controls", {}).get("untrained") for _, report in runs]
+    return {
+        "model": model, "model_label": label, "task": task, "method": method, "learning_rate": lr, "control": control,
+        "seeds": [job.options.seed for job, _ in runs],
+        "runs": [job.relative_path.as_posix() for job, _ in runs],
+        "pretrained": _stats([metric_values(report) for _, report in runs]),
+        "untrained": _stats([metric_values(u) for u in untrained]) if all(untrained) else None,
+    }
+
+
+def _average(groups: list[dict]) -> dict[str, Any]:
+    """The mean over tasks of each task's mean over seeds."""
+    first = groups[0]
+    average = {k: first[k] for k in ("model", "model_label", "method", "learning_rate", "control")}
+    average["tasks"] = [g["task"] for g in groups]
+    for part in ("pretrained", "untrained"):
+        present = [g[part] for g in groups if g[part] is not None]
+        average[part] = {m: mean_std(p[m]["mean"] for p in present)["mean"] for m in METRICS} if present else None
+    return average
+
+
+def summarize(runs: Sequence[tuple[Any, dict]], grid: Mapping[str, Any], settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary of finished ``(job, report dict)`` pairs given in grid order (seeds innermost).
+
+    Args:
+        runs: each job (:class:`~hf_metaopt.sweep.grid.Job`) with its report.
+        grid: the grid's axes (recorded as is).
+        settings: the options every job shares, the dtype, ... (recorded as is).
+
+    Returns:
+        ``{"grid", "settings", "metrics", "groups": [per grid point], "averages": [per model,
+        method, learning rate and control, over tasks], "paper", "paper_analogue"}``.
+    """
+    grouped: dict[tuple, list] = {}
+    for job, report in runs:
+        o = job.options
+        grouped.setdefault((job.model, job.model_label, job.task, o.method, o.learning_rate, o.control), []).append((job, report))
+    groups = [_group(key, members) for key, members in grouped.items()]
+    by_setting: dict[tuple, list] = {}
+    for g in groups:
+        by_setting.setdefault((g["model"], g["method"], g["learning_rate"], g["control"]), []).append(g)
+    return {
+        "grid": dict(grid),
+        "settings": dict(settings),
+        "metrics": {name: doc for name, (_, doc) in METRICS.items()},
+        "groups": groups,
+        "averages": [_average(members) for members in by_setting.values()],
+        "paper": PAPER,
+        "paper_analogue": PAPER_ANALOGUE,
+    }

@@ -1,0 +1,294 @@
+"""hf-metaopt sweep: config parsing and validation, resuming, the summary, and 2 processes = 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hf_metaopt import cli, sweep
+from hf_metaopt.analysis import AnalysisOptions
+from hf_metaopt.sweep import runner
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT / "tests" / "configs" / "sweep_tiny.yaml"
+OFFLINE = ROOT / "recipes" / "configs" / "sweep_offline.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny_models(tmp_path_factory, tiny_tokenizer_dir):
+    """Two tiny random models (GPT-2, Llama with GQA) saved with the test tokenizer."""
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+
+    root = tmp_path_factory.mktemp("models")
+    configs = {
+        "tiny-gpt2": lambda: GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=1024)),
+        "tiny-llama": lambda: LlamaForCausalLM(LlamaConfig(
+            vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+        )),
+    }
+    for name, build in configs.items():
+        torch.manual_seed(0)
+        build().save_pretrained(root / name)
+        AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(root / name)
+    return [str(root / name) for name in configs]
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread, as each torchrun process gets: the same floating-point sums in both runs."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _argv(models, out, *more) -> list[str]:
+    return ["--config", str(TINY), "--models", *models, "--controls", "untrained", "--output_dir", str(out), *map(str, more)]
+
+
+def _reports(out: Path) -> dict[str, dict]:
+    return {p.parent.relative_to(out).as_posix(): json.loads(p.read_text()) for p in sorted(out.rglob("report.json"))}
+
+
+# ------------------------------------------------------------------------ configuration
+
+
+def test_shared_options_take_analysis_options_defaults_and_flags_override(tmp_path):
+    args, shared = sweep.parse_args([])
+    defaults = AnalysisOptions()
+    for name in ("n_demonstrations", "n_queries", "split", "position", "start_token", "batch_size", "n_bootstrap", "fast"):
+        assert getattr(shared, name) == getattr(defaults, name)
+    assert not any(hasattr(shared, axis) for axis in sweep.GRID_AXES)
+    assert (args.seeds, args.learning_rates, args.methods, args.controls) == ([defaults.seed], [defaults.learning_rate], [defaults.method], [None])
+
+    config = tmp_path / "s.yaml"
+    config.write_text("learning_rates: [1e-3, 0.01]\nseeds: [1, 2]\ncontrols: [null, untrained]\nn_queries: 50\n")
+    args, shared = sweep.parse_args(["--config", str(config), "--n_queries", "60", "--controls", "none"])
+    assert args.learning_rates == [0.001, 0.01] and args.seeds == [1, 2]  # YAML's "1e-3" is a string
+    assert shared.n_queries == 60 and args.controls == [None]
+
+    args, shared = sweep.parse_args(["--config", str(OFFLINE)])
+    assert (args.models, args.tasks, args.seeds, args.controls) == (
+        ["gemma3", "smollm2"], ["rt_sentiment", "rt_subjectivity", "bbc_news"], [1, 2, 3], [None, "untrained"])
+    assert (args.learning_rates, args.methods) == ([defaults.learning_rate], [defaults.method])
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--tasks", "rt_sentiment", "nope"], r"unknown task 'nope'"),
+        (["--methods", "kv", "sgd"], r"`methods`: `method` must be one of"),
+        (["--learning_rates", "0.01", "-1"], r"`learning_rates`: `learning_rate` must be a number > 0"),
+        (["--controls", "random"], r"`controls`: `control` must be one of"),
+        (["--n_queries", "0"], r"sweep options: `n_queries` must be a positive integer"),
+        (["--seeds", "1", "1"], r"`seeds` repeats \['1'\]"),
+        (["--models", "./no/such/folder"], r"no such folder"),
+        (["--models", "someone/not-downloaded"], r"not in the local Hub cache"),
+    ],
+)
+def test_bad_configs_fail_before_any_model_loads(flags, message, tmp_path, monkeypatch, tiny_models):
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model loaded before validation"))
+    out = tmp_path / "out"
+    argv = ["--config", str(TINY), "--models", tiny_models[0], "--output_dir", str(out)] + flags
+    with pytest.raises(ValueError, match=message):
+        sweep.main(argv)
+    assert not out.exists()
+
+
+def test_cli_reports_a_bad_config_in_one_line(tmp_path, capsys):
+    code = cli.main(["sweep", "--config", str(TINY), "--models", "smollm2", "--tasks", "nope", "--output_dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and err.startswith("hf-metaopt sweep: error: unknown task 'nope'")
+
+
+def test_same_model_folder_names_are_refused(tmp_path, tiny_models):
+    twin = tmp_path / "elsewhere" / Path(tiny_models[0]).name
+    twin.parent.mkdir()
+    twin.symlink_to(tiny_models[0], target_is_directory=True)
+    with pytest.raises(ValueError, match="would share the run folder name 'tiny-gpt2'"):
+        sweep.main(["--config", str(TINY), "--models", tiny_models[0], str(twin), "--output_dir", str(tmp_path / "o")])
+
+
+def test_grid_progress_puts_analysis_bars_below_every_grid_bar():
+    import io
+
+    from tqdm.auto import tqdm
+
+    from hf_metaopt.sweep.progress import GridProgress
+
+    with GridProgress(3, index=1, count=2) as bar:
+        assert bar.bar.pos == -1  # this process's grid bar on line 1
+        inner = tqdm(total=1, file=io.StringIO())  # as the analysis creates its bar
+        assert inner.pos == 3  # below both grid bars and process 0's analysis bar
+        inner.close()
+
+
+def test_process_shares_are_contiguous_balanced_and_cover_every_job():
+    from hf_metaopt.sweep.processes import ProcessLayout
+
+    for count in (1, 2, 3):
+        for n in range(8):
+            shares = [ProcessLayout(index=i, count=count).share(list(range(n))) for i in range(count)]
+            assert sum(shares, []) == list(range(n))
+            sizes = [len(s) for s in shares]
+            assert sizes == sorted(sizes, reverse=True) and max(sizes) - min(sizes) <= 1
+
+
+def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
+    from hf_metaopt.sweep import processes
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    processes._pin_gpu(1)
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
+    processes._pin_gpu(2)  # more processes than GPUs: they share
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "4"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    processes._pin_gpu(1)  # no GPU: stays on CPU
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_several_processes_need_a_device_of_their_own(monkeypatch, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(ValueError, match="with several processes use auto"):
+        sweep.main(["--config", str(TINY), "--models", "smollm2", "--device", "cuda:1", "--output_dir", str(tmp_path / "o")])
+
+
+# ------------------------------------------------------------------------ runs
+
+
+@pytest.fixture(scope="module")
+def single_run(tmp_path_factory, tiny_models, one_thread):
+    """One process: the sweep fails in its second job, then a rerun finishes it.
+
+    Returns the output folder, the jobs each attempt analysed, the models the rerun loaded,
+    and report.json of the first job as written by the first attempt.
+    """
+    out = tmp_path_factory.mktemp("single") / "sweep"
+    analysed, loads = [], []
+    real_analyze, real_load = runner.analyze_task, runner.load_model
+
+    def failing_second(model, tokenizer, task, options, **kwargs):
+        analysed.append(("first", kwargs["extra"]["sweep"]["run"]))
+        if len(analysed) == 2:
+            raise RuntimeError("injected failure")
+        return real_analyze(model, tokenizer, task, options, **kwargs)
+
+    def recording(model, tokenizer, task, options, **kwargs):
+        analysed.append(("rerun", kwargs["extra"]["sweep"]["run"]))
+        return real_analyze(model, tokenizer, task, options, **kwargs)
+
+    def counting_load(args):
+        loads.append(args.model)
+        return real_load(args)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "analyze_task", failing_second)
+        with pytest.raises(RuntimeError, match="injected failure"):
+            sweep.main(_argv(tiny_models, out))
+        first_report = next(out.rglob("report.json")).read_bytes()
+        leftovers = sorted(p.name for p in out.rglob(".*"))
+        patch.setattr(runner, "analyze_task", recording)
+        patch.setattr(runner, "load_model", counting_load)
+        summary = sweep.main(_argv(tiny_models, out))
+    return {"out": out, "analysed": analysed, "loads": loads, "first_report": first_report, "leftovers": leftovers, "summary": summary}
+
+
+def test_a_failed_sweep_resumes_and_reuses_finished_runs(single_run, tiny_models):
+    out, analysed = single_run["out"], single_run["analysed"]
+    runs = [f"{Path(m).name}/rt_sentiment/kv-lr0.01-untrained/seed-{s}" for m in tiny_models for s in (1, 2)]
+    assert analysed == [("first", runs[0]), ("first", runs[1])] + [("rerun", r) for r in runs[1:]]
+    assert single_run["leftovers"] == []  # no lock, no half-written folder from the failed job
+    assert (out / runs[0] / "report.json").read_bytes() == single_run["first_report"]
+    assert single_run["loads"] == tiny_models  # each model loaded once for all its jobs
+    assert sorted(_reports(out)) == sorted(runs)
+    for name in sweep.SUMMARY_FILES:
+        assert (out / name).is_file()
+
+    # Everything done: a rerun loads nothing and rewrites the same summary.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("finished runs must be reused"))
+        again = sweep.main(_argv(tiny_models, out))
+    assert again["groups"] == single_run["summary"]["groups"]
+
+
+def test_a_folder_from_other_settings_is_refused(single_run, tiny_models, monkeypatch):
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model loaded before validation"))
+    with pytest.raises(ValueError, match="holds a run with other settings"):
+        sweep.main(_argv(tiny_models, single_run["out"], "--n_queries", 3))
+
+
+def test_summary_holds_mean_and_std_over_seeds(single_run, tiny_models):
+    out, summary = single_run["out"], single_run["summary"]
+    reports = _reports(out)
+    label = Path(tiny_models[1]).name
+    group = next(g for g in summary["groups"] if g["model_label"] == label)
+    seeds = [reports[f"{label}/rt_sentiment/kv-lr0.01-untrained/seed-{s}"] for s in (1, 2)]
+    assert group["seeds"] == [1, 2] and group["control"] == "untrained"
+    for name, values in {
+        "icl": [r["accuracy"]["icl"] for r in seeds],
+        "simaou_random": [r["simaou"]["random_mean"] for r in seeds],
+        "simam_delta": [r["simam"]["delta"] for r in seeds],
+        "kendall_example": [r["kendall"]["example_level"]["mean"] for r in seeds],
+    }.items():
+        assert group["pretrained"][name]["mean"] == pytest.approx(statistics.fmean(values))
+        assert group["pretrained"][name]["std"] == pytest.approx(statistics.stdev(values))
+    untrained = [r["controls"]["untrained"]["kendall"]["mean"] for r in seeds]
+    assert group["untrained"]["kendall"]["mean"] == pytest.approx(statistics.fmean(untrained))
+    average = next(a for a in summary["averages"] if a["model_label"] == label)
+    assert average["pretrained"]["icl"] == pytest.approx(group["pretrained"]["icl"]["mean"])  # one task
+
+    md = (out / "summary.md").read_text()
+    for heading in ("Table 1: accuracy", "Table 2: Rec2FTP", "Table 3: SimAOU", "Table 4: SimAM", "Table 5: Kendall"):
+        assert heading in md
+    assert re.search(r"\| rt_sentiment \| .+ \| .+ \| 65\.9 / 73\.0 / 89\.0 \(MR\) \| 60\.9 / 80\.0 / 91\.3 \(MR\) \|", md)
+    assert "| rt_sentiment, untrained |" in md
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out / "summary.png").ndim == 3
+
+
+def test_mean_std_leaves_out_undefined_values():
+    from hf_metaopt.sweep.summary import mean_std
+
+    assert mean_std([0.5, None, 0.7]) == {"mean": pytest.approx(0.6), "std": pytest.approx(statistics.stdev([0.5, 0.7])), "n": 2}
+    assert mean_std([0.25]) == {"mean": 0.25, "std": None, "n": 1}
+    assert mean_std([None]) == {"mean": None, "std": None, "n": 0}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path):
+    out = tmp_path / "two"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
+    done = subprocess.run([*torchrun, "-m", "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    loads = re.findall(r"\[process (\d)\] loaded (\S+) on cpu for (\d) job", done.stderr)
+    assert sorted(loads) == [("0", tiny_models[0], "2"), ("1", tiny_models[1], "2")]  # one model per process, loaded once
+
+    one, two = _reports(single_run["out"]), _reports(out)
+    assert sorted(one) == sorted(two)
+    for run in one:
+        assert two[run] == one[run], run
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"] == single_run["summary"]["groups"]
