@@ -40,32 +40,33 @@ def _load(task: str, n_demonstrations: int, n_queries: int, seed: int):
     path = assets.smollm2_dir()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    demos, queries, spec = tasks.prepare(task, n_demonstrations=n_demonstrations, n_queries=n_queries, seed=seed, split="train")
-    return model, tokenizer, demos, queries, spec
+    chosen = tasks.select_examples(task, n_demonstrations, n_queries, seed, split="train")
+    return model, tokenizer, chosen.demonstrations, chosen.queries, chosen.spec
 
 
-def _analysis(model, tokenizer, demos, queries, spec, *, fast: bool, batch_size: int, seed: int):
-    from hf_metaopt.analysis.engine import run_analysis
+def _analysis(model, tokenizer, demos, queries, spec, *, fast: bool, batch_size: int, seed: int) -> dict:
+    from hf_metaopt.analysis import AnalysisOptions, prompt_format, run_analysis
 
-    return run_analysis(
-        model, tokenizer, demos, queries, template=spec.template, label_words=list(spec.label_words),
-        separator=spec.separator, learning_rate=1e-3, seed=seed, fast=fast, batch_size=batch_size, n_bootstrap=200,
-    )
+    options = AnalysisOptions(learning_rate=1e-3, seed=seed, fast=fast, batch_size=batch_size, n_bootstrap=200)
+    return run_analysis(model, tokenizer, demos, queries, prompt_format(spec), options).report.to_dict()
 
 
 def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> float:
     """Seconds for the forward passes and K/V SGD steps the analysis cannot avoid."""
     import torch
 
-    from hf_metaopt.analysis.engine import _length_batches
-    from hf_metaopt.analysis.finetune import _prepare_kv
+    from hf_metaopt.analysis import prompt_format
+    from hf_metaopt.analysis.inference import length_batches
+    from hf_metaopt.analysis.layout import kv_parameter_names
     from hf_metaopt.analysis.prompts import PromptEncoder
 
-    encoder = PromptEncoder(tokenizer, spec.template, list(spec.label_words), spec.separator)
+    encoder = PromptEncoder(tokenizer, prompt_format(spec))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     start = time.perf_counter()
     tuned = copy.deepcopy(model)
-    _prepare_kv(tuned)
+    trained = set(kv_parameter_names(tuned))
+    for name, parameter in tuned.named_parameters():
+        parameter.requires_grad_(name in trained)
     opt = torch.optim.SGD([p for p in tuned.parameters() if p.requires_grad], lr=1e-3)
     tuned.train()
     for d in demos:
@@ -75,11 +76,11 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
         opt.zero_grad()
     tuned.eval()
     prefix = encoder.prefix(demos).ids
-    specials = list(encoder.special_prefix)
+    specials = list(encoder.start_ids)
     with torch.no_grad():
-        cache = model(input_ids=torch.tensor([prefix]), use_cache=True).cache
+        cache = model(input_ids=torch.tensor([prefix]), use_cache=True, logits_to_keep=1).cache
         query_ids = [encoder.query_ids(q) for q in queries]
-        for batch in _length_batches(query_ids, batch_size):  # the same batches as the analysis
+        for batch in length_batches(query_ids, batch_size):  # the same batches as the analysis
             chunk = [query_ids[i] for i in batch]
             for net, context, use_cache in ((model, specials, False), (model, [], True), (tuned, specials, False)):
                 seqs = [context + q for q in chunk]
@@ -91,10 +92,11 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
                 kwargs = {}
                 if use_cache:
                     c = copy.deepcopy(cache)
-                    c.batch_repeat_interleave(len(seqs))
+                    c.reorder_cache(torch.zeros(len(seqs), dtype=torch.long))
                     mask = torch.cat([torch.ones(len(seqs), c.get_seq_length(), dtype=mask.dtype), mask], dim=1)
                     kwargs["cache"] = c
-                net(input_ids=ids, attention_mask=mask, use_cache=use_cache, logits_to_keep=torch.arange(width), **kwargs)
+                keep = torch.tensor(sorted({len(seq) - 1 for seq in seqs}))  # the scored positions only
+                net(input_ids=ids, attention_mask=mask, use_cache=use_cache, logits_to_keep=keep, **kwargs)
     return time.perf_counter() - start
 
 
@@ -122,10 +124,10 @@ def main(argv=None) -> None:
     model, tokenizer, demos, queries, spec = _load(args.task, 16, args.queries, args.seed)
     print(f"model SmolLM2-135M, task {args.task}, 16 demonstrations, {len(queries)} queries, batch {args.batch_size}")
     t = time.perf_counter()
-    fast, _ = _analysis(model, tokenizer, demos, queries, spec, fast=True, batch_size=args.batch_size, seed=args.seed)
+    fast = _analysis(model, tokenizer, demos, queries, spec, fast=True, batch_size=args.batch_size, seed=args.seed)
     fast_s = time.perf_counter() - t
     t = time.perf_counter()
-    slow, _ = _analysis(model, tokenizer, demos, queries, spec, fast=False, batch_size=1, seed=args.seed)
+    slow = _analysis(model, tokenizer, demos, queries, spec, fast=False, batch_size=1, seed=args.seed)
     slow_s = time.perf_counter() - t
     bare_s = _bare_passes(model, tokenizer, demos, queries, spec, args.batch_size)
     same = fast["predictions"] == slow["predictions"]
