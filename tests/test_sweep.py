@@ -81,7 +81,7 @@ def test_shared_options_take_analysis_options_defaults_and_flags_override(tmp_pa
 
     args, shared = sweep.parse_args(["--config", str(OFFLINE)])
     assert (args.models, args.tasks, args.seeds, args.controls) == (
-        ["gemma3", "smollm2"], ["rt_sentiment", "rt_subjectivity", "bbc_news"], [1, 2, 3], [None, "untrained"])
+        ["gemma3", "smollm2"], ["rt_sentiment", "rt_subjectivity", "bbc_news"], [1, 2, 3], ["untrained"])
     assert (args.learning_rates, args.methods) == ([defaults.learning_rate], [defaults.method])
 
 
