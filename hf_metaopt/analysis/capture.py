@@ -203,6 +203,15 @@ class AttentionRecorder:
         finally:
             self._skip = None
 
+    def take_token_queries(self) -> list[torch.Tensor]:
+        """Per layer, the query vectors :meth:`collecting_queries` kept, ``[H, T, Dh]`` over all
+        forwards in order; the recorder keeps none of them afterwards."""
+        taken = []
+        for layer, per_forward in enumerate(self.token_queries):
+            taken.append(torch.cat(per_forward, dim=1))
+            self.token_queries[layer] = []  # one layer's pieces at a time: the peak stays one layer above the result
+        return taken
+
     def pop(self) -> dict:
         """What :meth:`reading` recorded in the last forward(s), then cleared.
 
