@@ -57,6 +57,29 @@ def llama(bias=True):
     return LlamaForCausalLM(cfg).eval()
 
 
+def gemma3():
+    """Sliding layers whose window (8) is shorter than the demonstration prefix."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    cfg = Gemma3TextConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        head_dim=8, query_pre_attn_scalar=8, vocab_size=400, max_position_embeddings=256, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"], bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    return Gemma3ForCausalLM(cfg).eval()
+
+
+def momentum_gpt():
+    """MomentumGPT keeps a recurrent state in its cache layers."""
+    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+
+    torch.manual_seed(0)
+    cfg = MomentumGPTConfig(vocab_size=400, max_position_embeddings=256, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=4, momentum=0.5)
+    return MomentumGPTForCausalLM(cfg).eval()
+
+
 # --------------------------------------------------------------------------- the route used before
 @contextmanager
 def deep_copy_route(model, examples, options, *, on_train_start=None, callbacks=()):
@@ -113,7 +136,9 @@ def assert_close(a, b, tol, path=""):
         assert a == b, path
 
 
-@pytest.mark.parametrize("build, method", [(gpt2, "kv"), (llama, "kv"), (llama, "full"), (gpt2, "full")])
+@pytest.mark.parametrize("build, method", [
+    (gpt2, "kv"), (llama, "kv"), (gemma3, "kv"), (momentum_gpt, "kv"), (llama, "full"), (gpt2, "full"),
+])
 def test_lean_route_gives_the_deep_copy_route_report_exactly(tiny_tokenizer, monkeypatch, build, method):
     model = build()
     before = deep_copy_report(model, tiny_tokenizer, monkeypatch, method=method)
@@ -130,6 +155,24 @@ def test_lora_on_the_model_matches_the_merged_copy(tiny_tokenizer, monkeypatch):
     assert after["predictions"] == before["predictions"]
     assert after["predictions"]["ft"] != after["predictions"]["zsl"] or after["simaou"]["mean"] != 0
     assert_close(after, before, 1e-5)
+
+
+def test_only_the_scored_rows_are_normalised():
+    """Log-probabilities of the scored (row, position) pairs alone equal those of the batch's whole
+    ``[B, positions, V]`` logits, bit for bit."""
+    model = llama()
+    runner = routes.RouteRunner(model, [[5], [9]], "prediction", pad_id=0, capture=False)
+    queries = [[3, 50, 7, 99, 12], [5, 6], [8, 9, 10]]
+    got = runner.run(queries, [0]).logprobs
+    ids = torch.tensor([[0, *q] + [0] * (5 - len(q)) for q in queries])
+    mask = (torch.arange(6) <= torch.tensor([len(q) for q in queries])[:, None]).long()
+    positions = sorted({len(q) for q in queries})
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, logits_to_keep=torch.tensor(positions)).logits
+    full = torch.log_softmax(logits, dim=-1)
+    for b, q in enumerate(queries):
+        column = positions.index(len(q))
+        assert got[b].tolist() == [float(full[b, column, 5]), float(full[b, column, 9])]
 
 
 # --------------------------------------------------------------------------- what is held
