@@ -12,6 +12,7 @@ tensors are released. Notes are return values, collected into the report.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -164,7 +165,7 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    fresh = AutoModelForCausalLM.from_config(model.config)
+    fresh = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))  # from_config writes to the config it gets
     parameter = next(p for p in model.parameters() if p.device.type != "meta")
     return fresh.to(device=parameter.device, dtype=parameter.dtype).eval()
 

@@ -13,8 +13,8 @@ Methods, and what :func:`finetuned` (the analysis's finetuning) holds beside the
   grad); only the K/V projections are copied, and get gradients while training. GPT-2's
   fused ``c_attn`` (Conv1D, output columns ``[Q | K | V]``) is copied whole and a gradient
   hook zeroes the Q columns, so with SGD and no weight decay they stay bit-identical.
-- ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj``, added to the model itself; only
-  the adapters are extra. The FT route runs with the adapters enabled, ZSL and ICL with
+- ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj`` (in the model's dtype), added to
+  the model itself; only the adapters are extra. The FT route runs with the adapters enabled, ZSL and ICL with
   them disabled, and they are removed afterwards. PEFT cannot target a part of a fused
   layer, so GPT-2's ``c_attn`` is refused with an error (use ``"kv"``, which masks the Q
   part, or ``"full"``).
@@ -100,7 +100,8 @@ def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
 
     config = _lora_config(model)
     torch.manual_seed(seed)  # the adapters' initialisation
-    return get_peft_model(model, config)
+    # In the model's own dtype: PEFT would otherwise upcast bfloat16/float16 adapters to float32.
+    return get_peft_model(model, config, autocast_adapter_dtype=False)
 
 
 def _offloaded(model: nn.Module) -> bool:

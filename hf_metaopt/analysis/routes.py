@@ -7,7 +7,8 @@ right-padded, so real tokens never see padding and position ids need no adjustin
 The ICL route can start from a shared prefix cache (computed once, expanded to the
 batch) or, as the reference route, feed the full prompt of every query on its own.
 Only the logits of the positions that are scored are computed (``logits_to_keep``), and
-only the scored rows are normalised.
+only the scored rows are normalised. Logits with inf or NaN (half-precision overflow) stop
+the run with :class:`~.capture.NonFiniteError`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from torch import nn
 from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 from ..torch_utils import input_device
-from .capture import AttentionRecorder, RowSpec
+from .capture import AttentionRecorder, RowSpec, check_finite
 
 __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 
@@ -134,6 +135,7 @@ class RouteRunner:
         pairs = sorted({(b, column[p]) for b, row in enumerate(targets) for p, _ in row})
         where = {pair: i for i, pair in enumerate(pairs)}
         logits = logits[[b for b, _ in pairs], [c for _, c in pairs]]
+        check_finite(logits, "logits", logits.dtype)
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
         return [[float(logprobs[where[b, column[p]], tok]) for p, tok in row] for b, row in enumerate(targets)]
 
