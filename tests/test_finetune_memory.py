@@ -221,6 +221,7 @@ def test_lora_adapters_run_only_inside_active_and_are_removed(tiny_tokenizer):
             assert not torch.allclose(adapted, plain)
             merged = tuned.standalone()
             torch.testing.assert_close(merged(ids).logits, adapted, rtol=0, atol=1e-5)
+            assert not storage(merged) & storage(model)  # a real copy, the adapters merged into it
     assert [n for n, _ in model.named_modules()] == names and "peft_config" not in vars(model)
     with torch.no_grad():
         assert torch.equal(model(ids).logits, plain)
@@ -293,7 +294,7 @@ def raise_in_forward(n, calls):
     """A forward hook raising at its ``n``-th call; a function, so a deep copy of the model shares it."""
 
     def hook(module, args, output):
-        calls.append(n)
+        calls.append(torch.is_grad_enabled())  # only the finetuning forwards record gradients
         if len(calls) == n:
             raise Stop(f"forward {n}")
 
@@ -313,7 +314,7 @@ def test_exception_inside_a_forward_leaves_the_model_as_given(tiny_tokenizer, me
             run_analysis(model, tiny_tokenizer, method=method)
     finally:
         handle.remove()
-    assert len(calls) == call, where
+    assert len(calls) == call and calls[-1] == (where == "training"), where
     assert_as_given(model, before)
 
 

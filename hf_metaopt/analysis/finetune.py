@@ -14,10 +14,10 @@ Methods, and what :func:`finetuned` (the analysis's finetuning) holds beside the
   fused ``c_attn`` (Conv1D, output columns ``[Q | K | V]``) is copied whole and a gradient
   hook zeroes the Q columns, so with SGD and no weight decay they stay bit-identical.
 - ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj`` (in the model's dtype), added to
-  the model itself; only the adapters are extra. The FT route runs with the adapters enabled, ZSL and ICL with
-  them disabled, and they are removed afterwards. PEFT cannot target a part of a fused
-  layer, so GPT-2's ``c_attn`` is refused with an error (use ``"kv"``, which masks the Q
-  part, or ``"full"``).
+  the model itself; only the adapters are extra. The FT route runs with the adapters
+  enabled, ZSL and ICL with them disabled, and they are removed afterwards. PEFT cannot
+  target a part of a fused layer, so GPT-2's ``c_attn`` is refused with an error (use
+  ``"kv"``, which masks the Q part, or ``"full"``).
 - ``"full"``: every parameter trains, in a full copy of the model.
 
 A model whose weights accelerate offloads (meta tensors reloaded at every forward) is

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-
 from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 from ..torch_utils import input_device
