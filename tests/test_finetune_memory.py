@@ -318,6 +318,29 @@ def test_exception_inside_a_forward_leaves_the_model_as_given(tiny_tokenizer, me
     assert_as_given(model, before)
 
 
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_the_trainer_keeps_no_reference(monkeypatch, interrupt):
+    import transformers
+
+    trainers = []
+
+    class Recorded(transformers.Trainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            trainers.append(self)
+
+    monkeypatch.setattr(transformers, "Trainer", Recorded)
+    callbacks = [RaiseAtStep(1, Stop("interrupted"))] if interrupt else []
+    with pytest.raises(Stop) if interrupt else nullcontext():
+        with ft.finetuned(llama(), EXAMPLES, AnalysisOptions(method="kv"), callbacks=callbacks):
+            pass
+    (trainer,) = trainers
+    assert trainer.model is None and trainer.model_wrapped is None and trainer.optimizer is None
+    assert trainer.lr_scheduler is None and trainer.callback_handler.model is None
+    assert trainer.callback_handler.optimizer is None and trainer.callback_handler.train_dataloader is None
+    assert not trainer.accelerator._models and not trainer.accelerator._optimizers
+
+
 # --------------------------------------------------------------------------- released before the control
 @pytest.mark.parametrize("method", ["kv", "lora"])
 def test_finetuned_tensors_are_released_before_the_untrained_control(tiny_tokenizer, monkeypatch, method):
