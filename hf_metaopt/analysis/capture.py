@@ -138,16 +138,12 @@ def _check_kwargs(module: nn.Module, kwargs: dict) -> None:
 
 def _scores(query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> torch.Tensor:
     """``[B, H, T_k]`` pre-softmax scores of each row's analysed query vector, as the model computes them."""
-    heads, groups = query.shape[1], query.shape[1] // key.shape[1]
-    query, key = query.float(), key.float()
-    # Grouped-query attention: query head h reads K/V head h // groups. Scoring each of the `groups`
-    # strided sets of query heads against the unrepeated keys makes the same per-head dot products
-    # as repeating the keys would, without a [B, H, T_k, Dh] copy of them.
-    scores = query.new_empty((query.shape[0], heads, key.shape[2]))
-    for j in range(groups):
-        scores[:, j::groups] = torch.einsum("bhd,bhkd->bhk", query[:, j::groups], key)
+    heads = query.shape[1]
+    if key.shape[1] != heads:  # grouped-query attention: each K/V head serves several query heads
+        key = key.repeat_interleave(heads // key.shape[1], dim=1)
     scale = kwargs.get("scaling")
-    scores *= scale if scale is not None else query.shape[-1] ** -0.5
+    scale = scale if scale is not None else query.shape[-1] ** -0.5
+    scores = torch.einsum("bhd,bhkd->bhk", query.float(), key.float()) * scale
     softcap = kwargs.get("softcap")
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
