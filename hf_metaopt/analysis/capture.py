@@ -22,6 +22,10 @@ sequence, and key indices are mapped from absolute positions per layer. An atten
 function given an argument that could change the scores in a way not read here (an
 ALiBi or T5-style position bias, ...) is refused with :class:`UnsupportedArchitectureError`
 rather than recorded wrongly. See ``docs/analysis.md`` for the definitions.
+
+Inf or NaN in what is recorded (query and key vectors, scores, attention outputs), as
+half precision produces when an activation overflows, stops the run with
+:class:`NonFiniteError` at the first layer that shows it, naming the dtype and the fix.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from transformers.utils.generic import TransformersKwargs
 
 from .layout import UnsupportedArchitectureError, attention_layers
 
-__all__ = ["AttentionRecorder", "RowSpec", "UnsupportedArchitectureError"]
+__all__ = ["AttentionRecorder", "NonFiniteError", "RowSpec", "UnsupportedArchitectureError", "check_finite"]
 
 _PREFIX = "hf_metaopt_record_"
 _ACTIVE: list["AttentionRecorder"] = []
@@ -50,6 +54,24 @@ _ACTIVE: list["AttentionRecorder"] = []
 _NEUTRAL_KWARGS = frozenset(TransformersKwargs.__annotations__) | {
     "dropout", "scaling", "sliding_window", "is_causal", "s_aux", "sinks", "softcap", "use_cache", "layer_idx",
 }
+
+
+class NonFiniteError(FloatingPointError):
+    """A forward pass produced inf or NaN; the message names the dtype and what to load instead."""
+
+
+_FIXES = {
+    torch.float16: "load the model in bfloat16 or float32 (--dtype bfloat16); float16's range (max 65504) overflowed",
+    torch.bfloat16: "load the model in float32 (--dtype float32)",
+}
+
+
+def check_finite(tensor: torch.Tensor, what: str, dtype: torch.dtype) -> None:
+    """Raise :class:`NonFiniteError` if ``tensor`` (computed by a model in ``dtype``) holds inf or NaN."""
+    if not bool(torch.isfinite(tensor).all()):
+        name = str(dtype).removeprefix("torch.")
+        fix = _FIXES.get(dtype, f"the model overflows even in {name}; check its weights for inf/NaN")
+        raise NonFiniteError(f"non-finite {what} in {name}: {fix}.")
 
 
 @dataclass(frozen=True)
@@ -203,6 +225,15 @@ class AttentionRecorder:
         finally:
             self._skip = None
 
+    def take_token_queries(self) -> list[torch.Tensor]:
+        """Per layer, the query vectors :meth:`collecting_queries` kept, ``[H, T, Dh]`` over all
+        forwards in order; the recorder keeps none of them afterwards."""
+        taken = []
+        for layer, per_forward in enumerate(self.token_queries):
+            taken.append(torch.cat(per_forward, dim=1))
+            self.token_queries[layer] = []  # one layer's pieces at a time: the peak stays one layer above the result
+        return taken
+
     def pop(self) -> dict:
         """What :meth:`reading` recorded in the last forward(s), then cleared.
 
@@ -228,6 +259,8 @@ class AttentionRecorder:
         if layer is None:
             return
         if self._skip is not None:
+            check_finite(query, "attention queries", query.dtype)
+            check_finite(key, "attention keys", key.dtype)
             for b in range(query.shape[0]):
                 self.token_queries[layer].append(query[b, :, self._skip :, :].detach().to("cpu", torch.float32))
             return
@@ -237,7 +270,9 @@ class AttentionRecorder:
         batch = torch.arange(query.shape[0], device=query.device)
         positions = torch.tensor([r.position for r in self._rows], device=query.device)
         q = query.detach()[batch, :, positions, :]  # [B, H, Dh]
-        scores = _scores(q, key.detach(), kwargs).to("cpu", torch.float64)  # [B, H, T_k]
+        scores = _scores(q, key.detach(), kwargs)  # [B, H, T_k]
+        check_finite(scores, "attention scores", query.dtype)
+        scores = scores.to("cpu", torch.float64)
         offset = self._past + query.shape[2] - key.shape[2]  # absolute position of key 0
         key_abs = torch.arange(key.shape[2]) + offset
         visible = _visible(mask, kwargs.get("sliding_window"), positions, key_abs, self._past)
@@ -253,6 +288,7 @@ class AttentionRecorder:
         hidden = output[0] if isinstance(output, tuple) else output
         index = torch.tensor([r.position for r in self._rows], device=hidden.device)
         picked = hidden.detach()[torch.arange(hidden.shape[0], device=hidden.device), index]
+        check_finite(picked, "attention outputs", hidden.dtype)
         self._output[self.layer_of[id(module)]] = picked.to("cpu", torch.float64)
 
     # ---------------------------------------------------------------- context

@@ -46,6 +46,7 @@ The model itself is never modified.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,9 +330,11 @@ def _attention_inputs(model, attns: list[_Attention], ids: list[int], device) ->
         return hook
 
     handles = [a.module.register_forward_pre_hook(make_hook(a.name), with_kwargs=True) for a in attns]
+    # Only the attention inputs are read: the logits of one position, not of all, are computed.
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
     try:
         with torch.no_grad():
-            model(input_ids=torch.tensor([ids], device=device))
+            model(input_ids=torch.tensor([ids], device=device), **keep)
     finally:
         for h in handles:
             h.remove()

@@ -1,16 +1,18 @@
 """The ICL-vs-finetuning analysis of one model on given demonstrations and queries.
 
-:func:`run_analysis` runs three steps a reader can name: finetune a copy of the model on
-the demonstrations while recording each training token's query vectors (for Kendall);
-score the queries in length-sorted batches through the ZSL, ICL and FT routes
-(:class:`~.scores.ScoreCollector` turns each batch into metric scores at once, so memory
-stays flat in the number of queries); summarise. The untrained control repeats the steps
-on a randomly initialised copy, after the main run's finetuned model is released. Notes
-are return values, collected into the report.
+:func:`run_analysis` runs three steps a reader can name: finetune on the demonstrations
+while recording each training token's query vectors (for Kendall), holding beside the
+model only what trains (:func:`~.finetune.finetuned`: K/V copies, LoRA adapters, or a full
+copy for ``method="full"``); score the queries in length-sorted batches through the ZSL,
+ICL and FT routes (:class:`~.scores.ScoreCollector` turns each batch into metric scores at
+once, so memory stays flat in the number of queries); summarise. The untrained control
+repeats the steps on a randomly initialised copy, built after the main run's finetuned
+tensors are released. Notes are return values, collected into the report.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from torch import nn
 
 from ..torch_utils import context_length, eval_mode
 from .capture import AttentionRecorder
-from .finetune import finetune_model
+from .finetune import FinetunedModel, finetuned
 from .inference import check_causal_lm, length_batches, resolve_pad_id
 from .notes import accuracy_notes, visibility_notes
 from .options import AnalysisOptions
@@ -105,42 +107,52 @@ def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: Analy
     query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
-    finetuned, token_queries = _finetune_and_record(model, encoder, demos[: prefix.n_demonstrations], prefix, options, bar)
-    collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed)
-    base = RouteRunner(model, encoder.label_ids, options.position, pad_id)
-    tuned = RouteRunner(finetuned, encoder.label_ids, options.position, pad_id)
-    cache = base.prefix_cache(prefix.ids) if options.fast else None
-    for batch in batches:
-        ids = [query_ids[i] for i in batch]
-        zsl = base.run(ids, encoder.start_ids)
-        icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions)
-        ft = tuned.run(ids, encoder.start_ids)
-        collector.add(batch, zsl, icl, ft)
-        bar.update()
-    del finetuned, tuned, cache  # released before anything else (an untrained control) is built
+    examples = [encoder.training_ids(d) for d in demos[: prefix.n_demonstrations]]
+    with _finetune_and_record(model, encoder, examples, prefix, options, bar) as (tuned, token_queries):
+        collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed)
+        del token_queries
+        _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
+    # Leaving the block released the finetuned tensors (LoRA: removed the adapters) before anything
+    # else, an untrained control included, is built.
     summary = collector.summary([q["label"] for q in queries], options.n_bootstrap)
     notes += visibility_notes(collector.visibility(), len(prefix.demo_positions), model.config)
     return _ModelRun(summary, prefix.n_demonstrations, notes)
 
 
-def _finetune_and_record(model, encoder: PromptEncoder, demos: Sequence[dict], prefix: IclPrefix, options, bar):
-    """The finetuned copy and, per layer, ``[H, T_demo, Dh]``: each demonstration token's query during its step."""
+def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix: IclPrefix, query_ids, batches,
+                   options: AnalysisOptions, pad_id: int, collector: ScoreCollector, bar) -> None:
+    """Every batch of queries through the ZSL, ICL and FT routes, scored into ``collector``."""
+    base = RouteRunner(model, encoder.label_ids, options.position, pad_id)
+    ft_route = RouteRunner(tuned.model, encoder.label_ids, options.position, pad_id)
+    cache = base.prefix_cache(prefix.ids) if options.fast else None
+    for batch in batches:
+        ids = [query_ids[i] for i in batch]
+        zsl = base.run(ids, encoder.start_ids)
+        icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions)
+        with tuned.active():
+            ft = ft_route.run(ids, encoder.start_ids)
+        collector.add(batch, zsl, icl, ft)
+        bar.update()
+
+
+@contextmanager
+def _finetune_and_record(model, encoder: PromptEncoder, examples, prefix: IclPrefix, options, bar):
+    """The finetuned model and, per layer, ``[H, T_demo, Dh]``: each demonstration token's query during its step."""
     recorders: list[AttentionRecorder] = []
 
-    def record(tuned: nn.Module):
-        recorder = AttentionRecorder(tuned)
+    def record(module: nn.Module):
+        recorder = AttentionRecorder(module)
         recorders.append(recorder)
         return _recording_queries(recorder, len(encoder.start_ids))
 
-    examples = [encoder.training_ids(d) for d in demos]
-    finetuned = finetune_model(model, examples, options, on_train_start=record, callbacks=[bar.trainer_callback()])
-    token_queries = [torch.cat(per_step, dim=1) for per_step in recorders[0].token_queries]
-    if token_queries[0].shape[1] != len(prefix.demo_positions):
-        raise RuntimeError(
-            f"finetuning recorded {token_queries[0].shape[1]} demonstration tokens but the ICL prefix holds "
-            f"{len(prefix.demo_positions)}; the model's attention was not fully captured."
-        )
-    return finetuned, token_queries
+    with finetuned(model, examples, options, on_train_start=record, callbacks=[bar.trainer_callback()]) as tuned:
+        token_queries = recorders.pop().take_token_queries()
+        if token_queries[0].shape[1] != len(prefix.demo_positions):
+            raise RuntimeError(
+                f"finetuning recorded {token_queries[0].shape[1]} demonstration tokens but the ICL prefix holds "
+                f"{len(prefix.demo_positions)}; the model's attention was not fully captured."
+            )
+        yield tuned, token_queries
 
 
 @contextmanager
@@ -153,7 +165,7 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    fresh = AutoModelForCausalLM.from_config(model.config)
+    fresh = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))  # from_config writes to the config it gets
     parameter = next(p for p in model.parameters() if p.device.type != "meta")
     return fresh.to(device=parameter.device, dtype=parameter.dtype).eval()
 

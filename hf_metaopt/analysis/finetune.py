@@ -1,31 +1,42 @@
-"""Finetune a copy of a causal LM on the demonstrations, in the paper's regime.
+"""Finetune a causal LM on the demonstrations, in the paper's regime, holding only what trains.
 
 ``transformers.Trainer`` runs plain SGD (no momentum, no weight decay, no gradient
 clipping), a constant learning rate without warmup, one epoch, batch size 1, the
 examples in the given order (``train_sampling_strategy="sequential"``), causal-LM
-loss over every token of each example.
+loss over every token of each example, in the model's own dtype.
 
-Methods:
+Methods, and what :func:`finetuned` (the analysis's finetuning) holds beside the model:
 
 - ``"kv"``: only the attention key and value projections (weights and biases, every
-  layer) train. Separate ``k_proj``/``v_proj`` are unfrozen by name; GPT-2's fused
-  ``c_attn`` (Conv1D, output columns ``[Q | K | V]``) is unfrozen whole and a
-  gradient hook zeroes the Q columns, so with SGD and no weight decay they stay
-  bit-identical.
-- ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj``, merged into the weights after
-  training. PEFT cannot target a part of a fused layer, so GPT-2's ``c_attn`` is refused
-  with an error (use ``"kv"``, which masks the Q part, or ``"full"``).
-- ``"full"``: every parameter trains.
+  layer) train. The finetuned model is a structural copy of the module tree whose frozen
+  parameters and buffers *are* the original's tensors (shared read-only, never requiring
+  grad); only the K/V projections are copied, and get gradients while training. GPT-2's
+  fused ``c_attn`` (Conv1D, output columns ``[Q | K | V]``) is copied whole and a gradient
+  hook zeroes the Q columns, so with SGD and no weight decay they stay bit-identical.
+- ``"lora"``: PEFT LoRA adapters on ``k_proj``/``v_proj`` (in the model's dtype), added to
+  the model itself; only the adapters are extra. The FT route runs with the adapters
+  enabled, ZSL and ICL with them disabled, and they are removed afterwards. PEFT cannot
+  target a part of a fused layer, so GPT-2's ``c_attn`` is refused with an error (use
+  ``"kv"``, which masks the Q part, or ``"full"``).
+- ``"full"``: every parameter trains, in a full copy of the model.
 
-The input model is never modified: a deep copy is trained and returned.
+A model whose weights accelerate offloads (meta tensors reloaded at every forward) is
+first materialised as a full copy on CPU, since an optimizer step on offloaded weights
+would be lost; every method then trains that copy (LoRA merged into it).
+
+The input model is never changed, also when training or a pass is interrupted (an
+exception, ``KeyboardInterrupt``): its parameters, buffers, ``requires_grad`` flags,
+training modes and config are as given, and no PEFT layer is left in it.
+:func:`finetune_model` returns a stand-alone finetuned model (a real copy, LoRA merged).
 """
 
 from __future__ import annotations
 
 import copy
 import tempfile
-from contextlib import nullcontext
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -33,7 +44,21 @@ from torch import nn
 from .layout import attention_layers, kv_parameter_names
 from .options import METHODS, AnalysisOptions
 
-__all__ = ["METHODS", "finetune_model", "kv_parameter_names"]
+__all__ = ["METHODS", "FinetunedModel", "finetune_model", "finetuned", "kv_parameter_names"]
+
+
+@dataclass
+class FinetunedModel:
+    """The finetuned model of :func:`finetuned`.
+
+    ``model`` is the module to call; it is the finetuned model inside ``active()`` (for
+    LoRA, the adapters are enabled only there; for ``"kv"`` and ``"full"`` it always is).
+    ``standalone()`` returns a real copy of the finetuned model that outlives the context.
+    """
+
+    model: nn.Module
+    active: Callable[[], AbstractContextManager]
+    standalone: Callable[[], nn.Module]
 
 
 def _mask_query_columns(c_attn: nn.Module) -> None:
@@ -58,8 +83,8 @@ def _prepare_kv(model: nn.Module) -> None:
             _mask_query_columns(layer.module.c_attn)
 
 
-def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
-    from peft import LoraConfig, get_peft_model
+def _lora_config(model: nn.Module):
+    from peft import LoraConfig
 
     if any(layer.fused for layer in attention_layers(model)):
         raise ValueError(
@@ -67,9 +92,20 @@ def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
             "also change the query projection. Use method='kv' (trains K and V, the Q columns masked) or "
             "method='full'."
         )
-    torch.manual_seed(seed)
-    config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["k_proj", "v_proj"], bias="none")
-    return get_peft_model(model, config)
+    return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["k_proj", "v_proj"], bias="none")
+
+
+def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
+    from peft import get_peft_model
+
+    config = _lora_config(model)
+    torch.manual_seed(seed)  # the adapters' initialisation
+    # In the model's own dtype: PEFT would otherwise upcast bfloat16/float16 adapters to float32.
+    return get_peft_model(model, config, autocast_adapter_dtype=False)
+
+
+def _offloaded(model: nn.Module) -> bool:
+    return any(p.device.type == "meta" for p in model.parameters())
 
 
 def _trainable_copy(model: nn.Module) -> nn.Module:
@@ -78,7 +114,7 @@ def _trainable_copy(model: nn.Module) -> nn.Module:
     Offloaded weights are reloaded from their offload store at every forward, so an
     optimizer step on them would be lost: training needs real tensors.
     """
-    if not any(p.device.type == "meta" for p in model.parameters()):
+    if not _offloaded(model):
         return copy.deepcopy(model)
     from accelerate.utils.modeling import get_state_dict_offloaded_model
 
@@ -91,6 +127,21 @@ def _trainable_copy(model: nn.Module) -> nn.Module:
     if hasattr(fresh, "tie_weights"):
         fresh.tie_weights()
     return fresh.eval()
+
+
+def _kv_copy(model: nn.Module) -> nn.Module:
+    """A copy of the module tree whose K/V projection parameters are fresh copies and whose
+    every other parameter and buffer shares the original's storage (frozen, no grad)."""
+    trained = {id(p) for p in _kv_parameters(model)}
+    memo: dict = {id(b): b for b in model.buffers()}
+    for p in model.parameters():
+        if id(p) not in trained:
+            memo[id(p)] = nn.Parameter(p.detach(), requires_grad=False)  # a new Parameter on the same storage
+    return copy.deepcopy(model, memo)
+
+
+def _kv_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for layer in attention_layers(model) for sub in layer.kv_modules() for p in sub.parameters()]
 
 
 class _ExampleDataset(torch.utils.data.Dataset):
@@ -139,6 +190,171 @@ def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu
     )
 
 
+def _release(trainer) -> None:
+    """Drop the references a ``Trainer`` keeps to the model, its optimizer and data (accelerate's too)."""
+    trainer.accelerator.free_memory()
+    for name in ("model", "model_wrapped", "optimizer", "lr_scheduler", "train_dataset"):
+        setattr(trainer, name, None)
+    handler = trainer.callback_handler
+    for name in ("model", "optimizer", "lr_scheduler", "train_dataloader", "eval_dataloader"):
+        setattr(handler, name, None)
+
+
+def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: AnalysisOptions, callbacks: Sequence) -> None:
+    """Train ``trained`` in place in the paper's regime; the ``Trainer`` keeps no reference afterwards."""
+    from transformers import PrinterCallback, Trainer
+
+    on_cpu = all(p.device.type == "cpu" for p in trained.parameters())
+    with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
+        args = _training_arguments(out, options.learning_rate, options.seed, on_cpu)
+        trainer = Trainer(
+            model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate, callbacks=list(callbacks)
+        )
+        try:
+            trainer.remove_callback(PrinterCallback)  # it prints the final log line to stdout
+            # Batch size 1, no accumulation: the model's own mean over its shifted labels is the loss. Passing
+            # the Trainer's token count instead divides by one label too many for models whose loss type
+            # transformers does not recognise (GPT2LMHeadModel), shrinking every step by (N-1)/N.
+            trainer.model_accepts_loss_kwargs = False
+            trainer.train()
+        finally:
+            _release(trainer)
+    for p in trained.parameters():
+        if p.requires_grad:  # only what trained has gradients; a frozen parameter's are left as they were
+            p.grad = None
+
+
+def _freeze(model: nn.Module) -> nn.Module:
+    model.requires_grad_(False)
+    return model.eval()
+
+
+@dataclass
+class _ModelState:
+    """What training on a model in place may change beside its weights: flags, modes, configs."""
+
+    requires_grad: list[tuple[nn.Parameter, bool]]
+    training: list[tuple[nn.Module, bool]]
+    configs: list[tuple[object, dict]]
+
+    @classmethod
+    def of(cls, model: nn.Module) -> "_ModelState":
+        from transformers import PreTrainedModel
+
+        configs = {id(m.config): m.config for m in model.modules() if isinstance(m, PreTrainedModel)}
+        return cls(
+            [(p, p.requires_grad) for p in model.parameters()],
+            [(m, m.training) for m in model.modules()],
+            [(c, dict(vars(c))) for c in configs.values()],
+        )
+
+    def restore(self) -> None:
+        for p, flag in self.requires_grad:
+            p.requires_grad_(flag)
+        for m, flag in self.training:
+            m.training = flag
+        for config, saved in self.configs:  # by its __dict__: no config __setattr__ logic in between
+            vars(config).clear()
+            vars(config).update(saved)
+
+
+def _remove_adapters(model: nn.Module) -> None:
+    """Put back every module a PEFT tuner layer wraps and drop PEFT's config from ``model``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer) and name:
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name), child, module.get_base_layer())
+    if "peft_config" in vars(model):
+        delattr(model, "peft_config")
+
+
+@contextmanager
+def _adapters_enabled(peft_model) -> Iterator[None]:
+    peft_model.base_model.enable_adapter_layers()
+    try:
+        yield
+    finally:
+        peft_model.base_model.disable_adapter_layers()
+
+
+def _merged_copy(peft_model) -> nn.Module:
+    with _adapters_enabled(peft_model):
+        return _freeze(copy.deepcopy(peft_model).merge_and_unload())
+
+
+@contextmanager
+def _lora_in_place(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks) -> Iterator[FinetunedModel]:
+    """LoRA adapters trained on ``model`` itself, disabled outside ``active()``, removed on exit."""
+    state = _ModelState.of(model)
+    try:
+        peft_model = _prepare_lora(model, options.seed)
+        with on_train_start(model) if on_train_start is not None else nullcontext():
+            _train(peft_model, examples, options, callbacks)
+        peft_model.base_model.disable_adapter_layers()
+        state.restore()  # ZSL and ICL run the model as given: adapters disabled, flags and modes restored
+        yield FinetunedModel(model, lambda: _adapters_enabled(peft_model), lambda: _merged_copy(peft_model))
+    finally:
+        _remove_adapters(model)
+        state.restore()
+
+
+@contextmanager
+def finetuned(
+    model: nn.Module,
+    examples: Sequence[Sequence[int]],
+    options: AnalysisOptions | None = None,
+    *,
+    on_train_start: Callable[[nn.Module], AbstractContextManager] | None = None,
+    callbacks: Sequence = (),
+) -> Iterator[FinetunedModel]:
+    """Finetune on ``examples`` and yield the :class:`FinetunedModel`, released (LoRA: removed) on exit.
+
+    What is held beside ``model`` depends on the method (module docstring): ``"kv"`` copies
+    only the K/V projections, ``"lora"`` adds only adapters, ``"full"`` copies the model.
+    ``model`` is never changed, also when interrupted.
+
+    Args:
+        model: a causal LM.
+        examples: token-id lists, one training example each, in training order.
+        options: ``method``, ``learning_rate`` and ``seed`` (dropout, LoRA initialisation) are used.
+        on_train_start: optional ``callable(module) -> context manager`` entered around training,
+            given the module whose attention layers run (the analysis records the training
+            tokens' query vectors with it).
+        callbacks: extra ``TrainerCallback``s (the analysis's progress bar).
+    """
+    options = options or AnalysisOptions()
+    if not examples:
+        raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
+    if options.method == "lora" and not _offloaded(model):
+        with _lora_in_place(model, examples, options, on_train_start, callbacks) as tuned:
+            yield tuned
+        return
+    tuned, trained = _trainable(model, options)
+    with on_train_start(tuned) if on_train_start is not None else nullcontext():
+        _train(trained, examples, options, callbacks)
+    tuned = _freeze(trained.merge_and_unload() if options.method == "lora" else tuned)
+    del trained
+    shares = options.method == "kv" and not _offloaded(model)
+    yield FinetunedModel(tuned, nullcontext, lambda: copy.deepcopy(tuned) if shares else tuned)
+
+
+def _trainable(model: nn.Module, options: AnalysisOptions) -> tuple[nn.Module, nn.Module]:
+    """``(copy, module to train)``: the K/V copy sharing frozen tensors, else a full copy (LoRA-wrapped)."""
+    if options.method == "kv":
+        tuned = _trainable_copy(model) if _offloaded(model) else _kv_copy(model)
+        _prepare_kv(tuned)
+        shared = {p.data_ptr() for p in model.parameters()}
+        if any(p.data_ptr() in shared for p in tuned.parameters() if p.requires_grad):
+            raise RuntimeError("a trained K/V parameter shares storage with the input model; refusing to train it.")
+        return tuned, tuned
+    tuned = _trainable_copy(model)
+    if options.method == "lora":
+        return tuned, _prepare_lora(tuned, options.seed)
+    return tuned.requires_grad_(True), tuned
+
+
 def finetune_model(
     model: nn.Module,
     examples: Sequence[Sequence[int]],
@@ -147,45 +363,17 @@ def finetune_model(
     on_train_start=None,
     callbacks: Sequence = (),
 ) -> nn.Module:
-    """Return a finetuned deep copy of ``model`` (see the module docstring for the regime).
+    """Return a stand-alone finetuned copy of ``model`` (a real copy: no tensor shared; LoRA merged).
+
+    The training is :func:`finetuned`'s (see the module docstring for the regime); the copy
+    outlives it, so this holds a full second model. ``model`` is left unchanged.
 
     Args:
-        model: a causal LM; left unchanged.
+        model: a causal LM.
         examples: token-id lists, one training example each, in training order.
-        options: ``method``, ``learning_rate`` and ``seed`` (dropout, LoRA initialisation) are used.
-        on_train_start: optional ``callable(copy) -> context manager`` entered around
-            training (the analysis records the training tokens' query vectors with it).
-        callbacks: extra ``TrainerCallback``s (the analysis's progress bar).
+        options: ``method``, ``learning_rate`` and ``seed`` are used.
+        on_train_start: as in :func:`finetuned`.
+        callbacks: extra ``TrainerCallback``s.
     """
-    from transformers import PrinterCallback, Trainer
-
-    options = options or AnalysisOptions()
-    if not examples:
-        raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
-    tuned = _trainable_copy(model)
-    trained = tuned
-    if options.method == "kv":
-        _prepare_kv(tuned)
-    elif options.method == "lora":
-        trained = _prepare_lora(tuned, options.seed)
-    else:
-        tuned.requires_grad_(True)
-
-    on_cpu = all(p.device.type == "cpu" for p in tuned.parameters())
-    with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
-        args = _training_arguments(out, options.learning_rate, options.seed, on_cpu)
-        trainer = Trainer(
-            model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate, callbacks=list(callbacks)
-        )
-        trainer.remove_callback(PrinterCallback)  # it prints the final log line to stdout
-        # Batch size 1, no accumulation: the model's own mean over its shifted labels is the loss. Passing
-        # the Trainer's token count instead divides by one label too many for models whose loss type
-        # transformers does not recognise (GPT2LMHeadModel), shrinking every step by (N-1)/N.
-        trainer.model_accepts_loss_kwargs = False
-        with on_train_start(tuned) if on_train_start is not None else nullcontext():
-            trainer.train()
-    if options.method == "lora":
-        tuned = trained.merge_and_unload()
-    tuned.requires_grad_(False)
-    tuned.eval()
-    return tuned
+    with finetuned(model, examples, options, on_train_start=on_train_start, callbacks=callbacks) as tuned:
+        return tuned.standalone()

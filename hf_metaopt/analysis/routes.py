@@ -6,7 +6,9 @@ attention output, query vector and attention scores at the position. Sequences a
 right-padded, so real tokens never see padding and position ids need no adjusting.
 The ICL route can start from a shared prefix cache (computed once, expanded to the
 batch) or, as the reference route, feed the full prompt of every query on its own.
-Only the logits of the positions that are scored are computed (``logits_to_keep``).
+Only the logits of the positions that are scored are computed (``logits_to_keep``), and
+only the scored rows are normalised. Logits with inf or NaN (half-precision overflow) stop
+the run with :class:`~.capture.NonFiniteError`.
 """
 
 from __future__ import annotations
@@ -19,23 +21,49 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 from ..torch_utils import input_device
-from .capture import AttentionRecorder, RowSpec
+from .capture import AttentionRecorder, RowSpec, check_finite
 
 __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 
 
 def expand_cache(cache, batch: int):
-    """A copy of a batch-1 cache repeated ``batch`` times along the batch dimension.
+    """A read-only view of a batch-1 cache repeated ``batch`` times, for one forward pass.
 
-    Uses ``Cache.reorder_cache`` (beam search's index select) with index 0 repeated: it
-    repeats every state a cache layer keeps per row (keys, values, and the running state of
-    recurrent layers such as MomentumGPT's momentum), as beam search needs.
+    Keys and values are expanded views of the prefix's (no copy), and each layer's update
+    runs on a throwaway shallow copy of the layer: the new tokens' keys and values are joined
+    to the prefix's for that layer's attention only, so the repeated prefix never exists for
+    all layers at once, and ``cache`` is left as it was. The recurrent and convolution states
+    of linear-attention cache layers and MomentumGPT's momentum state, small and written during
+    the pass, are real copies, repeated as beam search's index select repeats them.
     """
-    cache = copy.deepcopy(cache)
-    cache.reorder_cache(torch.zeros(batch, dtype=torch.long))
-    return cache
+    shared = copy.copy(cache)
+    shared.layers = [_expanded_layer(layer, batch) for layer in cache.layers]
+
+    def update(key_states, value_states, layer_idx, *args, **kwargs):
+        return copy.copy(shared.layers[layer_idx]).update(key_states, value_states, *args, **kwargs)
+
+    shared.update = update
+    return shared
+
+
+def _expanded_layer(layer, batch: int):
+    layer = copy.copy(layer)
+    for name, value in list(vars(layer).items()):
+        if isinstance(value, dict):  # per-state dicts (linear attention) are written during the pass
+            setattr(layer, name, dict(value))
+    if isinstance(layer, LinearAttentionCacheLayerMixin):
+        LinearAttentionCacheLayerMixin.reorder_cache(layer, torch.zeros(batch, dtype=torch.long))
+    state = getattr(layer, "momentum_state", None)
+    if isinstance(state, torch.Tensor):  # MomentumGPT: a copy, so a static layer's in-place update stays ours
+        layer.momentum_state = state.index_select(0, torch.zeros(batch, dtype=torch.long, device=state.device))
+    for name in ("keys", "values"):
+        states = getattr(layer, name, None)
+        if isinstance(states, torch.Tensor) and states.dim() == 4:
+            setattr(layer, name, states.expand(batch, -1, -1, -1))
+    return layer
 
 
 @dataclass
@@ -104,9 +132,14 @@ class RouteRunner:
         column = {p: i for i, p in enumerate(positions)} if self.keeps_logits else {p: p for p in positions}
         if self.keeps_logits:
             kwargs["logits_to_keep"] = torch.tensor(positions, device=self.device)
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs)
-        logprobs = torch.log_softmax(out.logits.float(), dim=-1).cpu()
-        return [[float(logprobs[b, column[p], tok]) for p, tok in row] for b, row in enumerate(targets)]
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), **kwargs).logits
+        # Only the (row, position) pairs scored: log-softmax over the vocabulary of those rows alone.
+        pairs = sorted({(b, column[p]) for b, row in enumerate(targets) for p, _ in row})
+        where = {pair: i for i, pair in enumerate(pairs)}
+        logits = logits[[b for b, _ in pairs], [c for _, c in pairs]]
+        check_finite(logits, "logits", logits.dtype)
+        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        return [[float(logprobs[where[b, column[p]], tok]) for p, tok in row] for b, row in enumerate(targets)]
 
     def run(
         self,
