@@ -216,6 +216,9 @@ def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: Analy
             # the Trainer's token count instead divides by one label too many for models whose loss type
             # transformers does not recognise (GPT2LMHeadModel), shrinking every step by (N-1)/N.
             trainer.model_accepts_loss_kwargs = False
+            # One process, several GPUs: Trainer would wrap the model in DataParallel, whose replicas
+            # copy the tensors shared with the input model; the copy trains where the model is.
+            trainer.args._n_gpu = min(trainer.args.n_gpu, 1)
             trainer.train()
         finally:
             _release(trainer)
