@@ -8,26 +8,48 @@ query, the peak CUDA memory above the loaded model divided by the weight bytes, 
 agreement of the predictions (ZSL / ICL / FT) and the largest per-layer metric difference
 with the CPU run. It prints the table and writes it as JSON.
 
+``--random_init``: each model is built from its real config and tokenizer with random
+weights (``torch.manual_seed(--seed)``, the model's own initialisation), saved once and
+loaded by every run, so the CPU reference and the CUDA runs share the same weights. A lent
+GPU machine receives at most 64 MiB of files, far less than the trained weights (about 1.6 GB
+for the two models): this checks the same architectures, shapes, dtypes, routes, speed and
+memory, but accuracies mean nothing, and with near-uniform random logits a bfloat16 run may
+flip near-tied predictions that trained weights would not. ``--model_files DIR`` reads each
+model's config and tokenizer from ``DIR/<name>/`` (no weights needed), instead of the
+converted offline caches. ``benchmarks/GPU_RUN.txt`` is the command run on the lent machine,
+with the files bundled in ``.gpu/`` (wheels, configs + tokenizers, the task's data).
+
     bash benchmarks/gpu_check.sh --output gpu_check.json          # one H100: a few minutes
     python benchmarks/gpu_check.py --device cpu --models smollm2 --n_queries 8   # a dry run without a GPU
+    python benchmarks/gpu_check.py --device cpu --random_init --model_files .gpu/models --n_queries 4 --n_demonstrations 4
 """
 
 from __future__ import annotations
 
 import json
+import re
+import shutil
+import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import HfArgumentParser
+from transformers.utils import logging as hf_logging
 
+from hf_metaopt import assets
 from hf_metaopt.analysis import AnalysisOptions, analyze_task
 from hf_metaopt.loading import ModelArguments, load_model
 
 SETTINGS = ("zsl", "icl", "ft")
 METRICS = (("simaou", "per_layer"), ("simam", "per_layer_delta"), ("kendall", "per_layer"))
+RANDOM_NOTE = (
+    "RANDOM weights (--random_init): the trained weights exceed the 64 MiB a lent GPU machine receives; "
+    "real architectures and shapes, meaningless predictions"
+)
 
 
 @dataclass
@@ -35,16 +57,69 @@ class CheckArguments:
     models: list[str] = field(default_factory=lambda: ["gemma3", "smollm2"], metadata={"help": "offline models (or Hub ids / folders)."})
     task: str = field(default="rt_sentiment", metadata={"help": "the task analysed."})
     n_demonstrations: int = field(default=16, metadata={"help": "demonstrations."})
-    n_queries: int = field(default=64, metadata={"help": "queries per run."})
+    n_queries: int = field(default=32, metadata={"help": "queries per run (the same in every run, CPU reference included)."})
     device: str = field(default="cuda", metadata={"help": "the accelerator (cpu for a dry run)."})
     output: str = field(default="gpu_check.json", metadata={"help": "the JSON written."})
+    random_init: bool = field(
+        default=False,
+        metadata={"help": "build each model from its real config and tokenizer with random weights (seed --seed), "
+                  "for a machine the trained weights cannot be sent to."},
+    )
+    model_files: str | None = field(
+        default=None,
+        metadata={"help": "with --random_init: a folder holding <model>/config.json and the tokenizer files "
+                  "(default: the offline model's converted folder)."},
+    )
+    seed: int = field(default=0, metadata={"help": "torch.manual_seed of the --random_init weights."})
 
 
 def _weights_bytes(model) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
-def _run(name: str, device: str, dtype: str, fast: bool, args: CheckArguments) -> dict:
+def _log(message: str) -> None:
+    print(message, flush=True)
+
+
+def _config_source(name: str, args: CheckArguments) -> tuple[str, str]:
+    """``(the folder or Hub id holding the config and tokenizer of name, the model as reports name it)``."""
+    if args.model_files:
+        folder = Path(args.model_files) / name
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"--model_files {args.model_files}: no {name}/config.json there.")
+        label = assets.OFFLINE_MODELS[name].hub_id if name in assets.OFFLINE_MODELS else name
+        return str(folder), label
+    if name in assets.OFFLINE_MODELS:
+        offline = assets.offline_model(name)
+        return str(offline.path()), offline.hub_id
+    return name, name
+
+
+def _random_model(name: str, args: CheckArguments, workdir: Path) -> tuple[str, dict[str, Any]]:
+    """Save ``name``'s architecture with random float32 weights (and its tokenizer) under ``workdir``.
+
+    Returns the folder, which :func:`load_model` then loads like any model folder, and the
+    provenance the reports record.
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source, label = _config_source(name, args)
+    config = AutoConfig.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    folder = workdir / re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    provenance = {
+        "model": label,
+        "model_source": f"random weights (torch.manual_seed({args.seed}), the model's own initialisation) "
+        f"on the config and tokenizer of {source}",
+    }
+    return str(folder), provenance
+
+
+def _run(name: str, device: str, dtype: str, fast: bool, args: CheckArguments, provenance: dict | None = None) -> dict:
     loaded = load_model(ModelArguments(model=name, device=device, dtype=dtype))
     cuda = device.startswith("cuda")
     if cuda:
@@ -53,7 +128,9 @@ def _run(name: str, device: str, dtype: str, fast: bool, args: CheckArguments) -
     resident = torch.cuda.memory_allocated() if cuda else 0
     options = AnalysisOptions(n_demonstrations=args.n_demonstrations, n_queries=args.n_queries, fast=fast)
     start = time.perf_counter()
-    report = analyze_task(loaded.model, loaded.tokenizer, args.task, options, provenance=loaded.provenance).report.to_dict()
+    report = analyze_task(
+        loaded.model, loaded.tokenizer, args.task, options, provenance={**loaded.provenance, **(provenance or {})}
+    ).report.to_dict()
     if cuda:
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
@@ -85,37 +162,63 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _header(args: CheckArguments, device_name: str) -> str:
+    weights = RANDOM_NOTE if args.random_init else "trained weights"
+    return f"{device_name}; {args.task}, {args.n_demonstrations} demonstrations, {args.n_queries} queries; {weights}"
+
+
 def _write(args: CheckArguments, device_name: str, rows: list[dict], errors: list[str]) -> list[dict]:
     """The JSON so far (written after every run, so an interrupted check keeps what it measured)."""
     summary = [{k: v for k, v in r.items() if k != "report"} for r in rows]
-    payload = {"device": device_name, "settings": args.__dict__, "rows": summary, "errors": errors}
+    payload = {"device": device_name, "weights": RANDOM_NOTE if args.random_init else "trained", "settings": args.__dict__,
+               "rows": summary, "errors": errors}
     Path(args.output).write_text(json.dumps(payload, indent=2) + "\n")
     return summary
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     (args,) = HfArgumentParser(CheckArguments).parse_args_into_dataclasses(args=argv)
+    hf_logging.disable_progress_bar()  # the progress lines below say what runs; keep the output short
+    if args.model_files and not args.random_init:
+        raise SystemExit("--model_files holds configs and tokenizers without weights: pass --random_init with it.")
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
+    _log(f"gpu check: {_header(args, device_name)}")
     rows, errors = [], []
-    for name in args.models:
-        try:
-            reference = _run(name, "cpu", "float32", True, args)
-        except Exception as err:  # record it and go on: one model's failure must not cost the others
-            errors.append(f"{name} cpu float32: {type(err).__name__}: {err}")
-            continue
-        rows.append(reference)
-        for dtype in ("float32", "bfloat16"):
-            for fast in (True, False):
-                try:
-                    run = _run(name, args.device, dtype, fast, args)
-                except Exception as err:
-                    errors.append(f"{name} {args.device} {dtype} fast={fast}: {type(err).__name__}: {err}")
-                    continue
-                rows.append({**run, **_compare(run, reference)})
-                print(_table(rows[-1:]).splitlines()[-1], flush=True)
-                _write(args, device_name, rows, errors)
+    begin = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="gpu_check-") as workdir:
+        for name in args.models:
+            provenance = None
+            try:
+                source = name
+                if args.random_init:
+                    _log(f"[{time.perf_counter() - begin:6.1f} s] {name}: random weights (seed {args.seed})")
+                    source, provenance = _random_model(name, args, Path(workdir))
+                _log(f"[{time.perf_counter() - begin:6.1f} s] {name}: cpu float32 fast (the reference)")
+                reference = _run(source, "cpu", "float32", True, args, provenance)
+            except Exception as err:  # record it and go on: one model's failure must not cost the others
+                errors.append(f"{name} cpu float32: {type(err).__name__}: {err}")
+                _log(f"error: {errors[-1]}")
+                continue
+            rows.append(reference)
+            print(_table(rows[-1:]).splitlines()[-1], flush=True)
+            _write(args, device_name, rows, errors)
+            for dtype in ("float32", "bfloat16"):
+                for fast in (True, False):
+                    _log(f"[{time.perf_counter() - begin:6.1f} s] {name}: {args.device} {dtype} {'fast' if fast else 'per-query'}")
+                    try:
+                        run = _run(source, args.device, dtype, fast, args, provenance)
+                    except Exception as err:
+                        errors.append(f"{name} {args.device} {dtype} fast={fast}: {type(err).__name__}: {err}")
+                        _log(f"error: {errors[-1]}")
+                        continue
+                    rows.append({**run, **_compare(run, reference)})
+                    print(_table(rows[-1:]).splitlines()[-1], flush=True)
+                    _write(args, device_name, rows, errors)
+            if args.random_init:  # the saved random weights (1 GB for Gemma): free the disk before the next model
+                shutil.rmtree(source, ignore_errors=True)
     summary = _write(args, device_name, rows, errors)
-    print(f"\n{device_name}\n{_table(rows)}\nwrote {args.output}" + "".join(f"\nerror: {e}" for e in errors))
+    print(f"\n{_header(args, device_name)}\n{_table(rows)}\nwrote {args.output} ({time.perf_counter() - begin:.0f} s)"
+          + "".join(f"\nerror: {e}" for e in errors), flush=True)
     return summary
 
 

@@ -209,3 +209,23 @@ def test_length_sorted_batches_report_in_query_order(tiny_tokenizer):
     assert_close(report["predictions"], one_by_one["predictions"])
     assert_close(report["simaou"], one_by_one["simaou"])
     assert_close(report["kendall"], one_by_one["kendall"])
+
+
+def test_versions_of_a_checkout_that_is_not_installed(monkeypatch):
+    """Run from a checkout on PYTHONPATH (a lent GPU machine), hf-metaopt has no distribution metadata."""
+    import importlib.metadata
+
+    import hf_metaopt
+    from hf_metaopt.analysis.engine import _versions
+
+    real = importlib.metadata.version
+
+    def version(name):
+        if name in ("hf-metaopt", "peft"):
+            raise importlib.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    versions = _versions()
+    assert versions["hf_metaopt"] == hf_metaopt.__version__
+    assert versions["peft"] is None and versions["transformers"] == real("transformers")

@@ -171,9 +171,17 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
 
 
 def _versions() -> dict:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {name.replace("-", "_"): version(name) for name in ("hf-metaopt", "transformers", "torch", "peft")}
+    from .. import __version__
+
+    def installed(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:  # hf-metaopt run from a checkout on PYTHONPATH, not installed
+            return __version__ if name == "hf-metaopt" else None
+
+    return {name.replace("-", "_"): installed(name) for name in ("hf-metaopt", "transformers", "torch", "peft")}
 
 
 def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int, n_queries: int, provenance: Mapping) -> dict:

@@ -1,0 +1,74 @@
+"""benchmarks/gpu_check.py on the CPU: --random_init with --model_files (a config and tokenizer, no weights)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+
+
+@pytest.fixture(scope="module")
+def gpu_check():
+    spec = importlib.util.spec_from_file_location("gpu_check", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # its dataclass resolves string annotations through sys.modules
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("gpu_check", None)
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory, tiny_tokenizer_dir):
+    """``<folder>/tiny/``: a tiny Llama's config.json and the test tokenizer, without weights."""
+    from transformers import AutoTokenizer, LlamaConfig
+
+    folder = tmp_path_factory.mktemp("model_files")
+    config = LlamaConfig(
+        vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=0, eos_token_id=0, pad_token_id=0,
+    )
+    config.save_pretrained(folder / "tiny")
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(folder / "tiny")
+    return folder
+
+
+def _argv(model_files, output, *more):
+    return ["--models", "tiny", "--device", "cpu", "--n_queries", "2", "--n_demonstrations", "2",
+            "--model_files", str(model_files), "--output", str(output), *more]
+
+
+def test_random_init_runs_every_route_on_the_same_weights(gpu_check, model_files, tmp_path, capsys):
+    output = tmp_path / "gpu_check.json"
+    rows = gpu_check.main(_argv(model_files, output, "--random_init"))
+
+    assert [(r["dtype"], r["route"]) for r in rows] == [
+        ("float32", "fast"), ("float32", "fast"), ("float32", "per-query"), ("bfloat16", "fast"), ("bfloat16", "per-query"),
+    ]
+    # The float32 fast run repeats the reference: the same random weights, so the same numbers.
+    assert rows[1]["prediction_agreement"] == {"zsl": 1.0, "icl": 1.0, "ft": 1.0}
+    assert rows[1]["max_metric_difference"] == 0.0
+    payload = json.loads(output.read_text())
+    assert payload["errors"] == [] and payload["weights"].startswith("RANDOM weights")
+    assert payload["settings"]["random_init"] is True
+    assert "RANDOM weights" in capsys.readouterr().out
+
+
+def test_model_files_needs_random_init(gpu_check, model_files, tmp_path):
+    with pytest.raises(SystemExit, match="--random_init"):
+        gpu_check.main(_argv(model_files, tmp_path / "out.json"))
+
+
+def test_a_model_missing_from_model_files_is_recorded_not_raised(gpu_check, model_files, tmp_path):
+    output = tmp_path / "gpu_check.json"
+    argv = _argv(model_files, output, "--random_init")
+    argv[argv.index("tiny")] = "absent"
+    assert gpu_check.main(argv) == []
+    (error,) = json.loads(output.read_text())["errors"]
+    assert "absent/config.json" in error
