@@ -10,21 +10,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, Llam
 from hf_metaopt.analysis import AnalysisOptions, PromptFormat
 from hf_metaopt.analysis import run_analysis as _run_analysis
 
-TEMPLATE = "Review: {text} Sentiment:"
-WORDS = [" Negative", " Positive"]
-DEMOS = [
-    {"text": "a gripping film", "label": 1},
-    {"text": "dull and overlong", "label": 0},
-    {"text": "the cast is great", "label": 1},
-    {"text": "a tedious mess", "label": 0},
-]
-QUERIES = [
-    {"text": "beautifully acted", "label": 1},
-    {"text": "badly written", "label": 0},
-    {"text": "clever plot", "label": 1},
-    {"text": "nothing to say", "label": 0},
-    {"text": "I loved every minute", "label": 1},
-]
+from toy_reviews import DEMOS, QUERIES, TEMPLATE, WORDS
 OPTS = dict(template=TEMPLATE, label_words=WORDS, learning_rate=0.1, batch_size=2, n_bootstrap=50)
 
 
