@@ -35,6 +35,10 @@ class RunFolderError(ValueError):
     exit_code = 2
 
 
+class RunFolderBusy(RunFolderError):
+    """Another live process holds the run folder's lock (it is writing that run now)."""
+
+
 class ReportNotSavedError(RunFolderError):
     """The finished report could not be written to its run folder.
 
@@ -144,7 +148,7 @@ class RunFolder:
         if err.errno not in (errno.EAGAIN, errno.EACCES):
             return RunFolderError(f"cannot lock {self.lock} ({_reason(err)}); choose an --output-dir on a local disk.")
         who = f" (pid {holder[0]} on {holder[1]})" if len(holder) >= 2 else ""
-        return RunFolderError(f"another run{who} is writing {self.path} (lock {self.lock}); wait for it or choose another --output-dir.")
+        return RunFolderBusy(f"another run{who} is writing {self.path} (lock {self.lock}); wait for it or choose another --output-dir.")
 
     def _is_current(self, fd: int) -> bool:
         """Whether ``fd`` is still the file at the lock's path (not one unlinked by its last holder)."""

@@ -292,3 +292,28 @@ def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_p
         assert two[run] == one[run], run
     summary = json.loads((out / "summary.json").read_text())
     assert summary["groups"] == single_run["summary"]["groups"]
+
+
+def test_jobs_another_sweep_finished_or_holds_are_skipped(single_run, tiny_models, tmp_path, capsys):
+    """Two sweeps on one output_dir: a job the other finished after this one listed it, or is running, is skipped."""
+    import shutil
+    from types import SimpleNamespace
+
+    from hf_metaopt.runs import RunFolder
+    from hf_metaopt.sweep.config import parse_args
+    from hf_metaopt.sweep.grid import plan_sweep
+
+    out = tmp_path / "sweep"
+    plan = plan_sweep(*parse_args(_argv(tiny_models[:1], out)))
+    first, second = plan.pending()
+    shutil.copytree(single_run["out"] / first.relative_path, out / first.relative_path)  # finished by "the other sweep"
+    analysed = []
+    with pytest.MonkeyPatch.context() as patch, RunFolder(plan.path(second)):  # "the other sweep" is writing the second
+        patch.setattr(runner, "analyze_task", lambda *a, **k: analysed.append(a) or pytest.fail("nothing is left to run"))
+        patch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("no model is needed"))
+        runner.run_jobs(plan, [first])
+        patch.setattr(runner, "load_model", lambda *a, **k: SimpleNamespace(model=SimpleNamespace(device="cpu")))
+        runner.run_jobs(plan, [second])
+    err = capsys.readouterr().err
+    assert "finished meanwhile by another sweep; skipped" in err and "skipped, another run" in err and "is writing" in err
+    assert not analysed and not (out / second.relative_path).exists()

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..analysis.run import analyze_task
 from ..fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ..loading import ModelArguments, load_model
-from ..runs import RunFolder
+from ..runs import RunFolder, RunFolderBusy
 from .config import SweepArguments
 from .grid import Job, SweepPlan, plan_sweep
 from .plot import plot
@@ -97,17 +97,37 @@ def run_jobs(plan: SweepPlan, jobs: list[Job], layout: ProcessLayout = ProcessLa
     args = plan.args
     with GridProgress(len(jobs), layout.local_index, layout.local_count, enabled=args.progress) as bar:
         for model, model_jobs in _by_model(jobs).items():
+            left = _not_taken(plan, model_jobs, layout, bar)  # another sweep on this output_dir may have run some
+            if not left:
+                continue
             loaded = load_model(ModelArguments(model=model, dtype=args.dtype, device=args.device))
             _check_one_gpu(layout)
-            _log(layout, f"loaded {model} on {loaded.model.device} for {len(model_jobs)} job(s)")
-            for job in model_jobs:
+            _log(layout, f"loaded {model} on {loaded.model.device} for {len(left)} job(s)")
+            for job in left:
                 bar.job(job.relative_path.as_posix())
-                report = run_job(plan, job, loaded, progress=args.progress)
-                acc = report["accuracy"]
-                _log(layout, f"{job.relative_path}: ZSL {acc['zsl']:.3f}, FT {acc['ft']:.3f}, ICL {acc['icl']:.3f}")
-                bar.done()
+                if _not_taken(plan, [job], layout, bar):
+                    try:
+                        report = run_job(plan, job, loaded, progress=args.progress)
+                    except RunFolderBusy as err:
+                        _log(layout, f"{job.relative_path}: skipped, {err}")
+                    else:
+                        acc = report["accuracy"]
+                        _log(layout, f"{job.relative_path}: ZSL {acc['zsl']:.3f}, FT {acc['ft']:.3f}, ICL {acc['icl']:.3f}")
+                    bar.done()
             del loaded  # before the next model loads
             _free_memory()
+
+
+def _not_taken(plan: SweepPlan, jobs: list[Job], layout: ProcessLayout, bar) -> list[Job]:
+    """``jobs`` less those whose run folders were completed since the sweep listed them (counted as done)."""
+    left = []
+    for job in jobs:
+        if plan.is_complete(job):
+            _log(layout, f"{job.relative_path}: finished meanwhile by another sweep; skipped")
+            bar.done()
+        else:
+            left.append(job)
+    return left
 
 
 def run_job(plan: SweepPlan, job: Job, loaded, *, progress: bool = False):
@@ -127,8 +147,9 @@ def _read_reports(plan: SweepPlan) -> list[tuple[Job, dict]]:
         path = plan.path(job) / "report.json"
         if not path.is_file():
             raise FileNotFoundError(
-                f"{path} is missing after every process finished; with several machines, output_dir must be a "
-                "folder all of them share."
+                f"{path} is missing after every process finished: another sweep on this output_dir may still be "
+                "running it (rerun this command when it ends, to write the summary); with several machines, "
+                "output_dir must be a folder all of them share."
             )
         runs.append((job, json.loads(path.read_text())))
     return runs
