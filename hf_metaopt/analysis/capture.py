@@ -23,7 +23,7 @@ function given an argument that could change the scores in a way not read here (
 ALiBi or T5-style position bias, ...) is refused with :class:`UnsupportedArchitectureError`
 rather than recorded wrongly. See ``docs/analysis.md`` for the definitions.
 
-Inf or NaN in what is recorded (query and key vectors, scores, attention outputs), as
+Inf or NaN in what is recorded (query vectors, scores, attention outputs), as
 half precision produces when an activation overflows, stops the run with
 :class:`NonFiniteError` at the first layer that shows it, naming the dtype and the fix.
 """
@@ -259,10 +259,10 @@ class AttentionRecorder:
         if layer is None:
             return
         if self._skip is not None:
-            check_finite(query, "attention queries", query.dtype)
-            check_finite(key, "attention keys", key.dtype)
-            for b in range(query.shape[0]):
-                self.token_queries[layer].append(query[b, :, self._skip :, :].detach().to("cpu", torch.float32))
+            # Checked on the CPU copy the recording makes anyway: no extra pass, no device sync per layer.
+            kept = query.detach()[:, :, self._skip :, :].to("cpu", torch.float32)
+            check_finite(kept, "attention queries", query.dtype)
+            self.token_queries[layer].extend(kept.unbind(0))
             return
         if not self._rows:
             return
@@ -270,9 +270,8 @@ class AttentionRecorder:
         batch = torch.arange(query.shape[0], device=query.device)
         positions = torch.tensor([r.position for r in self._rows], device=query.device)
         q = query.detach()[batch, :, positions, :]  # [B, H, Dh]
-        scores = _scores(q, key.detach(), kwargs)  # [B, H, T_k]
+        scores = _scores(q, key.detach(), kwargs).to("cpu", torch.float64)  # [B, H, T_k]
         check_finite(scores, "attention scores", query.dtype)
-        scores = scores.to("cpu", torch.float64)
         offset = self._past + query.shape[2] - key.shape[2]  # absolute position of key 0
         key_abs = torch.arange(key.shape[2]) + offset
         visible = _visible(mask, kwargs.get("sliding_window"), positions, key_abs, self._past)
@@ -288,8 +287,9 @@ class AttentionRecorder:
         hidden = output[0] if isinstance(output, tuple) else output
         index = torch.tensor([r.position for r in self._rows], device=hidden.device)
         picked = hidden.detach()[torch.arange(hidden.shape[0], device=hidden.device), index]
+        picked = picked.to("cpu", torch.float64)
         check_finite(picked, "attention outputs", hidden.dtype)
-        self._output[self.layer_of[id(module)]] = picked.to("cpu", torch.float64)
+        self._output[self.layer_of[id(module)]] = picked
 
     # ---------------------------------------------------------------- context
     @contextmanager

@@ -137,8 +137,8 @@ class RouteRunner:
         pairs = sorted({(b, column[p]) for b, row in enumerate(targets) for p, _ in row})
         where = {pair: i for i, pair in enumerate(pairs)}
         logits = logits[[b for b, _ in pairs], [c for _, c in pairs]]
-        check_finite(logits, "logits", logits.dtype)
         logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        check_finite(logprobs, "logits", logits.dtype)  # inf or NaN logits make their row's log-softmax NaN
         return [[float(logprobs[where[b, column[p]], tok]) for p, tok in row] for b, row in enumerate(targets)]
 
     def run(
