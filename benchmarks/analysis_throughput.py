@@ -23,7 +23,6 @@ demonstrations are the first 16 of the same split shuffled with the seed.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import resource
 import subprocess
@@ -59,11 +58,13 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
     from hf_metaopt.analysis.inference import length_batches
     from hf_metaopt.analysis.layout import kv_parameter_names
     from hf_metaopt.analysis.prompts import PromptEncoder
+    from hf_metaopt.analysis.finetune import _kv_copy
+    from hf_metaopt.analysis.routes import expand_cache
 
     encoder = PromptEncoder(tokenizer, prompt_format(spec))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     start = time.perf_counter()
-    tuned = copy.deepcopy(model)
+    tuned = _kv_copy(model)  # as the analysis holds it: K/V copied, every other tensor shared
     trained = set(kv_parameter_names(tuned))
     for name, parameter in tuned.named_parameters():
         parameter.requires_grad_(name in trained)
@@ -91,8 +92,7 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
                     ids[b, : len(seq)], mask[b, : len(seq)] = torch.tensor(seq), 1
                 kwargs = {}
                 if use_cache:
-                    c = copy.deepcopy(cache)
-                    c.reorder_cache(torch.zeros(len(seqs), dtype=torch.long))
+                    c = expand_cache(cache, len(seqs))  # the analysis's own read-only view of the prefix
                     mask = torch.cat([torch.ones(len(seqs), c.get_seq_length(), dtype=mask.dtype), mask], dim=1)
                     kwargs["cache"] = c
                 keep = torch.tensor(sorted({len(seq) - 1 for seq in seqs}))  # the scored positions only

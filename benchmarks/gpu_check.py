@@ -10,18 +10,14 @@ with the CPU run. It prints the table and writes it as JSON.
 
 ``--random_init``: each model is built from its real config and tokenizer with random
 weights (``torch.manual_seed(--seed)``, the model's own initialisation), saved once and
-loaded by every run, so the CPU reference and the CUDA runs share the same weights. A lent
-GPU machine receives at most 64 MiB of files, far less than the trained weights (about 1.6 GB
-for the two models): this checks the same architectures, shapes, dtypes, routes, speed and
-memory, but accuracies mean nothing, and with near-uniform random logits a bfloat16 run may
-flip near-tied predictions that trained weights would not. ``--model_files DIR`` reads each
-model's config and tokenizer from ``DIR/<name>/`` (no weights needed), instead of the
-converted offline caches. ``benchmarks/GPU_RUN.txt`` is the command run on the lent machine,
-with the files bundled in ``.gpu/`` (wheels, configs + tokenizers, the task's data).
+loaded by every run, so the CPU reference and the CUDA runs share the same weights: for a
+GPU machine that cannot receive the trained weights (about 1.6 GB for the two models). It
+checks the same architectures, shapes, dtypes, routes, speed and memory, but accuracies mean
+nothing, and with near-uniform random logits a bfloat16 run may flip near-tied predictions
+that trained weights would not. ``--model_files DIR`` reads each model's config and tokenizer
+from ``DIR/<name>/`` (no weights needed) instead of the converted offline caches.
 
-    bash benchmarks/gpu_check.sh --output gpu_check.json          # one H100: a few minutes
-    python benchmarks/gpu_check.py --device cpu --models smollm2 --n_queries 8   # a dry run without a GPU
-    python benchmarks/gpu_check.py --device cpu --random_init --model_files .gpu/models --n_queries 4 --n_demonstrations 4
+    python benchmarks/gpu_check.py --device cpu --random_init --model_files <dir> --n_queries 4 --n_demonstrations 4
 """
 
 from __future__ import annotations
@@ -47,8 +43,7 @@ from hf_metaopt.loading import ModelArguments, load_model
 SETTINGS = ("zsl", "icl", "ft")
 METRICS = (("simaou", "per_layer"), ("simam", "per_layer_delta"), ("kendall", "per_layer"))
 RANDOM_NOTE = (
-    "RANDOM weights (--random_init): the trained weights exceed the 64 MiB a lent GPU machine receives; "
-    "real architectures and shapes, meaningless predictions"
+    "RANDOM weights (--random_init): real architectures and shapes, meaningless predictions"
 )
 
 

@@ -50,9 +50,7 @@ from transformers import (
 
 import hf_metaopt  # noqa: F401  (registers the icl-analysis pipeline)
 import reference_analysis as ref
-
-TEMPLATE = "Review: {text} Sentiment:"
-WORDS = [" Negative", " Positive"]
+from toy_reviews import TEMPLATE, WORDS
 LONG_WORDS = [" Negative", " Pos itive"]  # 1 and 4 tokens: the prediction averages over the word's tokens
 DEMOS = [
     {"text": "a gripping film", "label": 1},
