@@ -1,8 +1,8 @@
 """A plain reference for the ICL-vs-finetuning analysis, written from the definitions alone.
 
-Sources: PAPER.md sections 2-3 (the metrics) and ARCHITECTURE.md contract 3 (the prompt
-protocol) in the shared design folder. Nothing here imports or copies
-``hf_metaopt.analysis``: the tests compare the engine with this module.
+Sources: the definitions in ``docs/analysis.md`` (prompts, the three settings, the metrics,
+after Dai et al. 2023 and the reference code, microsoft/LMOps ``understand_icl``). Nothing
+here imports or copies ``hf_metaopt.analysis``: the tests compare the engine with this module.
 
 Everything is done the slow, obvious way: one query at a time, full prompts (no prefix
 cache, no batching, no padding), eager attention with the model's own mask, plain Python
@@ -24,9 +24,10 @@ loops, metrics in float64.
 - Metrics per (query, layer) at the position (the last prompt token, or the first token
   of the first label word appended): SimAOU (normalised and not), SimAM before / after /
   delta over the query's own visible tokens, Kendall over the visible demonstration
-  tokens (token and example level); a key is visible when the model's own mask lets the
-  position attend it, which is how sliding windows enter. Then means over queries per
-  layer and over layers; Rec2FTP over the predictions.
+  tokens and top-k recall, at token level (scores) and example level (each demonstration's
+  softmax attention mass); a key is visible when the model's own mask lets the position
+  attend it, which is how sliding windows enter. Then means over queries per layer and over
+  layers; Rec2FTP over the predictions.
 """
 
 from __future__ import annotations
@@ -68,11 +69,11 @@ def reference_attention(module, query, key, value, attention_mask, scaling=None,
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
     mask = attention_mask[:, :, :, : key.shape[-2]]
-    weights = torch.softmax((scores + mask).float(), dim=-1).to(query.dtype)
+    weights = torch.softmax((scores + mask).to(torch.promote_types(query.dtype, torch.float32)), dim=-1).to(query.dtype)
     weights = torch.nn.functional.dropout(weights, p=dropout, training=module.training)
     output = torch.matmul(weights, value).transpose(1, 2).contiguous()
     if _LISTENERS:
-        _LISTENERS[-1].record_attention(module, query, scores, mask)
+        _LISTENERS[-1].record_attention(module, query, scores, mask, scaling)
     return output, weights
 
 
@@ -103,7 +104,8 @@ def attention_modules(model) -> list:
 class Recorder:
     """Records one forward pass (batch 1), per layer: ``q`` (heads, len, head_dim), the
     scaled (soft-capped) pre-softmax ``scores`` (heads, len, len), the additive ``mask``
-    (len, len) and the attention module's ``output`` (len, hidden), all detached."""
+    (len, len), the ``scaling`` of the scores and the attention module's ``output`` (len,
+    hidden), all detached."""
 
     def __init__(self, model):
         self.modules = attention_modules(model)
@@ -111,8 +113,9 @@ class Recorder:
         self.layers: list[dict] = [{} for _ in self.modules]
         self._hooks: list = []
 
-    def record_attention(self, module, query, scores, mask) -> None:
+    def record_attention(self, module, query, scores, mask, scaling) -> None:
         layer = self.layers[self.layer_of[id(module)]]
+        layer["scaling"] = float(scaling)
         layer["q"] = query[0].detach().clone()
         layer["scores"] = scores[0].detach().clone()
         layer["mask"] = mask[0, 0].detach().clone()
@@ -211,7 +214,7 @@ def capture(model, prompt: list[int], first_label_token: int, position: str) -> 
     ``position="prediction"``: the last prompt token; ``"label"``: ``first_label_token``
     appended and read there. Each layer's record holds float64 numpy arrays: ``q``
     (heads, head_dim), ``scores`` (heads, keys), ``visible`` (keys,) bool (the model's
-    mask lets the position attend the key), ``output`` (hidden,).
+    mask lets the position attend the key), ``output`` (hidden,), ``scaling`` (float).
     """
     ids = prompt + [first_label_token] if position == "label" else list(prompt)
     pos = len(ids) - 1
@@ -225,6 +228,7 @@ def capture(model, prompt: list[int], first_label_token: int, position: str) -> 
             "scores": layer["scores"][:, pos].double().numpy(),
             "visible": (mask > torch.finfo(mask.dtype).min / 2).numpy(),
             "output": layer["output"][pos].double().numpy(),
+            "scaling": layer["scaling"],
         })
     return records, pos
 
@@ -340,7 +344,8 @@ def kendall_pairs(r_icl: dict, r_ft: dict, demo_positions, n_start: int, step_qu
 
     m_ICL = the ICL scores of the position over the token, summed over heads; m_FT = the
     FT model's query vector at the position dotted with the query vector the token had in
-    its finetuning step (per head), summed over heads. Returns ``(m_icl, m_ft, demo)``
+    its finetuning step (per head), summed over heads, times ``scaling**2`` (the reference
+    code dots queries recorded after ``q *= scaling``). Returns ``(m_icl, m_ft, demo)``
     lists with the demonstration index of each token.
     """
     m_icl, m_ft, demo_of = [], [], []
@@ -349,28 +354,93 @@ def kendall_pairs(r_icl: dict, r_ft: dict, demo_positions, n_start: int, step_qu
             if r_icl["visible"][p]:
                 q_train = step_queries_layer[d][:, n_start + t]  # (heads, head_dim)
                 m_icl.append(float(r_icl["scores"][:, p].sum()))
-                m_ft.append(float(np.sum(r_ft["q"] * q_train)))
+                m_ft.append(float(np.sum(r_ft["q"] * q_train)) * r_ft["scaling"] ** 2)
                 demo_of.append(d)
     return m_icl, m_ft, demo_of
 
 
+def softmax(values) -> list[float]:
+    """exp(v - max) / sum, in float64."""
+    v = np.asarray(values, dtype=np.float64)
+    e = np.exp(v - v.max())
+    return list(e / e.sum())
+
+
 def example_level(m_icl, m_ft, demo_of) -> tuple[list[float], list[float]]:
-    """Token scores summed per demonstration, for the demonstrations with a visible token."""
+    """Each visible demonstration's attention mass: a softmax of each side's token scores over
+    the visible demonstration tokens, summed within each demonstration (the reference code's
+    example level); for the demonstrations with a visible token, in order."""
+    if not demo_of:
+        return [], []
     seen = sorted(set(demo_of))
-    per_demo = [[sum(s for s, d in zip(m, demo_of) if d == e) for e in seen] for m in (m_icl, m_ft)]
+    per_demo = [[sum(p for p, d in zip(softmax(m), demo_of) if d == e) for e in seen] for m in (m_icl, m_ft)]
     return per_demo[0], per_demo[1]
 
 
-def query_metrics(icl: list[dict], zsl: list[dict], ft: list[dict], spans: dict, step_queries) -> list[dict]:
+def top(values, k: int) -> set[int]:
+    """Indices of the k largest values (the earlier index first among equal values)."""
+    order = sorted(range(len(values)), key=lambda i: (-values[i], i))
+    return set(order[:k])
+
+
+def topk_recall(a, b, k: int) -> float:
+    """|top_k(a) & top_k(b)| / k with k capped at the number of items; 0 for no item."""
+    if not a:
+        return 0.0
+    k = min(k, len(a))
+    return len(top(a, k) & top(b, k)) / k
+
+
+def fragile_pairs(a, b, rel: float) -> int:
+    """Pairs whose order float noise of relative size ``rel`` could flip in ``a`` or in ``b``
+    (a gap at most ``rel`` times the largest magnitude)."""
+    ea, eb = rel * max(map(abs, a), default=0.0), rel * max(map(abs, b), default=0.0)
+    return sum(
+        abs(a[i] - a[j]) <= ea or abs(b[i] - b[j]) <= eb for i in range(len(a)) for j in range(i + 1, len(a))
+    )
+
+
+def fragile_tops(a, b, k: int, rel: float) -> int:
+    """Top-k memberships that noise of relative size ``rel`` could change, on both sides: where
+    the k-th and (k+1)-th largest values are within ``rel`` x the largest magnitude, the items
+    near them could trade places (all but one of them)."""
+    count = 0
+    for values in (a, b):
+        if not 0 < k < len(values):
+            continue  # no item, or every item in the top k whatever the noise
+        ranked, eps = sorted(values, reverse=True), rel * max(map(abs, values))
+        kth, next_ = ranked[k - 1], ranked[k]
+        if kth - next_ <= eps:
+            count += sum(abs(v - kth) <= eps or abs(v - next_) <= eps for v in values) - 1
+    return count
+
+
+def rank_tolerances(a, b, k: int, rel: float) -> tuple[float, float]:
+    """How far float noise of relative size ``rel`` could move tau and top-k recall of (a, b).
+
+    Each fragile pair flipped moves tau-b's numerator by 2 over about n(n-1)/2 pairs; each
+    item crossing the k-th value moves the overlap by at most 1 of k. With no near tie both
+    are 0: any disagreement is then a real one.
+    """
+    n = len(a)
+    tau_tol = 4.0 * fragile_pairs(a, b, rel) / (n * (n - 1)) if n >= 2 else 0.0
+    recall_tol = fragile_tops(a, b, k, rel) / min(k, n) if n else 0.0
+    return tau_tol, recall_tol
+
+
+def query_metrics(icl: list[dict], zsl: list[dict], ft: list[dict], spans: dict, step_queries,
+                  top_k=(100, 5), noise: float = 0.0) -> list[dict]:
     """The metrics of one query, per layer, from the three captures.
 
     ``spans``: ``icl_query``/``zsl_query`` the indices of the query's own tokens up to and
     including the position in each prompt (ZSL and FT share the prompt), ``demos`` the
     demonstrations' indices in the ICL prompt, ``n_start`` the start tokens before each
     training example's d_i. Besides the metrics, each layer's row holds the counts of
-    visible demonstration tokens, demonstrations and own query tokens, and ``simaou_shift`` /
+    visible demonstration tokens, demonstrations and own query tokens, ``simaou_shift`` /
     ``simam_shift``: the smallest relative size of the update vectors the SimAOU /
-    SimAM_delta cosines rest on (see :func:`relative_shift`).
+    SimAM_delta cosines rest on (see :func:`relative_shift`), and ``*_tol``: how far float noise
+    of relative size ``noise`` could move each ranking metric (:func:`rank_tolerances`).
+    ``top_k``: k of the token- and example-level top-k recall.
     """
     rows = []
     for layer, (r_icl, r_zsl, r_ft) in enumerate(zip(icl, zsl, ft)):
@@ -382,11 +452,17 @@ def query_metrics(icl: list[dict], zsl: list[dict], ft: list[dict], spans: dict,
         maps = [r_icl["scores"][:, i_idx], r_zsl["scores"][:, z_idx], r_ft["scores"][:, z_idx]]
         before, after, delta = simam(*maps)
         tokens = kendall_pairs(r_icl, r_ft, spans["demos"], spans["n_start"], [s[layer] for s in step_queries])
+        examples = example_level(*tokens)
+        tau_tol, recall_tol = rank_tolerances(tokens[0], tokens[1], top_k[0], noise)
+        tau_ex_tol, recall_ex_tol = rank_tolerances(examples[0], examples[1], top_k[1], noise)
         h = [r_icl["output"], r_zsl["output"], r_ft["output"]]
         rows.append({
             "simaou": simaou(*h), "simaou_unnormalized": simaou(*h, normalize=False),
             "simam_before": before, "simam_after": after, "simam_delta": delta,
-            "kendall": tau(tokens[0], tokens[1]), "kendall_example": tau(*example_level(*tokens)),
+            "kendall": tau(tokens[0], tokens[1]), "kendall_example": tau(*examples),
+            "recall": topk_recall(tokens[0], tokens[1], top_k[0]), "recall_example": topk_recall(*examples, top_k[1]),
+            "kendall_tol": tau_tol, "kendall_example_tol": tau_ex_tol,
+            "recall_tol": recall_tol, "recall_example_tol": recall_ex_tol,
             "n_visible_demo_tokens": len(tokens[2]), "n_visible_demos": len(set(tokens[2])),
             "n_visible_query_tokens": len(i_idx),
             "simaou_shift": min(relative_shift(h[0], h[1]), relative_shift(h[2], h[1])),
@@ -397,12 +473,16 @@ def query_metrics(icl: list[dict], zsl: list[dict], ft: list[dict], spans: dict,
 
 
 def reference_analysis(model, tokenizer, demonstrations, queries, *, template, label_words, learning_rate,
-                       position="prediction", start_token_id=None, separator="\n") -> dict:
+                       position="prediction", start_token_id=None, separator="\n", top_k=(100, 5),
+                       noise: float = 0.0, shift_demonstrations: int = 0) -> dict:
     """The whole analysis, one query at a time; a dict shaped like the engine's report.
 
     Per (query, layer) metrics come from :func:`query_metrics`; ``per_layer`` lists are
     means over queries, ``mean`` values means over layers. Also returns the prompts and
-    the per-query, per-layer rows of :func:`query_metrics` for inspection.
+    the per-query, per-layer rows of :func:`query_metrics` for inspection. ``noise``: the
+    relative float noise the ranking tolerances allow for. ``shift_demonstrations`` moves the
+    demonstration positions the metrics read by that many tokens: a deliberately wrong
+    reference, for checking that a comparison catches a misaligned token.
     """
     prompts = build_prompts(tokenizer, template, label_words, separator, demonstrations, queries, start_token_id)
     check_alignment(prompts)
@@ -423,9 +503,10 @@ def reference_analysis(model, tokenizer, demonstrations, queries, *, template, l
         spans = {
             "icl_query": list(range(p_icl - n_own + 1, p_icl + 1)),
             "zsl_query": list(range(p_zsl - n_own + 1, p_zsl + 1)),
-            "demos": prompts.demo_positions, "n_start": len(prompts.start),
+            "demos": [[p + shift_demonstrations for p in positions] for positions in prompts.demo_positions],
+            "n_start": len(prompts.start),
         }
-        rows.append(query_metrics(r_icl, r_zsl, r_ft, spans, step_queries))
+        rows.append(query_metrics(r_icl, r_zsl, r_ft, spans, step_queries, top_k, noise))
     return summarize(rows, preds, [q["label"] for q in queries]) | {"prompts": prompts, "rows": rows}
 
 
@@ -449,4 +530,6 @@ def summarize(rows: list[list[dict]], preds: dict, labels: list[int]) -> dict:
         "simam": {**{f"per_layer_{k}": v["per_layer"] for k, v in simam.items()},
                   **{k: v["mean"] for k, v in simam.items()}},
         "kendall": {**block("kendall"), "example_level": block("kendall_example")},
+        "topk_recall": {"token_level": block("recall"), "example_level": block("recall_example")},
+        "tolerance": {key: per_layer(f"{key}_tol") for key in ("kendall", "kendall_example", "recall", "recall_example")},
     }

@@ -230,3 +230,61 @@ def test_bootstrap_ci_bad_input():
         M.bootstrap_ci([1.0, 2.0], n_resamples=0)
     with pytest.raises(ValueError, match="NaN"):
         M.bootstrap_ci([1.0, float("nan")])
+
+
+# ---------------------------------------------------------------- example level and top-k recall
+
+def test_example_mass_is_softmax_mass_per_demonstration():
+    """Tokens of demonstrations 0, 0, 1 with scores 0, 0, log 2: softmax 1/4, 1/4, 1/2, so each
+    demonstration holds half the mass; raw sums (0 and log 2) would rank them apart."""
+    mass, seen = M.example_mass([[[0.0, 0.0, math.log(2.0)]]], owner=[0, 0, 1])
+    np.testing.assert_allclose(mass[0], [[0.5, 0.5]])
+    assert seen[0].tolist() == [[True, True]]
+
+
+def test_example_mass_leaves_invisible_tokens_and_demonstrations_out():
+    """The softmax runs over the visible tokens only; a demonstration without one gets no mass."""
+    visible = [[[False, True, True, True]]]
+    mass, seen = M.example_mass([[[5.0, 1.0, 1.0, 1.0]]], owner=[0, 1, 1, 2], visible=visible)
+    np.testing.assert_allclose(mass[0], [[0.0, 2 / 3, 1 / 3]])
+    assert seen[0].tolist() == [[False, True, True]]
+    none, nothing = M.example_mass([[[1.0, 2.0]]], owner=[0, 1], visible=[[[False, False]]])
+    assert none[0].tolist() == [[0.0, 0.0]] and nothing[0].tolist() == [[False, False]]
+
+
+def test_example_level_kendall_on_mass_differs_from_raw_sums():
+    """A long demonstration of low scores against a short one of high scores: the mass ranks by
+    attention, a raw sum by length."""
+    scores = [[[1.0, 1.0, 1.0, 1.0, 3.0, 0.0]]]  # demo 0: four tokens at 1; demo 1: 3; demo 2: 0
+    owner = [0, 0, 0, 0, 1, 2]
+    mass, seen = M.example_mass(scores, owner)
+    e = math.e
+    z = 4 * e + e**3 + 1
+    np.testing.assert_allclose(mass[0], [[4 * e / z, e**3 / z, 1 / z]])
+    assert mass[0][0].argsort().tolist() == [2, 0, 1]  # mass: demo 1 > demo 0 > demo 2 (a raw sum puts demo 0 first)
+
+
+def test_topk_recall_hand_example_and_degenerate_cases():
+    a = [[[3.0, 1.0, 2.0, 0.0]]]
+    b = [[[0.0, 1.0, 2.0, 3.0]]]
+    assert M.topk_recall(a, b, k=2).tolist() == [[0.5]]  # {0, 2} and {3, 2} share one of two
+    assert M.topk_recall(a, a, k=3).tolist() == [[1.0]]
+    assert M.topk_recall(a, b, k=10).tolist() == [[1.0]]  # k capped at the 4 items: trivially all
+    visible = [[[True, False, False, False]]]
+    assert M.topk_recall(a, b, k=2, visible=visible).tolist() == [[1.0]]  # one visible item
+    assert M.topk_recall(a, b, k=2, visible=[[[False] * 4]]).tolist() == [[0.0]]  # none visible
+    with pytest.raises(ValueError, match="`k` must be a positive integer"):
+        M.topk_recall(a, b, k=0)
+
+
+def test_topk_recall_ties_rank_the_earlier_item_first():
+    assert M.topk_recall([[[1.0, 1.0, 0.0]]], [[[0.0, 1.0, 0.0]]], k=1).tolist() == [[0.0]]  # {0} vs {1}
+
+
+def test_topk_recall_random_baseline_is_about_k_over_n():
+    rng = np.random.default_rng(0)
+    ft = [rng.random((3, 200)) for _ in range(40)]
+    values = np.stack([M.topk_recall_random(ft[q:q + 1], k=20, seed=1000 + q)[0] for q in range(40)])
+    assert abs(values.mean() - 20 / 200) < 0.03
+    again = np.stack([M.topk_recall_random(ft[q:q + 1], k=20, seed=1000 + q)[0] for q in range(40)])
+    assert np.array_equal(values, again)

@@ -1,6 +1,6 @@
 """The engine against an independent reference (tests/reference_analysis.py), and the reference on its own.
 
-The reference is written from PAPER.md sections 2-3 and contract 3 only: full prompts one
+The reference is written from the definitions in docs/analysis.md only: full prompts one
 query at a time, eager attention with the model's own mask, a hand-written SGD loop.
 Six tiny random architectures cover fused QKV + learned positions (GPT-2), GQA (Llama),
 sliding windows with mixed layer types (Gemma 3, Qwen2), attention-logit soft-capping
@@ -8,26 +8,36 @@ with a window (Gemma 2) and an all-sliding model (Mistral); every ICL prompt is 
 than the window, so demonstration tokens fall out of the sliding layers' view, and the
 last query is itself longer than the window, so it loses its own first tokens too.
 
-Tolerance (engine vs reference, per layer): the models run in float32, whose forward
-pass is reproducible to a relative ~1e-6 between implementations (eager vs SDPA, full
-prompt vs prefix cache, Trainer vs a plain loop); metrics are float64 functions of those
-activations. A cosine of two update vectors (h_ICL - h_ZSL, ...) then moves by about
-1e-6 / (relative size of the update); every compared update is checked to be at least
-1e-2 of its operands, so ``COS_TOL = 1e-4`` leaves a margin of 10 or more. Kendall's tau
-is a rank statistic: float noise changes it only through a flipped pair, which moves a
-per-query tau by 4 / (n (n - 1)) and a per-layer mean by more than 2e-4 here (n <= 59
-tokens, 5 queries), so ``TAU_TOL = 1e-6`` (any flip fails). An update below 1e-4 of its
-operands is rounding noise around an exact zero (whose cosine is 0 by definition; both
-implementations return noise there). Theory puts exact zeros at layer 0 of a rotary model
-only, where ICL sees the query's own tokens exactly as ZSL does: m_ICL = m_ZSL for
-SimAM_delta always, and h_ICL = h_ZSL for SimAOU when no demonstration token is in the
-layer's window (the long query in a sliding first layer). Such per-layer means are not
+The full matrix runs the models in **float64**, so that engine and reference agree to
+~1e-15 whatever the CPU's kernels (AVX2, AVX-512, thread count): float32 forwards differ
+between implementations (eager vs SDPA, full prompt vs prefix cache, Trainer vs a plain
+loop) and between CPUs by ~1e-6 relative, enough to flip a near tie of a rank statistic.
+A float32 subset checks the dtype users run, with rank tolerances derived from near ties.
+
+Tolerances (engine vs reference, per layer). A cosine of two update vectors (h_ICL - h_ZSL,
+...) moves by about (forward noise) / (relative size of the update); every compared update
+is checked to be at least 1e-2 of its operands, so ``COS_TOL = 1e-4`` leaves a margin of 10
+or more even in float32. Kendall's tau and top-k recall are rank statistics: float noise
+changes them only through a near tie. The reference counts, per (query, layer), the pairs
+whose gap is within ``NOISE[dtype]`` of the largest magnitude on either side (each could flip,
+moving tau-b by 4 / (n (n - 1))) and the items within it of the k-th value (each could move
+the overlap by 1 / k); the per-layer tolerance is the mean of those bounds over queries (0
+when nothing is near a tie, so any flip fails). ``NOISE``: 1e-6 in float64 (Gemma 2's eager
+attention takes its softmax in float32 even for a float64 model, ~3e-8 relative), 1e-4 in
+float32 (the finetuned weights agree to ~1e-5 of a step). A misaligned demonstration token
+breaks far more pairs than that: :func:`test_comparison_catches_a_shifted_demonstration_token`.
+An update below 1e-4 of its operands is rounding noise around an exact zero (whose cosine is 0
+by definition; both implementations return noise there). Theory puts exact zeros at layer 0
+of a rotary model only, where ICL sees the query's own tokens exactly as ZSL does: m_ICL =
+m_ZSL for SimAM_delta always, and h_ICL = h_ZSL for SimAOU when no demonstration token is in
+the layer's window (the long query in a sliding first layer). Such per-layer means are not
 compared, and :func:`comparable_layers` asserts that no other entry is excluded.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -68,7 +78,8 @@ QUERIES = [
 ]
 LR = 0.5
 COS_TOL = 1e-4
-TAU_TOL = 1e-6
+NOISE = {torch.float64: 1e-6, torch.float32: 1e-4}
+TOP_K = (20, 2)  # small enough that the top-k recall is not trivially 1 for these short prompts
 FT_TOL = 1e-4  # finetuned weights: relative to the largest reference step (see the finetune test)
 WELL_CONDITIONED = 1e-2  # smallest relative update a compared cosine may rest on
 ROUNDING = 1e-4  # below this relative size an update is float32 rounding noise
@@ -79,9 +90,10 @@ SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_atte
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
-    """Tiny models on two shared cores: one intra-op thread is several times faster."""
+    """Tiny models on two shared cores: one intra-op thread is several times faster
+    (``REFERENCE_TEST_THREADS`` sets another count; the kernel-variation test uses it)."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("REFERENCE_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(before)
 
@@ -125,12 +137,12 @@ _MODELS: dict = {}
 _REFERENCES: dict = {}
 
 
-def build(arch, tokenizer):
-    """The tiny random model of ``arch`` (seed 0, eval mode), built once per session."""
-    if arch not in _MODELS:
+def build(arch, tokenizer, dtype=torch.float64):
+    """The tiny random model of ``arch`` (seed 0, eval mode) in ``dtype``, built once per session."""
+    if (arch, dtype) not in _MODELS:
         torch.manual_seed(0)
-        _MODELS[arch] = ARCHS[arch](len(tokenizer)).eval()
-    return _MODELS[arch]
+        _MODELS[arch, dtype] = ARCHS[arch](len(tokenizer)).eval().to(dtype)
+    return _MODELS[arch, dtype]
 
 
 def words(arch):
@@ -145,15 +157,24 @@ def start_id(tokenizer, start_token):
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
-def reference(arch, tokenizer, position, start_token):
+def reference(arch, tokenizer, position, start_token, dtype=torch.float64, shift=0):
     """The reference analysis of one setting, computed once (it does not depend on the engine's route)."""
-    key = (arch, position, start_token)
+    key = (arch, position, start_token, dtype, shift)
     if key not in _REFERENCES:
         _REFERENCES[key] = ref.reference_analysis(
-            build(arch, tokenizer), tokenizer, DEMOS, QUERIES, template=TEMPLATE, label_words=words(arch),
-            learning_rate=LR, position=position, start_token_id=start_id(tokenizer, start_token),
+            build(arch, tokenizer, dtype), tokenizer, DEMOS, QUERIES, template=TEMPLATE, label_words=words(arch),
+            learning_rate=LR, position=position, start_token_id=start_id(tokenizer, start_token), top_k=TOP_K,
+            noise=NOISE[dtype], shift_demonstrations=shift,
         )
     return _REFERENCES[key]
+
+
+def engine(arch, tokenizer, position, start_token, fast, dtype=torch.float64) -> dict:
+    """The engine's report (through the pipeline) for the setting, as a dict."""
+    analyzer = pipeline("icl-analysis", model=build(arch, tokenizer, dtype), tokenizer=tokenizer)
+    return analyzer(DEMOS, QUERIES, template=TEMPLATE, label_words=words(arch), learning_rate=LR, seed=0, method="kv",
+                    position=position, fast=fast, start_token=start_token, n_bootstrap=10, top_k_tokens=TOP_K[0],
+                    top_k_examples=TOP_K[1]).to_dict()
 
 
 # --------------------------------------------------------------------------- engine vs reference
@@ -163,7 +184,13 @@ PER_LAYER = [
     ("simam", "per_layer_before", None, COS_TOL),
     ("simam", "per_layer_after", None, COS_TOL),
     ("simam", "per_layer_delta", "simam", COS_TOL),
-    ("kendall", "per_layer", None, TAU_TOL),
+]
+# (where in the engine's report, where in the reference's, the reference's tolerance key)
+RANKS = [
+    (("kendall",), ("kendall",), "kendall"),
+    (("kendall", "example_level"), ("kendall", "example_level"), "kendall_example"),
+    (("topk_recall", "token_level"), ("topk_recall", "token_level"), "recall"),
+    (("topk_recall", "example_level"), ("topk_recall", "example_level"), "recall_example"),
 ]
 
 
@@ -208,14 +235,26 @@ def compare(arch, report: dict, expected: dict) -> list[str]:
     return problems
 
 
-def compare_example_level(report: dict, expected: dict) -> list[str]:
-    """Disagreements on the example-level Kendall per layer."""
-    got = report["kendall"].get("example_level", {}).get("per_layer")
-    want = expected["kendall"]["example_level"]["per_layer"]
-    if got is None:
-        return ["kendall.example_level.per_layer: missing from the engine's report"]
-    return [f"kendall.example_level.per_layer[{i}]: engine {g:.8f} != reference {w:.8f}"
-            for i, (g, w) in enumerate(zip(got, want, strict=True)) if abs(g - w) > TAU_TOL]
+def dig(report: dict, path: tuple):
+    for key in path:
+        report = (report or {}).get(key)
+    return report
+
+
+def compare_ranks(report: dict, expected: dict) -> list[str]:
+    """Disagreements on Kendall and top-k recall per layer, beyond what near ties allow."""
+    problems = []
+    for got_path, want_path, tol_key in RANKS:
+        got = dig(report, got_path + ("per_layer",))
+        want = dig(expected, want_path + ("per_layer",))
+        name = ".".join(got_path)
+        if got is None:
+            problems.append(f"{name}.per_layer: missing from the engine's report")
+            continue
+        for layer, (g, w, tol) in enumerate(zip(got, want, expected["tolerance"][tol_key], strict=True)):
+            if abs(g - w) > tol + 1e-12:
+                problems.append(f"{name}.per_layer[{layer}]: engine {g:.8f} != reference {w:.8f} (tol {tol:.2g})")
+    return problems
 
 
 @pytest.mark.parametrize("start_token", [None, "auto"])
@@ -223,16 +262,36 @@ def compare_example_level(report: dict, expected: dict) -> list[str]:
 @pytest.mark.parametrize("fast", [True, False], ids=["fast", "per_query"])
 @pytest.mark.parametrize("arch", list(ARCHS))
 def test_engine_matches_reference(tiny_tokenizer, arch, fast, position, start_token):
-    """Predictions exactly, every per-layer metric within its tolerance, and the example-level Kendall."""
-    model = build(arch, tiny_tokenizer)
+    """Float64: predictions exactly, every per-layer metric within its tolerance, Kendall and top-k recall at both levels."""
     expected = reference(arch, tiny_tokenizer, position, start_token)
-    analyzer = pipeline("icl-analysis", model=model, tokenizer=tiny_tokenizer)
-    report = analyzer(DEMOS, QUERIES, template=TEMPLATE, label_words=words(arch), learning_rate=LR, seed=0, method="kv",
-                      position=position, fast=fast, start_token=start_token, n_bootstrap=10).to_dict()
-    problems = compare(arch, report, expected) + compare_example_level(report, expected)
+    report = engine(arch, tiny_tokenizer, position, start_token, fast)
+    problems = compare(arch, report, expected) + compare_ranks(report, expected)
     if report["accuracy"] != expected["accuracy"]:
         problems.append(f"accuracy: engine {report['accuracy']} != reference {expected['accuracy']}")
     assert not problems, "\n".join(problems)
+    assert report["config"]["dtype"] == "float64"
+
+
+@pytest.mark.parametrize("arch", list(ARCHS))
+def test_engine_matches_reference_in_float32(tiny_tokenizer, arch):
+    """The dtype users run: the same comparison in float32, rank metrics within their near-tie tolerance."""
+    expected = reference(arch, tiny_tokenizer, "prediction", "auto", torch.float32)
+    report = engine(arch, tiny_tokenizer, "prediction", "auto", True, torch.float32)
+    problems = compare(arch, report, expected) + compare_ranks(report, expected)
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("arch", ["gpt2", "gemma3"])
+def test_comparison_catches_a_shifted_demonstration_token(tiny_tokenizer, arch, dtype):
+    """The rank tolerances keep their teeth: a reference reading every demonstration token one
+    position late (ICL scores of token t+1 paired with FT scores of token t) disagrees with the
+    engine beyond them, in float64 and in float32."""
+    expected = reference(arch, tiny_tokenizer, "prediction", "auto", dtype, shift=1)
+    report = engine(arch, tiny_tokenizer, "prediction", "auto", True, dtype)
+    problems = compare_ranks(report, expected)
+    assert any(p.startswith("kendall.per_layer") for p in problems), problems
+    assert any(p.startswith("kendall.example_level") for p in problems), problems
 
 
 @pytest.mark.parametrize("start_token", [None, "auto"])
@@ -240,11 +299,11 @@ def test_engine_matches_reference(tiny_tokenizer, arch, fast, position, start_to
 def test_engine_finetune_matches_reference_sgd(tiny_tokenizer, arch, start_token):
     """``analyzer.finetune`` gives the weights of the plain SGD loop (fused QKV, GQA, K/V biases).
 
-    Float32 gradients agree to ~1e-6 relative between implementations; over five steps the
-    weights differ by ~1e-5 of the largest step, so FT_TOL = 1e-4 of it has a margin of 10
-    and still flags any step that is 1e-3 off in scale.
+    In float32 (the dtype users train in): gradients agree to ~1e-6 relative between
+    implementations; over five steps the weights differ by ~1e-5 of the largest step, so
+    FT_TOL = 1e-4 of it has a margin of 10 and still flags any step that is 1e-3 off in scale.
     """
-    model = build(arch, tiny_tokenizer)
+    model = build(arch, tiny_tokenizer, torch.float32)
     start = start_id(tiny_tokenizer, start_token)
     prompts = ref.build_prompts(tiny_tokenizer, TEMPLATE, words(arch), "\n", DEMOS, QUERIES, start)
     expected, _ = ref.finetune_kv(model, prompts.train, LR)
@@ -351,7 +410,16 @@ def test_reference_metrics_on_hand_computed_values():
     m_icl, m_ft = np.array([[1.0, 1.0], [0.0, 1.0]]), np.array([[2.0, 0.0], [0.0, 1.0]])
     before, after, delta = ref.simam(m_icl, m_zsl, m_ft)
     assert (before, after, delta) == pytest.approx((0.5 * (2 ** -0.5 + 1), 0.5 * (2 ** -0.5 + 1), 0.0))
-    assert ref.example_level([1.0, 2.0, 4.0], [0.5, 0.5, 3.0], [0, 0, 2]) == ([3.0, 4.0], [1.0, 3.0])
+    e = np.e
+    icl_mass, ft_mass = ref.example_level([1.0, 2.0, 4.0], [0.0, 0.0, np.log(2.0)], [0, 0, 2])
+    z = e + e**2 + e**4
+    assert icl_mass == pytest.approx([(e + e**2) / z, e**4 / z]) and ft_mass == pytest.approx([0.5, 0.5])
+    # Raw sums would rank demonstration 0 (two tokens) first on the FT side; the mass ties them.
+    assert ref.topk_recall([3.0, 1.0, 2.0, 0.0], [0.0, 1.0, 2.0, 3.0], 2) == 0.5  # {0, 2} vs {3, 2}
+    assert ref.topk_recall([1.0, 2.0], [2.0, 1.0], 5) == 1.0 and ref.topk_recall([], [], 3) == 0.0
+    assert ref.fragile_pairs([1.0, 1.0 + 1e-9, 3.0], [1.0, 2.0, 3.0], 1e-6) == 1  # the first two, on the ICL side
+    assert ref.rank_tolerances([1.0, 2.0, 3.0], [3.0, 2.0, 1.0], 1, 1e-6) == (0.0, 0.0)
+    assert ref.fragile_tops([3.0, 2.0, 2.0 + 1e-9, 0.0], [4.0, 3.0, 2.0, 1.0], 2, 1e-6) == 1  # 2nd and 3rd could swap
     labels = [1, 1, 0, 0]
     assert ref.rec2ftp(zsl=[0, 0, 0, 0], icl=[1, 0, 0, 0], ft=[1, 1, 0, 0], labels=labels) == 0.5
     assert ref.rec2ftp(zsl=[1, 1, 0, 0], icl=[0, 0, 1, 1], ft=[1, 1, 0, 0], labels=labels) is None

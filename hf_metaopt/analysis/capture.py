@@ -136,6 +136,15 @@ def _check_kwargs(module: nn.Module, kwargs: dict) -> None:
         )
 
 
+def score_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype scores and recorded queries are computed in: the model's, at least float32.
+
+    Half-precision models are scored in float32; a float64 model keeps float64, so a rank
+    statistic over its scores (Kendall, top-k recall) does not depend on float32 rounding.
+    """
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _scores(query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> torch.Tensor:
     """``[B, H, T_k]`` pre-softmax scores of each row's analysed query vector, as the model computes them."""
     heads = query.shape[1]
@@ -143,7 +152,8 @@ def _scores(query: torch.Tensor, key: torch.Tensor, kwargs: dict) -> torch.Tenso
         key = key.repeat_interleave(heads // key.shape[1], dim=1)
     scale = kwargs.get("scaling")
     scale = scale if scale is not None else query.shape[-1] ** -0.5
-    scores = torch.einsum("bhd,bhkd->bhk", query.float(), key.float()) * scale
+    dtype = score_dtype(query.dtype)
+    scores = torch.einsum("bhd,bhkd->bhk", query.to(dtype), key.to(dtype)) * scale
     softcap = kwargs.get("softcap")
     if softcap is not None:
         scores = torch.tanh(scores / softcap) * softcap
@@ -189,6 +199,7 @@ class AttentionRecorder:
         self._past = 0
         self._skip: int | None = None
         self.token_queries: list[list[torch.Tensor]] = [[] for _ in self.modules]
+        self.scaling: list[float | None] = [None] * len(self.modules)  # each layer's score scale, as last called
         self._clear()
 
     @property
@@ -216,7 +227,7 @@ class AttentionRecorder:
     def collecting_queries(self, skip: int = 0) -> Iterator["AttentionRecorder"]:
         """Inside :meth:`recording`: keep every token's query vectors after ``skip`` leading tokens.
 
-        Each forward appends ``[H, T, Dh]`` (float32, CPU) per layer and batch row to
+        Each forward appends ``[H, T, Dh]`` (CPU, :func:`score_dtype`) per layer and batch row to
         :attr:`token_queries`.
         """
         self._skip = skip
@@ -239,7 +250,8 @@ class AttentionRecorder:
 
         ``query [B, L, H, Dh]``, ``output [B, L, E]``, ``own`` (per row ``[L, H, T_own]``),
         ``own_visible`` (per row ``[L, T_own]``), ``demo`` and ``demo_visible`` (``[B, L, T_demo]``
-        or ``None``); float64 / bool CPU tensors.
+        or ``None``); float64 / bool CPU tensors; ``scaling`` ``[L]``, each layer's score scale
+        (the ``scaling`` its attention function was given, else ``head_dim ** -0.5``).
         """
         n_rows = self._query[0].shape[0] if self._query[0] is not None else 0
         out = {
@@ -249,6 +261,7 @@ class AttentionRecorder:
             "own_visible": [torch.stack([self._own[l][b][1] for l in range(self.num_layers)]) for b in range(n_rows)],
             "demo": torch.stack([d[0] for d in self._demo], dim=1) if self._demo[0] is not None else None,
             "demo_visible": torch.stack([d[1] for d in self._demo], dim=1) if self._demo[0] is not None else None,
+            "scaling": torch.tensor(self.scaling, dtype=torch.float64) if n_rows else None,
         }
         self._clear()
         return out
@@ -258,9 +271,11 @@ class AttentionRecorder:
         layer = self.layer_of.get(id(module))
         if layer is None:
             return
+        scale = kwargs.get("scaling")
+        self.scaling[layer] = float(scale) if scale is not None else query.shape[-1] ** -0.5
         if self._skip is not None:
             # Checked on the CPU copy the recording makes anyway: no extra pass, no device sync per layer.
-            kept = query.detach()[:, :, self._skip :, :].to("cpu", torch.float32)
+            kept = query.detach()[:, :, self._skip :, :].to("cpu", score_dtype(query.dtype))
             check_finite(kept, "attention queries", query.dtype)
             self.token_queries[layer].extend(kept.unbind(0))
             return

@@ -94,7 +94,7 @@ def run_analysis(
         controls = {}
         if options.control == "untrained":
             control = _analyze_model(_untrained_copy(model, options.seed), encoder, demos, queries, options, pad_id, bar)
-            controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall")}
+            controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             notes += [f"untrained control: {n}" for n in control.notes]
     notes += accuracy_notes(main.summary, len(queries))
     config = _config(model, encoder, options, main.n_used, len(queries), provenance or {})
@@ -109,7 +109,8 @@ def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: Analy
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.training_ids(d) for d in demos[: prefix.n_demonstrations]]
     with _finetune_and_record(model, encoder, examples, prefix, options, bar) as (tuned, token_queries):
-        collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed)
+        collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed, top_k_tokens=options.top_k_tokens,
+                                   top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries)
         del token_queries
         _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
     # Leaving the block released the finetuned tensors (LoRA: removed the adapters) before anything

@@ -1,4 +1,4 @@
-"""The paper's four analysis metrics and their baselines, as pure numpy functions.
+"""The paper's four analysis metrics, the reference code's top-k recall, and their baselines, as pure numpy functions.
 
 Definitions follow ``docs/analysis.md`` (the reference code's reading of Dai et
 al. 2023) plus Deutch et al. 2024's variants. Every function takes numpy arrays,
@@ -31,7 +31,7 @@ __all__ = [
     "cosine",
     "kendall_random_scores",
     "kendall_scores",
-    "per_example",
+    "example_mass",
     "update",
     "rec2ftp",
     "rec2ftp_bootstrap_ci",
@@ -39,6 +39,8 @@ __all__ = [
     "simaou_random_scores",
     "simaou_scores",
     "summarize_layers",
+    "topk_recall",
+    "topk_recall_random",
 ]
 
 
@@ -304,17 +306,34 @@ def kendall_random_scores(m_icl_demo: Any, seed: int = 0, visible: Any = None) -
     )
 
 
-def per_example(scores: Any, owner: Sequence[int], visible: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Token scores summed per demonstration, for the example-level Kendall variant.
+def _softmax(x: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Softmax of ``x`` over the entries where ``keep`` holds (last axis); 0 elsewhere and in an all-False row."""
+    masked = np.where(keep, x, -np.inf)
+    top = np.max(masked, axis=-1, keepdims=True)
+    exp = np.where(keep, np.exp(masked - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = exp.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, exp / np.where(total > 0, total, 1.0), 0.0)
+
+
+def example_mass(scores: Any, owner: Sequence[int], visible: Any = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each demonstration's share of the attention mass, for the example-level metrics.
+
+    The reference code's reading (``compute_training_example_attn.py``): per (query, layer) a
+    softmax of the token scores over the demonstration tokens the layer attends to, then that
+    mass summed within each demonstration. Summing the raw scores instead would rank
+    demonstrations by length times mean score, not by attention.
 
     Args:
-        scores: list over queries of ``[L, T_demo]`` token scores.
+        scores: list over queries of ``[L, T_demo]`` token scores (pre-softmax, on the scale the
+            softmax of the reference applies to: ICL the scaled ``q.k`` summed over heads, FT the
+            read-out query dotted with the training token's query, both scaled, summed over heads).
         owner: ``[T_demo]`` the demonstration each token belongs to (0..k-1).
-        visible: optional list over queries of boolean ``[L, T_demo]`` (see :func:`kendall_scores`).
+        visible: optional list over queries of boolean ``[L, T_demo]`` (see :func:`kendall_scores`);
+            invisible tokens get no mass.
 
     Returns:
-        ``(sums, seen)``: per query ``[L, k]`` the sum over each demonstration's visible tokens,
-        and ``[L, k]`` whether the demonstration has any visible token.
+        ``(mass, seen)``: per query ``[L, k]`` each demonstration's attention mass (each row sums
+        to 1 where any token is visible), and ``[L, k]`` whether the demonstration has a visible token.
     """
     rows = _per_query(scores, "scores", 2)
     owner = np.asarray(owner, dtype=np.int64)
@@ -322,9 +341,67 @@ def per_example(scores: Any, owner: Sequence[int], visible: Any = None) -> tuple
         raise ValueError(f"`owner` must give one demonstration per token ({rows[0].shape[1]}); got shape {owner.shape}.")
     one_hot = np.eye(int(owner.max()) + 1 if owner.size else 0)[owner]  # [T_demo, k]
     masks = _visibility(visible, rows)
-    sums = [(r * m) @ one_hot for r, m in zip(rows, masks)]
+    mass = [_softmax(r, m) @ one_hot for r, m in zip(rows, masks)]
     seen = [(m.astype(np.float64) @ one_hot) > 0 for m in masks]
-    return sums, seen
+    return mass, seen
+
+
+def _top(values: np.ndarray, k: int) -> set[int]:
+    # A stable sort on the negated values: among equal values the earlier index ranks first.
+    return set(np.argsort(-values, kind="stable")[:k].tolist())
+
+
+def _recall(a: np.ndarray, b: np.ndarray, k: int) -> float:
+    n = a.shape[0]
+    if n == 0:
+        return 0.0
+    k = min(k, n)
+    return len(_top(a, k) & _top(b, k)) / k
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"`k` must be a positive integer (the reference uses 100 tokens, 5 demonstrations); got {k!r}.")
+    return int(k)
+
+
+def topk_recall(m_icl: Any, m_ft: Any, k: int, visible: Any = None) -> np.ndarray:
+    """Top-k recall of the reference code: the overlap of the two sides' k highest-scored items.
+
+    Per (query, layer), ``|top_k(ICL) & top_k(FT)| / k`` over the visible items (tokens, or
+    demonstrations for the example level). With ``n <= k`` visible items ``k`` becomes ``n``
+    (the recall is then 1, as is its random baseline); no visible item gives 0. Ties rank the
+    earlier item first.
+
+    Args:
+        m_icl, m_ft: lists over queries of ``[L, n]`` scores (see :func:`kendall_scores`).
+        k: how many top items (the reference: 100 tokens, 5 demonstrations).
+        visible: optional list over queries of boolean ``[L, n]``.
+
+    Returns:
+        Array ``[Q, L]`` in [0, 1].
+    """
+    k = _check_k(k)
+    icl = _per_query(m_icl, "m_icl", 2)
+    ft = _per_query(m_ft, "m_ft", 2)
+    _check_routes(icl, "m_icl", ft, "m_ft")
+    masks = _visibility(visible, icl)
+    return np.array(
+        [[_recall(a_l[v_l], b_l[v_l], k) for a_l, b_l, v_l in zip(a, b, v)] for a, b, v in zip(icl, ft, masks)],
+        dtype=np.float64,
+    )
+
+
+def topk_recall_random(m_ft: Any, k: int, seed: int = 0, visible: Any = None) -> np.ndarray:
+    """Top-k recall baseline: a Uniform[0, 1) random ranking against the FT side's, ``[Q, L]`` (about ``k / n``)."""
+    k = _check_k(k)
+    ft = _per_query(m_ft, "m_ft", 2)
+    masks = _visibility(visible, ft)
+    rng = np.random.default_rng(seed)
+    return np.array(
+        [[_recall(rng.random(b_l.shape)[v_l], b_l[v_l], k) for b_l, v_l in zip(b, v)] for b, v in zip(ft, masks)],
+        dtype=np.float64,
+    )
 
 # ---------------------------------------------------------------- summaries
 

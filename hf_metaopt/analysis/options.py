@@ -65,14 +65,20 @@ class AnalysisOptions:
     max_demonstrations: int = field(default=32, metadata={"help": "at most this many demonstrations in context."})
     batch_size: int = field(default=8, metadata={"help": "queries per forward pass."})
     n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95%% intervals."})
+    kendall_queries: int | None = field(
+        default=None, metadata={"help": "Kendall and top-k recall over the first N queries only (the reference code reads 100); default: all."}
+    )
+    top_k_tokens: int = field(default=100, metadata={"help": "k of the token-level top-k recall (the reference code's 100)."})
+    top_k_examples: int = field(default=5, metadata={"help": "k of the example-level top-k recall (the reference code's 5)."})
     fast: bool = field(
         default=True, metadata={"help": "reuse the demonstration prefix's cache for every query (--no-fast: the per-query reference route)."}
     )
 
     def __post_init__(self):
-        for name in ("n_demonstrations", "max_demonstrations", "batch_size", "n_bootstrap"):
+        for name in ("n_demonstrations", "max_demonstrations", "batch_size", "n_bootstrap", "top_k_tokens", "top_k_examples"):
             _positive_int(name, getattr(self, name))
         _positive_int("n_queries", self.n_queries, allow_none=True)
+        _positive_int("kendall_queries", self.kendall_queries, allow_none=True)
         lr = self.learning_rate
         if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
             raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {lr!r}.")

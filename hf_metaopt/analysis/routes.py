@@ -24,7 +24,7 @@ from torch import nn
 from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 from ..torch_utils import input_device
-from .capture import AttentionRecorder, RowSpec, check_finite
+from .capture import AttentionRecorder, RowSpec, check_finite, score_dtype
 
 __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 
@@ -74,7 +74,8 @@ class RouteOutput:
     ``query [B, L, H, Dh]``; ``own`` per row ``[L, H, T_own]`` scores over the query's own
     tokens (0 where the layer does not attend) and ``own_visible`` per row ``[L, T_own]``;
     ``demo [B, L, T_demo]`` scores over demonstration tokens summed over heads and
-    ``demo_visible [B, L, T_demo]`` (ICL only, else ``None``).
+    ``demo_visible [B, L, T_demo]`` (ICL only, else ``None``); ``scaling [L]`` each layer's
+    score scale (``scores = scaling * q.k``).
     """
 
     logprobs: np.ndarray
@@ -84,6 +85,7 @@ class RouteOutput:
     own_visible: list[np.ndarray] | None = None
     demo: np.ndarray | None = None
     demo_visible: np.ndarray | None = None
+    scaling: np.ndarray | None = None
 
 
 class RouteRunner:
@@ -137,7 +139,7 @@ class RouteRunner:
         pairs = sorted({(b, column[p]) for b, row in enumerate(targets) for p, _ in row})
         where = {pair: i for i, pair in enumerate(pairs)}
         logits = logits[[b for b, _ in pairs], [c for _, c in pairs]]
-        logprobs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        logprobs = torch.log_softmax(logits.to(score_dtype(logits.dtype)), dim=-1).cpu()
         check_finite(logprobs, "logits", logits.dtype)  # inf or NaN logits make their row's log-softmax NaN
         return [[float(logprobs[where[b, column[p]], tok]) for p, tok in row] for b, row in enumerate(targets)]
 
@@ -197,4 +199,5 @@ def _output(scores: np.ndarray, records: dict | None) -> RouteOutput:
         own_visible=[t.numpy() for t in records["own_visible"]],
         demo=as_numpy(records["demo"]),
         demo_visible=as_numpy(records["demo_visible"]),
+        scaling=as_numpy(records["scaling"]),
     )

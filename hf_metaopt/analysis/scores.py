@@ -30,12 +30,18 @@ class ScoreCollector:
             during its finetuning step (the FT side of Kendall).
         demo_owner: ``[T_demo]`` the demonstration each token belongs to (example-level Kendall).
         seed: seeds the random baselines (per query, so batching never changes them).
+        top_k_tokens, top_k_examples: ``k`` of the token- and example-level top-k recall.
+        kendall_queries: Kendall and top-k recall are summarised over the first this many
+            queries (the reference code reads 100); ``None``: all.
     """
 
-    def __init__(self, token_queries: Sequence[torch.Tensor], demo_owner: Sequence[int], seed: int):
+    def __init__(self, token_queries: Sequence[torch.Tensor], demo_owner: Sequence[int], seed: int, *,
+                 top_k_tokens: int = 100, top_k_examples: int = 5, kendall_queries: int | None = None):
         self.token_queries = list(token_queries)
         self.demo_owner = list(demo_owner)
         self.seed = seed
+        self.top_k = {"token_level": top_k_tokens, "example_level": top_k_examples}
+        self.kendall_queries = kendall_queries
         self._rows: dict[str, list[np.ndarray]] = {}
         self._order: list[int] = []
 
@@ -51,7 +57,7 @@ class ScoreCollector:
         self._put("simaou_raw", metrics.simaou_scores(zsl.output, icl.output, ft.output, normalize=False))
         for part, values in metrics.simam_scores(zsl.own, icl.own, ft.own).items():
             self._put(f"simam_{part}", values)
-        self._add_kendall(batch, icl, self._ft_demo_scores(ft.query))
+        self._add_kendall(batch, icl, self._ft_demo_scores(ft.query, ft.scaling))
         self._put("demo_visible", icl.demo_visible.sum(axis=2))  # [B, L] tokens each layer sees
         self._put("own_hidden", np.stack([(~v).sum(axis=1) for v in icl.own_visible]))  # [B, L]
         for row, q_index in enumerate(batch):
@@ -61,25 +67,31 @@ class ScoreCollector:
     def _seed(self, q_index: int) -> int:
         return self.seed * _RANDOM_SEED_STRIDE + q_index
 
-    def _ft_demo_scores(self, ft_query: np.ndarray) -> np.ndarray:
-        """``[B, L, T_demo]``: the FT position's query . each training token's query, summed over heads."""
+    def _ft_demo_scores(self, ft_query: np.ndarray, scaling: np.ndarray) -> np.ndarray:
+        """``[B, L, T_demo]``: ``scaling**2`` x the FT position's query . each training token's query, summed over heads.
+
+        The reference code records queries after ``q *= scaling``, so its FT scores carry the
+        scale twice; the ranking does not depend on it, the example level's softmax does.
+        """
         per_layer = [
-            torch.einsum("bhd,htd->bt", torch.from_numpy(ft_query[:, layer]), tq.double()).numpy()
+            torch.einsum("bhd,htd->bt", torch.from_numpy(ft_query[:, layer]), tq.double()).numpy() * scaling[layer] ** 2
             for layer, tq in enumerate(self.token_queries)
         ]
         return np.stack(per_layer, axis=1)
 
     def _add_kendall(self, batch: Sequence[int], icl: RouteOutput, ft_demo: np.ndarray) -> None:
-        icl_demo, visible = list(icl.demo), list(icl.demo_visible)
-        self._put("kendall", metrics.kendall_scores(icl_demo, list(ft_demo), visible))
-        icl_ex, seen = metrics.per_example(icl_demo, self.demo_owner, visible)
-        ft_ex, _ = metrics.per_example(list(ft_demo), self.demo_owner, visible)
-        self._put("kendall_example", metrics.kendall_scores(icl_ex, ft_ex, seen))
-        for row, q_index in enumerate(batch):
-            one = slice(row, row + 1)
-            seed = self._seed(q_index)
-            self._put("kendall_random", metrics.kendall_random_scores(icl_demo[one], seed=seed, visible=visible[one]))
-            self._put("kendall_example_random", metrics.kendall_random_scores(icl_ex[one], seed=seed, visible=seen[one]))
+        """Kendall and top-k recall at token level (scores) and example level (attention mass per demonstration)."""
+        icl_demo, ft_demo, visible = list(icl.demo), list(ft_demo), list(icl.demo_visible)
+        icl_ex, seen = metrics.example_mass(icl_demo, self.demo_owner, visible)
+        ft_ex, _ = metrics.example_mass(ft_demo, self.demo_owner, visible)
+        levels = {"token_level": (icl_demo, ft_demo, visible), "example_level": (icl_ex, ft_ex, seen)}
+        for level, (a, b, keep) in levels.items():
+            self._put(f"kendall_{level}", metrics.kendall_scores(a, b, keep))
+            self._put(f"recall_{level}", metrics.topk_recall(a, b, self.top_k[level], keep))
+            for row, q_index in enumerate(batch):
+                one, seed = slice(row, row + 1), self._seed(q_index)
+                self._put(f"kendall_{level}_random", metrics.kendall_random_scores(a[one], seed=seed, visible=keep[one]))
+                self._put(f"recall_{level}_random", metrics.topk_recall_random(b[one], self.top_k[level], seed=[seed, 1], visible=keep[one]))
 
     # ---------------------------------------------------------------- summary
     def collected(self) -> dict[str, np.ndarray]:
@@ -103,7 +115,8 @@ class ScoreCollector:
             "rec2ftp_ci95": metrics.rec2ftp_bootstrap_ci(correct["zsl"], correct["icl"], correct["ft"], **boot),
             "simaou": _simaou(rows, boot),
             "simam": _simam(rows, boot),
-            "kendall": _kendall(rows, boot),
+            "kendall": _kendall(rows, boot, self.kendall_queries),
+            "topk_recall": _topk_recall(rows, boot, self.kendall_queries, self.top_k),
         }
 
     def visibility(self) -> dict[str, np.ndarray]:
@@ -131,10 +144,20 @@ def _simam(rows: dict, boot: dict) -> dict:
     return out
 
 
-def _kendall(rows: dict, boot: dict) -> dict:
-    def level(key: str) -> dict:
-        main = metrics.summarize_layers(rows[key], **boot)
-        rand = metrics.summarize_layers(rows[f"{key}_random"])
-        return {**main, "random_mean": rand["mean"], "random_per_layer": rand["per_layer"]}
+def _level(rows: dict, key: str, boot: dict, n: int | None) -> dict:
+    """One ranking metric's summary over the first ``n`` queries, with its random baseline."""
+    main = metrics.summarize_layers(rows[key][:n], **boot)
+    rand = metrics.summarize_layers(rows[f"{key}_random"][:n])
+    return {**main, "random_mean": rand["mean"], "random_per_layer": rand["per_layer"]}
 
-    return {**level("kendall"), "example_level": level("kendall_example")}
+
+def _kendall(rows: dict, boot: dict, n: int | None) -> dict:
+    used = len(rows["kendall_token_level"][:n])
+    return {**_level(rows, "kendall_token_level", boot, n), "example_level": _level(rows, "kendall_example_level", boot, n),
+            "n_queries": used}
+
+
+def _topk_recall(rows: dict, boot: dict, n: int | None, top_k: dict) -> dict:
+    used = len(rows["recall_token_level"][:n])
+    levels = {level: {"k": k, **_level(rows, f"recall_{level}", boot, n)} for level, k in top_k.items()}
+    return {**levels, "n_queries": used}
