@@ -13,9 +13,13 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                unnormalized_per_layer, unnormalized_mean, unnormalized_ci95}
     simam:    {per_layer_before, per_layer_after, per_layer_delta,
                before, after, delta, before_ci95, after_ci95, delta_ci95}
-    kendall:  {per_layer, mean, ci95, random_mean, random_per_layer,
+    kendall:  {per_layer, mean, ci95, random_mean, random_per_layer, n_queries,
                example_level: {per_layer, mean, ci95, random_mean, random_per_layer}}
-    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall}} or {}
+               (example level: tau over each demonstration's softmax attention mass;
+               reports of version 0.1 summed raw scores there)
+    topk_recall: {token_level: {k, per_layer, mean, ci95, random_mean, random_per_layer},
+                  example_level: {same}, n_queries}     absent in 0.1 reports
+    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, topk_recall}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,

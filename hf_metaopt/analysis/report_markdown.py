@@ -36,7 +36,14 @@ def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("Kendall (token level)", _num(kd.get("mean")), _ci(kd.get("ci95")), f"random scores {_num(kd.get('random_mean'))}"),
     ]
     if ex:
-        rows.append(("Kendall (example level)", _num(ex.get("mean")), _ci(ex.get("ci95")), f"random scores {_num(ex.get('random_mean'))}"))
+        rows.append(("Kendall (example level, attention mass)", _num(ex.get("mean")), _ci(ex.get("ci95")),
+                     f"random scores {_num(ex.get('random_mean'))}"))
+    recall = data.get("topk_recall") or {}
+    for level, name in (("token_level", "tokens"), ("example_level", "demonstrations")):
+        r = recall.get(level)
+        if r:
+            rows.append((f"top-{r.get('k')} recall ({name})", _num(r.get("mean")), _ci(r.get("ci95")),
+                         f"random ranking {_num(r.get('random_mean'))}"))
     return rows
 
 
@@ -78,6 +85,10 @@ def _control(data: dict[str, Any]) -> list[str]:
         ["SimAM after", pick(data, "simam", "after"), pick(control, "simam", "after")],
         ["SimAM delta", pick(data, "simam", "delta"), pick(control, "simam", "delta")],
         ["Kendall", pick(data, "kendall", "mean"), pick(control, "kendall", "mean")],
+        ["Kendall (example level)", pick(data.get("kendall") or {}, "example_level", "mean"),
+         pick(control.get("kendall") or {}, "example_level", "mean")],
+        ["top-k recall (tokens)", pick(data.get("topk_recall") or {}, "token_level", "mean"),
+         pick(control.get("topk_recall") or {}, "token_level", "mean")],
     ]
     intro = ("The same analysis on a randomly initialised copy of the architecture, which cannot learn in context: "
              "metrics that score about as high here say little about ICL.")
@@ -100,15 +111,17 @@ def _selection(data: dict[str, Any]) -> list[str]:
 
 def _per_layer(data: dict[str, Any]) -> list[str]:
     aou, am, kd = data.get("simaou", {}), data.get("simam", {}), data.get("kendall", {})
+    recall = data.get("topk_recall") or {}
     series = [aou.get("per_layer"), aou.get("random_per_layer"), am.get("per_layer_before"), am.get("per_layer_after"),
               am.get("per_layer_delta"), kd.get("per_layer"), (kd.get("example_level") or {}).get("per_layer"),
-              kd.get("random_per_layer")]
+              kd.get("random_per_layer"), (recall.get("token_level") or {}).get("per_layer"),
+              (recall.get("example_level") or {}).get("per_layer")]
     n = max((len(s) for s in series if s), default=0)
     if not n:
         return []
     rows = [[str(i)] + [_num(s[i]) if s and i < len(s) else "-" for s in series] for i in range(n)]
     header = ["layer", "SimAOU", "SimAOU random", "SimAM before", "SimAM after", "SimAM delta", "Kendall",
-              "Kendall (example)", "Kendall random"]
+              "Kendall (example)", "Kendall random", "top-k recall", "top-k recall (example)"]
     return ["", "## Per layer", ""] + _table(header, rows)
 
 

@@ -2,7 +2,7 @@
 
 Every metric of the report is summarised with its baseline (``docs/analysis.md``,
 "Metrics"): accuracies, Rec2FTP, SimAOU (+ random, unnormalised), SimAM (before, after,
-delta), Kendall token level and example level (+ random). Runs with the untrained control
+delta), Kendall and top-k recall at token and example level (+ random). Runs with the untrained control
 also summarise ``report["controls"]["untrained"]``. The standard deviation is the sample
 one (n - 1), undefined (``None``) for fewer than two values; ``None`` values (Rec2FTP when
 finetuning fixes nothing) are left out and ``n`` says how many values remain.
@@ -34,6 +34,10 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "kendall_random": (("kendall", "random_mean"), "Kendall, token level, random scores (baseline)"),
     "kendall_example": (("kendall", "example_level", "mean"), "Kendall, example level"),
     "kendall_example_random": (("kendall", "example_level", "random_mean"), "Kendall, example level, random scores (baseline)"),
+    "recall_token": (("topk_recall", "token_level", "mean"), "top-k recall, token level (k = 100)"),
+    "recall_token_random": (("topk_recall", "token_level", "random_mean"), "top-k recall, token level, random ranking (baseline)"),
+    "recall_example": (("topk_recall", "example_level", "mean"), "top-k recall, example level (k = 5)"),
+    "recall_example_random": (("topk_recall", "example_level", "random_mean"), "top-k recall, example level, random ranking (baseline)"),
 }
 
 

@@ -20,6 +20,7 @@ TABLES = (
     ("Table 3: SimAOU / random-vector baseline / unnormalised (Deutch et al.)", ("simaou", "simaou_random", "simaou_unnormalized"), False),
     ("Table 4: SimAM before / after finetuning / delta of the updates (Deutch et al.)", ("simam_before", "simam_after", "simam_delta"), False),
     ("Table 5: Kendall token level / random scores / example level / random scores", ("kendall", "kendall_random", "kendall_example", "kendall_example_random"), False),
+    ("Table 6: top-k recall token level (k = 100) / random / example level (k = 5) / random", ("recall_token", "recall_token_random", "recall_example", "recall_example_random"), False),
 )
 _SIZES = tuple(PAPER)
 
