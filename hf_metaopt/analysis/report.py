@@ -15,11 +15,17 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                before, after, delta, before_ci95, after_ci95, delta_ci95}
     kendall:  {per_layer, mean, ci95, random_mean, random_per_layer,
                example_level: {per_layer, mean, ci95, random_mean, random_per_layer}}
-    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall}} or {}
+    label_counts: {demonstrations, gold, predictions: {zsl, icl, ft}}   counts per label index
+                   (lists indexed like label_words) over the demonstrations used, the
+                   gold labels and each route's predictions
+    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall,
+               label_counts: {predictions: {zsl, icl, ft}}}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,
-               dtype, versions: {hf_metaopt, transformers, torch, peft}
+               dtype, versions: {hf_metaopt, transformers, torch, peft},
+               environment: {cpu_capability, num_threads, device, cuda_device,
+               deterministic_algorithms, platform, python}
     notes:    [str]                                warnings the run raised
     selection: optional, the dev-split grid-search table ({"rows": [...], "chosen": {...}})
 """
