@@ -126,3 +126,55 @@ def test_label_balance_notes_cover_demonstrations_then_routes():
               "predictions": {"zsl": [40, 24], "icl": [63, 1], "ft": [30, 34]}}
     notes = label_balance_notes(counts, WORDS2)
     assert len(notes) == 2 and "label-imbalanced" in notes[0] and notes[1].startswith("ICL answers")
+
+
+# ------------------------------------------------------------------------ the report
+
+
+@pytest.fixture(scope="module")
+def analyzer(tiny_tokenizer_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, pipeline
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        num_hidden_layers=2, hidden_size=32, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+        vocab_size=400, max_position_embeddings=2048, bos_token_id=0, eos_token_id=0,
+    ))
+    return pipeline("icl-analysis", model=model, tokenizer=AutoTokenizer.from_pretrained(tiny_tokenizer_dir))
+
+
+# Six Negative, then two Positive: the unbalanced draw an imbalanced train split gives.
+SKEWED = [{"text": t, "label": 0} for t in ("dull", "badly written", "a tedious mess", "boring", "a waste", "overlong")] + [
+    {"text": "a gripping film", "label": 1}, {"text": "the cast is great", "label": 1}]
+QUERIES = [{"text": "beautifully acted", "label": 1}, {"text": "nothing to say", "label": 0}, {"text": "clever plot", "label": 1}]
+PROMPT = dict(template="Review: {text} Sentiment:", label_words=list(WORDS2), learning_rate=0.1, n_bootstrap=20)
+
+
+def _expected_counts(report: dict, demonstrations: list[dict]) -> dict:
+    used = [demonstrations[i]["label"] for i in report["config"]["demonstrations_used"]]
+    return {
+        "demonstrations": count_labels(used, 2),
+        "predictions": {route: count_labels(report["predictions"][route], 2) for route in ("zsl", "icl", "ft")},
+        "gold": count_labels(report["labels"], 2),
+    }
+
+
+def test_report_holds_the_label_counts_and_the_imbalance_note(analyzer):
+    result = analyzer(SKEWED, QUERIES, **PROMPT)
+    report = result.to_dict()
+    assert report["label_counts"] == _expected_counts(report, SKEWED)
+    assert report["label_counts"]["demonstrations"] == [6, 2] and not report["config"]["balanced_demonstrations"]
+    assert any("label-imbalanced (' Negative' 6, ' Positive' 2)" in n for n in report["notes"])
+    md = result.to_markdown(plots_dir=None)
+    assert "## Label balance" in md and "| ' Negative' | 6 |" in md
+
+
+def test_pipeline_balances_given_demonstrations(analyzer):
+    report = analyzer(SKEWED, QUERIES, balanced_demonstrations=True, n_demonstrations=4, seed=2, **PROMPT).to_dict()
+    assert report["config"]["balanced_demonstrations"] and report["config"]["n_demonstrations"] == 4
+    used = report["config"]["demonstrations_used"]
+    assert sorted(used) == [0, 1, 6, 7]  # per label the first given
+    assert report["label_counts"] == _expected_counts(report, SKEWED)
+    assert report["label_counts"]["demonstrations"] == [2, 2]
+    assert not any("label-imbalanced" in n for n in report["notes"])
