@@ -89,6 +89,30 @@ def test_analyze_registered_task_with_dev_selection_and_control(monkeypatch, tmp
     assert "## Hyperparameter selection on the dev split" in (out / "report.md").read_text()
 
 
+def test_balanced_demonstrations_flag_reaches_the_draw(monkeypatch, tmp_path, tiny_model_dir):
+    from hf_metaopt import tasks
+    from hf_metaopt.commands.analyze import make_parser
+
+    for flag in ("--balanced-demonstrations", "--balanced_demonstrations"):
+        assert make_parser().parse_args_into_dataclasses([flag])[2].balanced_demonstrations is True
+    assert make_parser().parse_args_into_dataclasses([])[2].balanced_demonstrations is False
+
+    out = tmp_path / "balanced"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--task", "rt_sentiment", "--n-demonstrations", 5, "--n-queries", 3,
+        "--balanced-demonstrations", "--seed", 4, "--n-bootstrap", 20, "--output-dir", out, "--no-progress",
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    config = report["config"]
+    assert config["balanced_demonstrations"] is True
+    expected = tasks.select_examples("rt_sentiment", 5, 3, seed=4, balanced=True)
+    assert config["demonstrations_used"] == [d["idx"] for d in expected.demonstrations][: config["n_demonstrations"]]
+    counts = report["label_counts"]["demonstrations"]
+    assert sum(counts) == config["n_demonstrations"] and max(counts) - min(counts) <= 1
+    assert "## Label balance" in (out / "report.md").read_text()
+
+
 # More bad inputs, with the faults after the analysis, are the table of tests/test_cli_reliability.py.
 @pytest.mark.parametrize(
     "argv, message",

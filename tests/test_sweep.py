@@ -121,6 +121,33 @@ def test_same_model_folder_names_are_refused(tmp_path, tiny_models):
         sweep.main(["--config", str(TINY), "--models", tiny_models[0], str(twin), "--output_dir", str(tmp_path / "o")])
 
 
+def test_the_balanced_axis_expands_the_grid_and_names_its_folders(tmp_path, tiny_models):
+    from hf_metaopt.sweep.config import parse_args
+    from hf_metaopt.sweep.grid import plan_sweep
+    from hf_metaopt.sweep.summary import summarize
+    from hf_metaopt.sweep.table import to_markdown
+
+    args, shared = parse_args(["--config", str(TINY), "--models", tiny_models[0], "--controls", "none", "--balanced", "false", "true",
+                               "--output_dir", str(tmp_path / "o")])
+    assert args.balanced == [False, True] and not hasattr(shared, "balanced_demonstrations")
+    plan = plan_sweep(args, shared)
+    paths = [job.relative_path.as_posix() for job in plan.jobs]
+    assert paths == [f"tiny-gpt2/rt_sentiment/kv-lr0.01-none{suffix}/seed-{s}" for suffix in ("", "-balanced") for s in (1, 2)]
+    assert [job.options.balanced_demonstrations for job in plan.jobs] == [False, False, True, True]
+    assert parse_args(["--config", str(TINY)])[0].balanced == [False]  # the paper's draw by default
+    with pytest.raises(ValueError, match="`balanced` must hold true or false"):
+        parse_args(["--config", str(TINY), "--balanced", "maybe"])
+
+    fake = {"accuracy": {"zsl": 0.5, "icl": 0.75, "ft": 0.5}}
+    summary = summarize([(job, fake) for job in plan.jobs], {"tasks": ["rt_sentiment"], "controls": [None], "seeds": [1, 2],
+                                                              "model_labels": dict(plan.labels), "balanced": args.balanced},
+                        {"n_demonstrations": 3, "n_queries": 4, "split": "test", "position": "prediction", "dtype": "float32"})
+    assert [g["balanced_demonstrations"] for g in summary["groups"]] == [False, True]
+    assert [a["balanced_demonstrations"] for a in summary["averages"]] == [False, True]
+    md = to_markdown(summary, plot_file=None)
+    assert "## Finetuning `kv`, learning rate 0.01\n" in md and "## Finetuning `kv`, learning rate 0.01, balanced demonstrations" in md
+
+
 def test_grid_progress_puts_analysis_bars_below_every_grid_bar():
     import io
 

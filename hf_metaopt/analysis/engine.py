@@ -23,8 +23,10 @@ from torch import nn
 
 from ..torch_utils import context_length, eval_mode
 from .capture import AttentionRecorder
+from .environment import environment
 from .finetune import FinetunedModel, finetuned
 from .inference import check_causal_lm, length_batches, resolve_pad_id
+from .label_balance import label_balance_notes, label_counts, prediction_counts
 from .notes import accuracy_notes, visibility_notes
 from .options import AnalysisOptions
 from .progress import AnalysisProgress
@@ -95,10 +97,13 @@ def run_analysis(
         if options.control == "untrained":
             control = _analyze_model(_untrained_copy(model, options.seed), encoder, demos, queries, options, pad_id, bar)
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
+            controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
             notes += [f"untrained control: {n}" for n in control.notes]
+    counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
+    notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
     config = _config(model, encoder, options, main.n_used, len(queries), provenance or {})
-    report = {**main.summary, "controls": controls, "config": config, "notes": notes, **(extra or {})}
+    report = {**main.summary, "label_counts": counts, "controls": controls, "config": config, "notes": notes, **(extra or {})}
     return AnalysisResult(ICLAnalysisReport(report), notes)
 
 
@@ -206,4 +211,5 @@ def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int
         "dtype": str(parameter.dtype).removeprefix("torch."),
         **facts,
         "versions": _versions(),
+        "environment": environment(model),
     }

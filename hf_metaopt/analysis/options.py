@@ -42,6 +42,11 @@ class AnalysisOptions:
     n_demonstrations: int = field(
         default=32, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
     )
+    balanced_demonstrations: bool = field(
+        default=False,
+        metadata={"help": "a class-balanced draw of the k demonstrations (label counts differ by at most one, labels interleaved "
+                  "in a seeded order) instead of the paper's unbalanced one; given demonstrations: chosen from them."},
+    )
     n_queries: int | None = field(
         default=200, metadata={"help": "queries from --split (shuffled with seed 1, capped at this many)."}
     )
@@ -89,8 +94,9 @@ class AnalysisOptions:
         _choice("position", self.position, POSITIONS)
         _choice("control", self.control, CONTROLS)
         _choice("split", self.split, SPLITS)
-        if not isinstance(self.fast, bool):
-            raise ValueError(f"`fast` must be True or False; got {self.fast!r}.")
+        for name in ("fast", "balanced_demonstrations"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
         if isinstance(self.start_token, str) and self.start_token.strip().lower() in ("none", ""):
             object.__setattr__(self, "start_token", None)  # the command line's way to say None
         if self.start_token is not None and not isinstance(self.start_token, str):

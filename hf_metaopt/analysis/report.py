@@ -19,11 +19,17 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                reports of version 0.1 summed raw scores there)
     topk_recall: {token_level: {k, per_layer, mean, ci95, random_mean, random_per_layer},
                   example_level: {same}, n_queries}     absent in 0.1 reports
-    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, topk_recall}} or {}
+    label_counts: {demonstrations, gold, predictions: {zsl, icl, ft}}   counts per label index
+                   (lists indexed like label_words) over the demonstrations used, the
+                   gold labels and each route's predictions
+    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, topk_recall,
+               label_counts: {predictions: {zsl, icl, ft}}}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,
-               dtype, versions: {hf_metaopt, transformers, torch, peft}
+               dtype, versions: {hf_metaopt, transformers, torch, peft},
+               environment: {cpu_capability, num_threads, device, cuda_device,
+               deterministic_algorithms, platform, python}
     notes:    [str]                                warnings the run raised
     selection: optional, the dev-split grid-search table ({"rows": [...], "chosen": {...}})
 """

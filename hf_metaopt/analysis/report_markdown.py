@@ -69,6 +69,17 @@ def _accuracy(data: dict[str, Any]) -> list[str]:
     return ["", "## Accuracy", ""] + _table(["setting", "accuracy", "95% interval"], rows)
 
 
+def _label_balance(data: dict[str, Any]) -> list[str]:
+    counts = data.get("label_counts")
+    if not counts:
+        return []
+    words = data.get("config", {}).get("label_words") or [str(i) for i in range(len(counts["gold"]))]
+    predicted = counts.get("predictions", {})
+    rows = [[repr(word), counts["demonstrations"][i], counts["gold"][i]] + [predicted[s][i] for s in SETTINGS]
+            for i, word in enumerate(words)]
+    return ["", "## Label balance", ""] + _table(["label word", "demonstrations", "gold", "ZSL", "ICL", "FT"], rows)
+
+
 def _metrics(data: dict[str, Any]) -> list[str]:
     return ["", "## ICL vs finetuning metrics", ""] + _table(["metric", "value", "95% interval", "baseline"], [list(r) for r in metric_rows(data)])
 
@@ -133,17 +144,17 @@ def _setting(value: Any) -> str:
 
 def _settings(data: dict[str, Any]) -> list[str]:
     cfg = data.get("config", {})
-    lines = ["", "## Settings", ""] + _table(["setting", "value"], [[k, _setting(v)] for k, v in cfg.items() if k != "versions"])
-    versions = cfg.get("versions") or {}
-    if versions:
-        lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
+    lines = ["", "## Settings", ""] + _table(["setting", "value"], [[k, _setting(v)] for k, v in cfg.items() if k not in ("versions", "environment")])
+    for title, key in (("Versions", "versions"), ("Environment", "environment")):
+        if cfg.get(key):
+            lines += ["", f"{title}: " + ", ".join(f"{k} {v}" for k, v in cfg[key].items())]
     notes = data.get("notes") or []
     return lines + (["", "## Notes", ""] + [f"- {n}" for n in notes] if notes else [])
 
 
 def markdown(data: dict[str, Any], plots_dir: str | None) -> str:
     """report.md for a report dictionary; ``plots_dir`` links the PNGs (``None``: no plots)."""
-    lines = _header(data) + _accuracy(data) + _metrics(data) + _control(data) + _selection(data) + _per_layer(data)
+    lines = _header(data) + _accuracy(data) + _label_balance(data) + _metrics(data) + _control(data) + _selection(data) + _per_layer(data)
     if plots_dir is not None:
         prefix = "" if plots_dir in (".", "") else plots_dir.rstrip("/") + "/"
         lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({prefix}{name})" for name in PLOT_FILES]

@@ -35,7 +35,8 @@ def analyze_task(
     """One analysis of ``task``: its examples as the reference code picks them, then :func:`run_analysis`.
 
     Demonstrations are the train split shuffled with ``options.seed`` (the first
-    ``options.n_demonstrations``); queries come from ``options.split`` (shuffled with seed 1,
+    ``options.n_demonstrations``; with ``options.balanced_demonstrations`` a class-balanced draw
+    from it, :func:`~hf_metaopt.tasks.select_examples`); queries come from ``options.split`` (shuffled with seed 1,
     capped at ``options.n_queries``). The report's config names the task, the split and the
     examples by their row in their split.
 
@@ -48,7 +49,8 @@ def analyze_task(
     options = options or AnalysisOptions()
     spec = tasks.get_task(task)
     selection = tasks.select_examples(
-        spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data
+        spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data,
+        balanced=options.balanced_demonstrations,
     )
     facts = {
         "task": spec.name,

@@ -112,7 +112,8 @@ def dev_evaluator(model, tokenizer, task, options: AnalysisOptions, *, data=None
 
     def evaluate(learning_rate: float, seed: int) -> dict[str, float]:
         run = replace(options, learning_rate=learning_rate, seed=seed, split="dev")
-        chosen = tasks.select_examples(spec, run.n_demonstrations, run.n_queries, seed, split="dev", data=data)
+        chosen = tasks.select_examples(spec, run.n_demonstrations, run.n_queries, seed, split="dev", data=data,
+                                       balanced=run.balanced_demonstrations)
         demos, queries = chosen.demonstrations, chosen.queries
         if "zsl" not in cache:
             cache["zsl"] = accuracy(predict(model, tokenizer, queries, prompt, run)[0], queries)

@@ -165,7 +165,8 @@ def _check_model_fit(model_args, tokenizer, spec, options, selection_args, data)
         return  # the demonstrations depend on the seed the selection picks
     # context_length reads only model.config, which is all there is before the weights load.
     length = context_length(SimpleNamespace(config=load_config(model_args)))
-    chosen = tasks.select_examples(spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data)
+    chosen = tasks.select_examples(spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data,
+                                   balanced=options.balanced_demonstrations)
     encoder.fit_prefix(chosen.demonstrations[: options.max_demonstrations], chosen.queries, length)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from transformers import AutoModelForCausalLM, Pipeline
@@ -29,9 +29,10 @@ from .. import tasks
 from ..analysis import inference
 from ..analysis.engine import run_analysis
 from ..analysis.options import AnalysisOptions
-from ..analysis.prompts import PromptFormat
+from ..analysis.prompts import PromptFormat, validate_examples
 from ..analysis.report import ICLAnalysisReport
 from ..analysis.run import analyze_task
+from ..tasks.balance import balanced_draw
 
 __all__ = ["ICLAnalyzer", "TASK_NAME"]
 
@@ -45,6 +46,8 @@ class _Request:
     prompt: PromptFormat | None = None
     demonstrations: Any = None
     queries: Any = None
+    provenance: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _prompt(template: str | None, label_words: Sequence[str] | None, separator: str | None) -> PromptFormat:
@@ -57,6 +60,14 @@ def _prompt(template: str | None, label_words: Sequence[str] | None, separator: 
     return PromptFormat(template, tuple(label_words), "\n" if separator is None else separator)
 
 
+def _balanced(request: _Request) -> _Request:
+    """The request with a class-balanced draw of its demonstrations (the rule of ``tasks.select_examples``)."""
+    rows = validate_examples(request.demonstrations, "demonstrations", request.prompt)
+    options = request.options
+    positions, notes = balanced_draw([r["label"] for r in rows], options.n_demonstrations, request.prompt.label_words, options.seed)
+    return replace(request, demonstrations=[rows[i] for i in positions], provenance={"demonstration_ids": positions}, notes=notes)
+
+
 class ICLAnalyzer(Pipeline):
     """Runs Dai et al.'s ICL-vs-finetuning analysis and returns an :class:`ICLAnalysisReport`.
 
@@ -65,7 +76,12 @@ class ICLAnalyzer(Pipeline):
     template, label words and separator unless given). Every other keyword is an
     :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``, ``n_queries``,
     ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
-    ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``).
+    ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``,
+    ``balanced_demonstrations``). Given demonstrations are used as given (up to
+    ``max_demonstrations``); with ``balanced_demonstrations=True`` a class-balanced
+    ``n_demonstrations`` of them are chosen (per label the first in the given order,
+    interleaved in seeded rounds) and ``report["config"]["demonstrations_used"]`` holds their
+    positions in the given list.
     """
 
     _load_processor = False
@@ -96,7 +112,8 @@ class ICLAnalyzer(Pipeline):
         demonstrations, queries = inputs.pop("demonstrations", None), inputs.pop("queries", None)
         options = AnalysisOptions.from_kwargs(**inputs)
         if task is None:
-            return _Request(options, prompt=_prompt(**prompt_args), demonstrations=demonstrations, queries=queries)
+            request = _Request(options, prompt=_prompt(**prompt_args), demonstrations=demonstrations, queries=queries)
+            return _balanced(request) if options.balanced_demonstrations else request
         if demonstrations is not None or queries is not None:
             raise ValueError("pass either `task=` or `demonstrations` and `queries`, not both.")
         spec = tasks.get_task(task)
@@ -107,7 +124,8 @@ class ICLAnalyzer(Pipeline):
         if request.task is not None:
             return analyze_task(self.model, self.tokenizer, request.task, request.options).report
         return run_analysis(
-            self.model, self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options
+            self.model, self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options,
+            provenance=request.provenance, notes=request.notes,
         ).report
 
     def postprocess(self, report: ICLAnalysisReport) -> ICLAnalysisReport:

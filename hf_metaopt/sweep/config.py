@@ -26,8 +26,10 @@ from ..tasks import DEFAULT_TASK
 __all__ = ["GRID_AXES", "SharedOptions", "SweepArguments", "make_parser", "parse_args"]
 
 # AnalysisOptions field -> the SweepArguments list that makes it a grid axis.
-GRID_AXES = {"seed": "seeds", "learning_rate": "learning_rates", "method": "methods", "control": "controls"}
+GRID_AXES = {"seed": "seeds", "learning_rate": "learning_rates", "method": "methods", "control": "controls",
+             "balanced_demonstrations": "balanced"}
 _NO_CONTROL = ("none", "null", "")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 
 def _default(cls: type, name: str) -> Any:
@@ -56,7 +58,7 @@ SharedOptions.__doc__ = (
 
 @dataclass(frozen=True)
 class SweepArguments:
-    """The grid (one job per model x task x method x learning rate x control x seed) and where runs go."""
+    """The grid (one job per model x task x method x learning rate x control x balanced x seed) and where runs go."""
 
     models: list[str] = field(
         default_factory=lambda: [DEFAULT_MODEL],
@@ -73,6 +75,11 @@ class SweepArguments:
     controls: list[str] = field(
         default_factory=lambda: [_default(AnalysisOptions, "control")],
         metadata={"help": "null/none (the pretrained model only) and/or untrained (also a randomly initialised copy)."},
+    )
+    # Strings on the command line (argparse would read "false" as True), booleans after __post_init__.
+    balanced: list[str] = field(
+        default_factory=lambda: [_default(AnalysisOptions, "balanced_demonstrations")],
+        metadata={"help": "false (the paper's unbalanced demonstration draw) and/or true (balanced_demonstrations)."},
     )
     output_dir: str = field(default="runs/sweep", metadata={"help": "one run folder per job below it, and the summary files."})
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = field(
@@ -93,6 +100,7 @@ class SweepArguments:
         object.__setattr__(self, "seeds", [_number(int, "seeds", v) for v in self.seeds])
         controls = [None if c is None or str(c).strip().lower() in _NO_CONTROL else c for c in self.controls]
         object.__setattr__(self, "controls", controls)
+        object.__setattr__(self, "balanced", [_boolean("balanced", v) for v in self.balanced])
         for name in ("models", "tasks", *GRID_AXES.values()):
             values = getattr(self, name)
             if not isinstance(values, list) or not values:
@@ -112,6 +120,15 @@ def _number(kind: type, name: str, value: Any) -> Any:
     if kind is int and number != float(value):
         raise ValueError(f"`{name}` must hold integers; got {value!r}.")
     return number
+
+
+def _boolean(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    try:
+        return _BOOLEANS[str(value).strip().lower()]
+    except KeyError:
+        raise ValueError(f"`{name}` must hold true or false; got {value!r}.") from None
 
 
 def _example(name: str) -> str:

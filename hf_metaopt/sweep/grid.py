@@ -4,7 +4,8 @@
 and data sizes, model references, every job's :class:`~hf_metaopt.analysis.AnalysisOptions`,
 run folders a previous sweep left) and returns the :class:`SweepPlan` every process
 computes alike. A job's folder is
-``<output_dir>/<model>/<task>/<method>-lr<learning rate>-<control>/seed-<seed>``.
+``<output_dir>/<model>/<task>/<method>-lr<learning rate>-<control>[-balanced]/seed-<seed>``
+(``-balanced``: ``balanced_demonstrations``; the paper's unbalanced draw has no suffix).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from .config import GRID_AXES, SweepArguments
 __all__ = ["Job", "SweepPlan", "grid_point_name", "plan_sweep"]
 
 
-def grid_point_name(method: str, learning_rate: float, control: str | None) -> str:
-    """``kv-lr0.001-none``: the folder of one (method, learning rate, control); ``repr`` keeps distinct rates distinct."""
-    return f"{method}-lr{learning_rate!r}-{control or 'none'}"
+def grid_point_name(method: str, learning_rate: float, control: str | None, balanced: bool = False) -> str:
+    """``kv-lr0.001-none`` (``kv-lr0.001-none-balanced``): the folder of one (method, learning rate, control,
+    balanced draw); ``repr`` keeps distinct rates distinct."""
+    return f"{method}-lr{learning_rate!r}-{control or 'none'}" + ("-balanced" if balanced else "")
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Job:
     def relative_path(self) -> Path:
         """The run folder below the sweep's ``output_dir``."""
         o = self.options
-        return Path(self.model_label, self.task, grid_point_name(o.method, o.learning_rate, o.control), f"seed-{o.seed}")
+        return Path(self.model_label, self.task, grid_point_name(o.method, o.learning_rate, o.control, o.balanced_demonstrations),
+                    f"seed-{o.seed}")
 
     def record(self, dtype: str) -> dict[str, Any]:
         """What ``report["sweep"]`` holds: the grid point, so a rerun recognises (or refuses) the folder."""
@@ -94,15 +97,16 @@ def _shared_options(shared: Any) -> AnalysisOptions:
 
 
 def _axis_options(base: AnalysisOptions, args: SweepArguments) -> list[AnalysisOptions]:
-    """Every (method, learning rate, control, seed) as options; a bad value names its list."""
+    """Every (method, learning rate, control, balanced, seed) as options (seeds innermost); a bad value names its list."""
     for option, axis in GRID_AXES.items():
         for value in getattr(args, axis):
             try:
                 AnalysisOptions.from_kwargs(base, **{option: value})
             except (TypeError, ValueError) as err:
                 raise ValueError(f"`{axis}`: {err}") from None
-    product = itertools.product(args.methods, args.learning_rates, args.controls, args.seeds)
-    return [AnalysisOptions.from_kwargs(base, method=m, learning_rate=lr, control=c, seed=s) for m, lr, c, s in product]
+    product = itertools.product(args.methods, args.learning_rates, args.controls, args.balanced, args.seeds)
+    return [AnalysisOptions.from_kwargs(base, method=m, learning_rate=lr, control=c, balanced_demonstrations=b, seed=s)
+            for m, lr, c, b, s in product]
 
 
 def _check_model(name: str) -> str:

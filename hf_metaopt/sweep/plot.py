@@ -1,6 +1,6 @@
-"""summary.png: per (method, learning rate) and model, accuracies and the similarity metrics per task.
+"""summary.png: per (method, learning rate, balanced draw) and model, accuracies and the similarity metrics per task.
 
-Models side by side (columns); for each (method, learning rate) one row of accuracy bars
+Models side by side (columns); for each (method, learning rate, balanced draw) one row of accuracy bars
 (ZSL / FT / ICL, error bars: std over seeds) and one row of metric bars with their
 baselines hatched; the untrained control's values are black crosses on the same bars.
 """
@@ -53,14 +53,15 @@ def plot(summary: dict) -> bytes:
 
     tasks = summary["grid"]["tasks"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    settings = list(dict.fromkeys((g["method"], g["learning_rate"]) for g in summary["groups"]))
+    settings = list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
     rows, columns = 2 * len(settings), len(labels)
     fig = Figure(figsize=(max(6.0, 5.2 * columns), 3.8 * rows + 0.6), dpi=100)
     FigureCanvasAgg(fig)
-    for s, (method, lr) in enumerate(settings):
+    for s, (method, lr, balanced) in enumerate(settings):
         for m, label in enumerate(labels):
-            points = [model_numbers(summary, "groups", method, lr, model_label=label, task=t) for t in tasks]
-            where = f"{label}, {method}, lr {lr:g}"
+            points = [model_numbers(summary, "groups", method, lr, model_label=label, task=t, balanced_demonstrations=balanced)
+                      for t in tasks]
+            where = f"{label}, {method}, lr {lr:g}" + (", balanced" if balanced else "")
             ax = _panel(fig, rows, columns, 2 * s * columns + m + 1, f"{where}: accuracy")
             _bars(ax, tasks, points, _ACCURACY, with_errors=True)
             ax.set_ylim(0, 1.15)  # room for the legend above the bars

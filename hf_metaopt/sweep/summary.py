@@ -1,4 +1,4 @@
-"""A sweep's summary: per grid point (model, task, method, learning rate, control), mean ± std over seeds.
+"""A sweep's summary: per grid point (model, task, method, learning rate, control, balanced draw), mean ± std over seeds.
 
 Every metric of the report is summarised with its baseline (``docs/analysis.md``,
 "Metrics"): accuracies, Rec2FTP, SimAOU (+ random, unnormalised), SimAM (before, after,
@@ -67,10 +67,11 @@ def _stats(rows: Sequence[Mapping[str, float | None]]) -> dict[str, dict]:
 
 
 def _group(key: tuple, runs: list[tuple[Any, dict]]) -> dict[str, Any]:
-    model, label, task, method, lr, control = key
+    model, label, task, method, lr, control, balanced = key
     untrained = [report.get("controls", {}).get("untrained") for _, report in runs]
     return {
         "model": model, "model_label": label, "task": task, "method": method, "learning_rate": lr, "control": control,
+        "balanced_demonstrations": balanced,
         "seeds": [job.options.seed for job, _ in runs],
         "runs": [job.relative_path.as_posix() for job, _ in runs],
         "pretrained": _stats([metric_values(report) for _, report in runs]),
@@ -81,7 +82,7 @@ def _group(key: tuple, runs: list[tuple[Any, dict]]) -> dict[str, Any]:
 def _average(groups: list[dict]) -> dict[str, Any]:
     """The mean over tasks of each task's mean over seeds."""
     first = groups[0]
-    average = {k: first[k] for k in ("model", "model_label", "method", "learning_rate", "control")}
+    average = {k: first[k] for k in ("model", "model_label", "method", "learning_rate", "control", "balanced_demonstrations")}
     average["tasks"] = [g["task"] for g in groups]
     for part in ("pretrained", "untrained"):
         present = [g[part] for g in groups if g[part] is not None]
@@ -99,16 +100,17 @@ def summarize(runs: Sequence[tuple[Any, dict]], grid: Mapping[str, Any], setting
 
     Returns:
         ``{"grid", "settings", "metrics", "groups": [per grid point], "averages": [per model,
-        method, learning rate and control, over tasks], "paper", "paper_analogue"}``.
+        method, learning rate, control and balanced draw, over tasks], "paper", "paper_analogue"}``.
     """
     grouped: dict[tuple, list] = {}
     for job, report in runs:
         o = job.options
-        grouped.setdefault((job.model, job.model_label, job.task, o.method, o.learning_rate, o.control), []).append((job, report))
+        key = (job.model, job.model_label, job.task, o.method, o.learning_rate, o.control, o.balanced_demonstrations)
+        grouped.setdefault(key, []).append((job, report))
     groups = [_group(key, members) for key, members in grouped.items()]
     by_setting: dict[tuple, list] = {}
     for g in groups:
-        by_setting.setdefault((g["model"], g["method"], g["learning_rate"], g["control"]), []).append(g)
+        by_setting.setdefault((g["model"], g["method"], g["learning_rate"], g["control"], g["balanced_demonstrations"]), []).append(g)
     return {
         "grid": dict(grid),
         "settings": dict(settings),

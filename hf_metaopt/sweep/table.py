@@ -1,6 +1,6 @@
 """summary.md: the sweep's numbers in the layout of Dai et al.'s Tables 1-5, models side by side.
 
-One section per (method, learning rate); in each table a row per task (its mean ± std
+One section per (method, learning rate, balanced demonstration draw); in each table a row per task (its mean ± std
 over seeds), the untrained control's row below it when the grid has that control, then
 the average over tasks, and the paper's 1.3B and 2.7B numbers in the last columns.
 """
@@ -78,14 +78,15 @@ def model_numbers(summary: dict, kind: str, method: str, lr: float, **match) -> 
     }
 
 
-def _rows(summary: dict, method: str, lr: float, metrics: tuple, pct: bool) -> list[str]:
+def _rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[str]:
     grid = summary["grid"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
     has_control = "untrained" in grid["controls"]
     lines = []
     for task in grid["tasks"] + [None]:
         kind, match = ("groups", {"task": task}) if task else ("averages", {})
-        points = [model_numbers(summary, kind, method, lr, model_label=label, **match) for label in labels]
+        points = [model_numbers(summary, kind, method, lr, model_label=label, balanced_demonstrations=balanced, **match)
+                  for label in labels]
         name = task or "**average**"
         parts = [("", "pretrained")] + ([(", untrained", "untrained")] if has_control else [])
         for suffix, part in parts:
@@ -120,16 +121,16 @@ def _header(summary: dict) -> list[str]:
 def to_markdown(summary: dict, plot_file: str | None = "summary.png") -> str:
     """summary.md for a :func:`~hf_metaopt.sweep.summary.summarize` dictionary."""
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    settings = list(dict.fromkeys((g["method"], g["learning_rate"]) for g in summary["groups"]))
+    settings = list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
     lines = _header(summary)
-    for method, lr in settings:
-        lines += ["", f"## Finetuning `{method}`, learning rate {lr:g}"]
+    for method, lr, balanced in settings:
+        lines += ["", f"## Finetuning `{method}`, learning rate {lr:g}" + (", balanced demonstrations" if balanced else "")]
         for title, metrics, pct in TABLES:
             columns = labels + [f"paper {size}" for size in _SIZES]
             lines += ["", f"### {title}", "", "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-            lines += _rows(summary, method, lr, metrics, pct)
+            lines += _rows(summary, method, lr, balanced, metrics, pct)
     if plot_file:
         lines += ["", f"![sweep summary]({plot_file})"]
     lines += ["", "Per-run reports (per-layer values, 95% intervals, notes, settings): "
-              "`<model>/<task>/<method>-lr<learning rate>-<control>/seed-<seed>/report.md`."]
+              "`<model>/<task>/<method>-lr<learning rate>-<control>[-balanced]/seed-<seed>/report.md`."]
     return "\n".join(lines) + "\n"

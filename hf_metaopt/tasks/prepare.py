@@ -8,6 +8,7 @@ from typing import Any
 
 import datasets
 
+from .balance import balanced_draw
 from .registry import get_task
 from .spec import DATA_DIR_ENV, TaskSpec
 
@@ -43,6 +44,7 @@ def select_examples(
     split: str | None = None,
     *,
     data: dict[str, datasets.Dataset] | None = None,
+    balanced: bool = False,
 ) -> Selection:
     """Pick the demonstrations and queries of one run.
 
@@ -56,6 +58,9 @@ def select_examples(
     Args:
         task: a registered name, or a :class:`TaskSpec` (e.g. from :func:`from_files`).
         data: the task's already loaded splits (skips :meth:`TaskSpec.load`).
+        balanced: a class-balanced draw instead (:func:`~hf_metaopt.tasks.balance.balanced_draw`):
+            from the same shuffled train split, per label its first examples, interleaved in
+            seeded rounds so the label counts differ by at most one.
     """
     spec = get_task(task)
     split = _check_arguments(n_demonstrations, n_queries, split)
@@ -66,7 +71,13 @@ def select_examples(
     train = data["train"]
     if n_demonstrations > len(train):
         notes.append(f"task {spec.name!r}: n_demonstrations={n_demonstrations} exceeds the {len(train)} train examples; using all {len(train)}.")
-    demonstrations = _as_records(train, _permutation(len(train), seed)[: min(n_demonstrations, len(train))])
+    order = _permutation(len(train), seed)
+    if balanced:
+        labels = list(train["label"])
+        drawn, balance_notes = balanced_draw([labels[i] for i in order], n_demonstrations, spec.label_words, seed)
+        order = [order[i] for i in drawn]
+        notes += [f"task {spec.name!r}: {n}" for n in balance_notes]
+    demonstrations = _as_records(train, order[: min(n_demonstrations, len(train))])
     pool = data[split]
     cap = n_queries if n_queries is not None else (spec.eval_cap or len(pool))
     if n_queries is not None and n_queries > len(pool):
@@ -76,9 +87,9 @@ def select_examples(
 
 
 def prepare(task: str | TaskSpec, n_demonstrations: int, n_queries: int | None, seed: int, split: str | None = None,
-            *, data: dict[str, datasets.Dataset] | None = None) -> tuple[list[dict], list[dict], TaskSpec]:
+            *, data: dict[str, datasets.Dataset] | None = None, balanced: bool = False) -> tuple[list[dict], list[dict], TaskSpec]:
     """``(demonstrations, queries, spec)`` of :func:`select_examples`; its notes become warnings."""
-    selection = select_examples(task, n_demonstrations, n_queries, seed, split, data=data)
+    selection = select_examples(task, n_demonstrations, n_queries, seed, split, data=data, balanced=balanced)
     for note in selection.notes:
         warnings.warn(note, stacklevel=2)
     return selection.demonstrations, selection.queries, selection.spec
