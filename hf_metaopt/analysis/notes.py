@@ -88,15 +88,15 @@ def finetuning_notes(finetuning: dict) -> list[str]:
     lr = finetuning["learning_rate"]
     safer = f"a smaller learning rate (e.g. {lr / 10:g}) is safer"
     reasons = {
-        "non_finite": "a training loss became inf or NaN",
-        "ended_higher": (f"the demonstrations' mean loss rose from {finetuning['loss_before']:.3f} before finetuning "
-                         f"to {finetuning['loss_after']:.3f} after"),
-        "rising": ("the per-step loss of the last quarter of steps is above the first quarter's (steps score different "
-                   "demonstrations, so this is a trend, not a proof)"),
-        "spiking": "a step's loss jumped above twice the demonstrations' loss before finetuning",
+        "non_finite": lambda: "a training loss became inf or NaN",
+        "ended_higher": lambda: (f"the demonstrations' mean loss rose from {finetuning['loss_before']:.3f} before "
+                                 f"finetuning to {finetuning['loss_after']:.3f} after"),
+        "rising": lambda: ("the per-step loss of the last quarter of steps is above the first quarter's (steps score "
+                           "different demonstrations, so this is a trend, not a proof)"),
+        "spiking": lambda: "a step's loss jumped above twice the demonstrations' loss before finetuning",
     }
     notes = []
-    why = [reasons[r] for r in finetuning.get("divergence", [])]
+    why = [reasons[r]() for r in finetuning.get("divergence", [])]
     if why:
         notes.append(f"finetuning at learning rate {lr:g} diverged: {'; '.join(why)}. The FT route, and every metric "
                      f"read from it, reflects a model training made worse; {safer}.")
