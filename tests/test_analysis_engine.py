@@ -98,7 +98,7 @@ def test_untrained_control_and_context_overflow(tiny_tokenizer):
     used = report["config"]["n_demonstrations"]
     assert 1 <= used < 4 and any("kept the first" in n for n in report["notes"])
     untrained = report["controls"]["untrained"]
-    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall"}
+    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall", "finetuning"}
     assert untrained["simaou"]["mean"] != report["simaou"]["mean"]
 
 
