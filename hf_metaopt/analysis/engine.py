@@ -5,9 +5,12 @@ while recording each training token's query vectors (for Kendall), holding besid
 model only what trains (:func:`~.finetune.finetuned`: K/V copies, LoRA adapters, or a full
 copy for ``method="full"``); score the queries in length-sorted batches through the ZSL,
 ICL and FT routes (:class:`~.scores.ScoreCollector` turns each batch into metric scores at
-once, so memory stays flat in the number of queries); summarise. The untrained control
-repeats the steps on a randomly initialised copy, built after the main run's finetuned
-tensors are released. Notes are return values, collected into the report.
+once, so memory stays flat in the number of queries); summarise. The finetuning's loss per
+step and on the demonstrations before and after go into ``report["finetuning"]``; after the
+finetuned tensors are released, the stability check reruns the finetuning in float64
+(:mod:`.stability`). The untrained control repeats the steps (without the stability check)
+on a randomly initialised copy, built after the main run's finetuned tensors are released.
+Notes are return values, collected into the report.
 """
 
 from __future__ import annotations

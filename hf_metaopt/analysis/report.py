@@ -15,7 +15,15 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                before, after, delta, before_ci95, after_ci95, delta_ci95}
     kendall:  {per_layer, mean, ci95, random_mean, random_per_layer,
                example_level: {per_layer, mean, ci95, random_mean, random_per_layer}}
-    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall}} or {}
+    finetuning: {loss_per_step: [float | None],   the FT route's training loss per SGD step (one per
+                                                   demonstration, in order; None where inf/NaN)
+                 loss_before, loss_after,          mean loss on the demonstrations with the weights
+                                                   before / after finetuning (None where inf/NaN)
+                 learning_rate, diverged: bool, divergence: [reason],
+                 stability: {checked: true, perturbation: "float64 training", agreement, n_queries,
+                             accuracy, update_relative_difference}
+                            or {checked: false, reason}}
+    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, finetuning}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,
