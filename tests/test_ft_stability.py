@@ -146,3 +146,21 @@ def test_huge_learning_rate_diverges_with_a_note(tiny_tokenizer):
     assert ft["diverged"] is True and "ended_higher" in ft["divergence"] and ft["loss_after"] > ft["loss_before"]
     assert 0.0 <= ft["stability"]["agreement"] <= 1.0
     assert any("learning rate 100 diverged" in n and "e.g. 10" in n for n in report["notes"])
+
+
+def test_benchmark_rows_on_a_tiny_model(tiny_tokenizer, tmp_path):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ft_stability.py"
+    spec = importlib.util.spec_from_file_location("ft_stability", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.measure(llama(), tiny_tokenizer, DEMOS, QUERIES, PROMPT, (1e-6, 0.1), batch_size=2, label="tiny")
+    assert [r["learning_rate"] for r in rows] == [1e-6, 0.1] and all(r["model"] == "tiny" for r in rows)
+    assert all(0.0 <= r["agreement"] <= 1.0 and r["n_queries"] == len(QUERIES) for r in rows)
+    assert rows[0]["agreement"] == 1.0 and rows[0]["loss_before"] == rows[1]["loss_before"]  # same model, same demos
+    text = bench.table(rows)
+    assert text.splitlines()[0].split() == list(bench.COLUMNS) and len(text.splitlines()) == 3
+    json.dumps(rows, allow_nan=False)
