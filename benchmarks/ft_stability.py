@@ -68,7 +68,7 @@ def _cell(value: Any) -> str:
 
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """The rows as an aligned text table of :data:`COLUMNS`."""
-    cells = [list(COLUMNS)] + [[_cell(r[c]) for c in COLUMNS] for r in rows]
+    cells = [list(COLUMNS)] + [[f"{r[c]:g}" if c == "learning_rate" else _cell(r[c]) for c in COLUMNS] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in cells)
 

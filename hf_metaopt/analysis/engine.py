@@ -135,7 +135,7 @@ def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: Analy
     if skip_stability:
         finetuning["stability"] = skipped_stability(skip_stability)
     else:
-        bar.add_phase(len(examples) + len(batches))
+        bar.add_phase(len(examples))  # the rerun's finetuning steps; its prediction passes are not counted
         finetuning["stability"] = float64_stability(
             model, examples, query_ids, encoder.start_ids, encoder.label_ids, options, pad_id, summary["predictions"]["ft"],
             labels, updates, callbacks=[bar.trainer_callback()],

@@ -11,6 +11,10 @@ def _num(value: Any, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _sci(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2e}"
+
+
 def _quarters(steps: list) -> tuple[str, str]:
     finite = [x for x in steps if x is not None]
     quarter = max(1, len(finite) // 4)
@@ -36,9 +40,9 @@ def _column(block: dict) -> list[str]:
         _num(max(finite)) if finite else "n/a",
         ("yes (" + ", ".join(block.get("divergence", [])) + ")") if block.get("diverged") else "no",
         (f"{agreement:.3f} of {stability.get('n_queries')}" if agreement is not None else "n/a") if checked
-        else f"not run: {stability.get('reason', 'not recorded')}",
+        else stability.get("reason", "not recorded"),
         _num(stability.get("accuracy")) if checked else "-",
-        _num(stability.get("update_relative_difference"), 6) if checked else "-",
+        _sci(stability.get("update_relative_difference")) if checked else "-",
     ]
 
 
