@@ -98,7 +98,7 @@ def test_untrained_control_and_context_overflow(tiny_tokenizer):
     used = report["config"]["n_demonstrations"]
     assert 1 <= used < 4 and any("kept the first" in n for n in report["notes"])
     untrained = report["controls"]["untrained"]
-    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall", "label_counts"}
+    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall", "label_counts", "finetuning"}
     predicted = untrained["label_counts"]["predictions"]
     assert set(predicted) == {"zsl", "icl", "ft"} and all(sum(c) == 3 for c in predicted.values())
     assert untrained["simaou"]["mean"] != report["simaou"]["mean"]

@@ -5,16 +5,19 @@ while recording each training token's query vectors (for Kendall), holding besid
 model only what trains (:func:`~.finetune.finetuned`: K/V copies, LoRA adapters, or a full
 copy for ``method="full"``); score the queries in length-sorted batches through the ZSL,
 ICL and FT routes (:class:`~.scores.ScoreCollector` turns each batch into metric scores at
-once, so memory stays flat in the number of queries); summarise. The untrained control
-repeats the steps on a randomly initialised copy, built after the main run's finetuned
-tensors are released. Notes are return values, collected into the report.
+once, so memory stays flat in the number of queries); summarise. The finetuning's loss per
+step and on the demonstrations before and after go into ``report["finetuning"]``; after the
+finetuned tensors are released, the stability check reruns the finetuning in float64
+(:mod:`.stability`). The untrained control repeats the steps (without the stability check)
+on a randomly initialised copy, built after the main run's finetuned tensors are released.
+Notes are return values, collected into the report.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,13 +30,15 @@ from .environment import environment
 from .finetune import FinetunedModel, finetuned
 from .inference import check_causal_lm, length_batches, resolve_pad_id
 from .label_balance import label_balance_notes, label_counts, prediction_counts
-from .notes import accuracy_notes, visibility_notes
+from .notes import accuracy_notes, finetuning_notes, visibility_notes
 from .options import AnalysisOptions
 from .progress import AnalysisProgress
 from .prompts import IclPrefix, PromptEncoder, PromptFormat, validate_examples
 from .report import ICLAnalysisReport
 from .routes import RouteRunner
 from .scores import ScoreCollector
+from .stability import ParameterUpdates, float64_stability, skipped_stability
+from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
 __all__ = ["AnalysisResult", "run_analysis"]
 
@@ -51,6 +56,7 @@ class _ModelRun:
     summary: dict
     n_used: int
     notes: list[str]
+    finetuning: dict
 
 
 def run_analysis(
@@ -91,38 +97,58 @@ def run_analysis(
     pad_id, pad_notes = resolve_pad_id(tokenizer)
     notes += pad_notes
     with eval_mode(model), AnalysisProgress(progress) as bar:
-        main = _analyze_model(model, encoder, demos, queries, options, pad_id, bar)
+        skip = None if options.stability_check else "off (stability_check=False)"
+        main = _analyze_model(model, encoder, demos, queries, options, pad_id, bar, skip)
         notes += main.notes
         controls = {}
         if options.control == "untrained":
-            control = _analyze_model(_untrained_copy(model, options.seed), encoder, demos, queries, options, pad_id, bar)
+            control = _analyze_model(_untrained_copy(model, options.seed), encoder, demos, queries, options, pad_id, bar,
+                                     "not run for the untrained control")
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
+            controls["untrained"]["finetuning"] = control.finetuning
             notes += [f"untrained control: {n}" for n in control.notes]
     counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
     config = _config(model, encoder, options, main.n_used, len(queries), provenance or {})
-    report = {**main.summary, "label_counts": counts, "controls": controls, "config": config, "notes": notes, **(extra or {})}
+    report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "config": config,
+              "notes": notes, **(extra or {})}
     return AnalysisResult(ICLAnalysisReport(report), notes)
 
 
-def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: AnalysisOptions, pad_id: int, bar) -> _ModelRun:
+def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: AnalysisOptions, pad_id: int, bar,
+                   skip_stability: str | None) -> _ModelRun:
     prefix, notes = encoder.fit_prefix(demos, queries, context_length(model))
     query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.training_ids(d) for d in demos[: prefix.n_demonstrations]]
-    with _finetune_and_record(model, encoder, examples, prefix, options, bar) as (tuned, token_queries):
+    losses, updates = LossRecorder(), None if skip_stability else ParameterUpdates()
+    loss_before = demonstration_loss(model, examples)
+    with _finetune_and_record(model, encoder, examples, prefix, options, bar, losses, updates) as (tuned, token_queries):
         collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed, top_k_tokens=options.top_k_tokens,
                                    top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries)
         del token_queries
         _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
+        with tuned.active():
+            loss_after = demonstration_loss(tuned.model, examples)
     # Leaving the block released the finetuned tensors (LoRA: removed the adapters) before anything
-    # else, an untrained control included, is built.
-    summary = collector.summary([q["label"] for q in queries], options.n_bootstrap)
+    # else, the float64 rerun and an untrained control included, is built.
+    labels = [q["label"] for q in queries]
+    summary = collector.summary(labels, options.n_bootstrap)
     notes += visibility_notes(collector.visibility(), len(prefix.demo_positions), model.config)
-    return _ModelRun(summary, prefix.n_demonstrations, notes)
+    finetuning = finetuning_summary(losses.losses, loss_before, loss_after, options.learning_rate)
+    if skip_stability:
+        finetuning["stability"] = skipped_stability(skip_stability)
+    else:
+        bar.add_phase(len(examples))  # the rerun's finetuning steps; its prediction passes are not counted
+        finetuning["stability"] = float64_stability(
+            model, examples, query_ids, encoder.start_ids, encoder.label_ids, options, pad_id, summary["predictions"]["ft"],
+            labels, updates, callbacks=[bar.trainer_callback()],
+        )
+    notes += finetuning_notes(finetuning)
+    return _ModelRun(summary, prefix.n_demonstrations, notes, finetuning)
 
 
 def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix: IclPrefix, query_ids, batches,
@@ -142,16 +168,21 @@ def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix:
 
 
 @contextmanager
-def _finetune_and_record(model, encoder: PromptEncoder, examples, prefix: IclPrefix, options, bar):
-    """The finetuned model and, per layer, ``[H, T_demo, Dh]``: each demonstration token's query during its step."""
+def _finetune_and_record(model, encoder: PromptEncoder, examples, prefix: IclPrefix, options, bar,
+                         losses: LossRecorder, updates: ParameterUpdates | None):
+    """The finetuned model and, per layer, ``[H, T_demo, Dh]``: each demonstration token's query during its step.
+
+    ``losses`` records every step's loss; ``updates`` (optional) what each trained parameter moved.
+    """
     recorders: list[AttentionRecorder] = []
 
     def record(module: nn.Module):
         recorder = AttentionRecorder(module)
         recorders.append(recorder)
-        return _recording_queries(recorder, len(encoder.start_ids))
+        return _recording_queries(recorder, len(encoder.start_ids), updates.tracking(module) if updates else nullcontext())
 
-    with finetuned(model, examples, options, on_train_start=record, callbacks=[bar.trainer_callback()]) as tuned:
+    callbacks = [bar.trainer_callback(), losses]
+    with finetuned(model, examples, options, on_train_start=record, callbacks=callbacks) as tuned:
         token_queries = recorders.pop().take_token_queries()
         if token_queries[0].shape[1] != len(prefix.demo_positions):
             raise RuntimeError(
@@ -162,8 +193,8 @@ def _finetune_and_record(model, encoder: PromptEncoder, examples, prefix: IclPre
 
 
 @contextmanager
-def _recording_queries(recorder: AttentionRecorder, skip: int):
-    with recorder.recording(), recorder.collecting_queries(skip=skip):
+def _recording_queries(recorder: AttentionRecorder, skip: int, tracking):
+    with recorder.recording(), recorder.collecting_queries(skip=skip), tracking:
         yield recorder
 
 

@@ -181,7 +181,10 @@ def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu
         data_seed=seed,
         report_to="none",
         save_strategy="no",
-        logging_strategy="no",
+        # Every step's loss reaches the callbacks' on_log (LossRecorder), inf/NaN included, not replaced.
+        logging_strategy="steps",
+        logging_steps=1,
+        logging_nan_inf_filter=False,
         eval_strategy="no",
         disable_tqdm=True,
         remove_unused_columns=False,

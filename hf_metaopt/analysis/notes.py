@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["accuracy_notes", "layer_ranges", "visibility_notes"]
+__all__ = ["accuracy_notes", "finetuning_notes", "layer_ranges", "visibility_notes"]
 
 
 def layer_ranges(layers: list[int]) -> str:
@@ -73,3 +73,37 @@ def accuracy_notes(summary: dict, n_queries: int) -> list[str]:
         "little from demonstrations (the paper's gains are for 1.3B/2.7B models); the similarity metrics compare "
         "the direction of the updates and remain defined."
     ]
+
+
+# Below this share of agreeing FT predictions, the float64 rerun's note is added.
+AGREEMENT_NOTE_BELOW = 0.95
+
+
+def finetuning_notes(finetuning: dict) -> list[str]:
+    """Say when the finetuning diverged (``finetuning["divergence"]``) or its predictions are unstable.
+
+    ``finetuning`` is a report's ``finetuning`` entry (:func:`~.training_log.finetuning_summary`,
+    with ``stability``). The notes name the learning rate and suggest a tenth of it.
+    """
+    lr = finetuning["learning_rate"]
+    safer = f"a smaller learning rate (e.g. {lr / 10:g}) is safer"
+    reasons = {
+        "non_finite": lambda: "a training loss became inf or NaN",
+        "ended_higher": lambda: (f"the demonstrations' mean loss rose from {finetuning['loss_before']:.3f} before "
+                                 f"finetuning to {finetuning['loss_after']:.3f} after"),
+        "rising": lambda: ("the per-step loss of the last quarter of steps is above the first quarter's (steps score "
+                           "different demonstrations, so this is a trend, not a proof)"),
+        "spiking": lambda: "a step's loss jumped above twice the demonstrations' loss before finetuning",
+    }
+    notes = []
+    why = [reasons[r]() for r in finetuning.get("divergence", [])]
+    if why:
+        notes.append(f"finetuning at learning rate {lr:g} diverged: {'; '.join(why)}. The FT route, and every metric "
+                     f"read from it, reflects a model training made worse; {safer}.")
+    stability = finetuning.get("stability") or {}
+    agreement = stability.get("agreement")
+    if stability.get("checked") and agreement is not None and agreement < AGREEMENT_NOTE_BELOW:
+        notes.append(f"only {agreement:.1%} of FT predictions agree with a rerun of the same finetuning in float64 "
+                     f"(learning rate {lr:g}): the FT predictions sit near their decision boundary, so FT accuracy "
+                     f"and Rec2FTP move with rounding; {safer} and more stable.")
+    return notes

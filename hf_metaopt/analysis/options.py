@@ -78,6 +78,11 @@ class AnalysisOptions:
     fast: bool = field(
         default=True, metadata={"help": "reuse the demonstration prefix's cache for every query (--no-fast: the per-query reference route)."}
     )
+    stability_check: bool = field(
+        default=True,
+        metadata={"help": "rerun the finetuning in float64 and report the share of FT predictions that agree "
+                          "(--no-stability-check: skip the rerun)."},
+    )
 
     def __post_init__(self):
         for name in ("n_demonstrations", "max_demonstrations", "batch_size", "n_bootstrap", "top_k_tokens", "top_k_examples"):
@@ -94,7 +99,7 @@ class AnalysisOptions:
         _choice("position", self.position, POSITIONS)
         _choice("control", self.control, CONTROLS)
         _choice("split", self.split, SPLITS)
-        for name in ("fast", "balanced_demonstrations"):
+        for name in ("fast", "balanced_demonstrations", "stability_check"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
         if isinstance(self.start_token, str) and self.start_token.strip().lower() in ("none", ""):

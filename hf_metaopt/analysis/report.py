@@ -22,8 +22,16 @@ The dictionary schema (every float is a plain float, every list a JSON list;
     label_counts: {demonstrations, gold, predictions: {zsl, icl, ft}}   counts per label index
                    (lists indexed like label_words) over the demonstrations used, the
                    gold labels and each route's predictions
+    finetuning: {loss_per_step: [float | None],   the FT route's training loss per SGD step (one per
+                                                   demonstration, in order; None where inf/NaN)
+                 loss_before, loss_after,          mean loss on the demonstrations with the weights
+                                                   before / after finetuning (None where inf/NaN)
+                 learning_rate, diverged: bool, divergence: [reason],
+                 stability: {checked: true, perturbation: "float64 training", agreement, n_queries,
+                             accuracy, update_relative_difference}
+                            or {checked: false, reason}}
     controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, topk_recall,
-               label_counts: {predictions: {zsl, icl, ft}}}} or {}
+               label_counts: {predictions: {zsl, icl, ft}}, finetuning}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,

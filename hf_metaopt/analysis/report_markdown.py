@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .report_finetuning import finetuning_section
+
 __all__ = ["PLOT_FILES", "SETTINGS", "markdown", "metric_rows"]
 
 # The PNGs ICLAnalysisReport.plot writes, in the order report.md shows them.
@@ -154,7 +156,8 @@ def _settings(data: dict[str, Any]) -> list[str]:
 
 def markdown(data: dict[str, Any], plots_dir: str | None) -> str:
     """report.md for a report dictionary; ``plots_dir`` links the PNGs (``None``: no plots)."""
-    lines = _header(data) + _accuracy(data) + _label_balance(data) + _metrics(data) + _control(data) + _selection(data) + _per_layer(data)
+    lines = (_header(data) + _accuracy(data) + _label_balance(data) + _metrics(data) + finetuning_section(data) + _control(data)
+             + _selection(data) + _per_layer(data))
     if plots_dir is not None:
         prefix = "" if plots_dir in (".", "") else plots_dir.rstrip("/") + "/"
         lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({prefix}{name})" for name in PLOT_FILES]
