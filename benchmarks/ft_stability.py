@@ -23,7 +23,7 @@ from typing import Any
 
 LEARNING_RATES = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 COLUMNS = ("model", "learning_rate", "ft_accuracy", "agreement", "update_relative_difference", "loss_before",
-           "loss_after", "diverged")
+           "loss_after", "diverged", "simam_before", "simam_after", "simam_delta")
 
 
 def measure(model, tokenizer, demonstrations, queries, prompt, learning_rates: Sequence[float] = LEARNING_RATES, *,
@@ -54,6 +54,9 @@ def measure(model, tokenizer, demonstrations, queries, prompt, learning_rates: S
             "loss_after": ft["loss_after"],
             "diverged": ft["diverged"],
             "divergence": ft["divergence"],
+            "simam_before": report["simam"]["before"],
+            "simam_after": report["simam"]["after"],
+            "simam_delta": report["simam"]["delta"],
         })
     return rows
 

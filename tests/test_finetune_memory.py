@@ -287,8 +287,9 @@ def raise_in_forward(n, calls):
     return hook
 
 
-# 4 demonstrations, batch size 2: forwards 1-4 train, 5 is the prefix pass, then ZSL, ICL, FT per batch
-@pytest.mark.parametrize("call, where", [(2, "training"), (8, "FT route"), (9, "ZSL after FT")])
+# 4 demonstrations, batch size 2: forwards 1-4 score the demonstrations' loss before finetuning (no grad),
+# 5-8 train, 9 is the prefix pass, then ZSL, ICL, FT per batch
+@pytest.mark.parametrize("call, where", [(6, "training"), (12, "FT route"), (13, "ZSL after FT")])
 @pytest.mark.parametrize("method", ["kv", "lora"])
 def test_exception_inside_a_forward_leaves_the_model_as_given(tiny_tokenizer, method, call, where):
     model = llama().train()
