@@ -6,7 +6,9 @@ Transient failures (connection errors, 408/429/5xx) are retried with exponential
 and 404 are not. Whatever fails, the local folder stays intact and the error
 (:class:`HubPushError`) names the repo and the ``hf-metaopt push`` command that retries later.
 The token (``token=``, ``HF_TOKEN`` or the login cache, resolved by huggingface_hub) is scrubbed
-from every message we raise or log.
+from every message we raise or log. Nothing outside the pushed folder is uploaded: a file that is a
+link (or lies in a linked folder) resolving outside it is refused with a ``ValueError`` before any
+request; links that stay inside the folder are followed.
 
 Where a report goes: its files (card, ``report.json``, ``report.md``, plots) always live under
 ``icl_analysis/<run_name>/`` in the repo. The repo's root ``README.md``, if it exists, keeps its
@@ -164,6 +166,7 @@ def _commit(
     ``prepare(api)`` (optional) runs before each attempt and returns more files (e.g. a card merged
     with the remote one). Transient errors are retried; every failure becomes a :class:`HubPushError`.
     """
+    _check_inside(folder, files)
     retry = retry or DEFAULT_RETRY
     secret = _resolved_token(token)
     api = HfApi(token=token)
@@ -205,6 +208,26 @@ def _commit(
         f"hf-metaopt push {folder} --repo-id {repo_id}" + (" --create-pr" if create_pr else "")
     )
     raise HubPushError(scrub(message, secret), repo_id=repo_id, local_dir=folder, status_code=_status(last)) from None
+
+
+def _check_inside(folder: Path, files: list[tuple[str, Path | bytes]]) -> None:
+    """Refuse, before any request, a file to upload that is (or lies below) a link resolving outside ``folder``.
+
+    Nothing outside the folder pushed may leave the machine (a ``passwd -> /etc/passwd`` link in
+    a checkpoint would upload the system's file); links inside the folder to files inside it are followed.
+    """
+    root = folder.resolve()
+    for _, local in files:
+        if isinstance(local, bytes):
+            continue
+        target = Path(local).resolve()
+        if not target.is_relative_to(root):
+            link = next((p for p in [Path(local), *Path(local).parents] if p.is_symlink()), Path(local))
+            raise ValueError(
+                f"{link} is a link to {os.path.realpath(link)}, outside {folder}; nothing was pushed (files outside the pushed "
+                f"folder are never uploaded): replace the link with a copy of the file (cp --remove-destination "
+                f"{os.path.realpath(link)} {link}) or remove it."
+            )
 
 
 def _check_repo_id(repo_id: Any) -> str:
@@ -300,11 +323,13 @@ def push_model(
     """
     _check_repo_id(repo_id)
     folder = _checkpoint_folder(model_or_dir, repo_id, tokenizer, local_dir)
+    keep = lambda rel: rel.suffix not in PICKLE_SUFFIXES and not rel.parts[0].startswith(("checkpoint-", "runs"))  # noqa: E731
+    _check_inside(folder, _files_under(folder, keep))  # before the card is written: a refused push changes nothing
     # A folder's existing card (e.g. refreshed by a training callback) is kept unless card fields are given.
     if card_fields or card_data is not None or not (folder / "README.md").is_file() or not isinstance(model_or_dir, (str, os.PathLike)):
         card_fields.setdefault("repo_id", repo_id)
         write_model_card(folder, card_data=card_data, **card_fields)
-    files = _files_under(folder, lambda rel: rel.suffix not in PICKLE_SUFFIXES and not rel.parts[0].startswith(("checkpoint-", "runs")))
+    files = _files_under(folder, keep)
     return _commit(
         folder=folder,
         repo_id=repo_id,
@@ -412,6 +437,7 @@ def push_report(
     if create_pr is None:
         create_pr = repo_id == model_id
     plots = [p for p in _files_under(folder, lambda rel: rel.suffix.lower() in IMAGE_SUFFIXES)]
+    _check_inside(folder, [("", folder / "report.json"), ("", folder / "report.md"), *plots])  # before the card is written
     card = render_analysis_card(data, model_id=model_id or None, plots=[rel for rel, _ in plots])
     atomic_write_text(folder / "README.md", str(card))
 
