@@ -153,8 +153,10 @@ def train_arm(model_args, data_args, exp_args, training_args, momentum: float, s
     tokenizer, train_blocks, validation_blocks, validation_text, description = data
     arm = arm_name(momentum)
     arm_dir = Path(training_args.output_dir) / f"{arm}-seed{seed}"
+    # Trainer pickles its arguments whole into every checkpoint and final/ (training_args.bin):
+    # they must not hold the Hub token, which only push_arms needs (it reads training_args').
     args = dataclasses.replace(
-        training_args, output_dir=str(arm_dir), seed=seed, push_to_hub=False, resume_from_checkpoint=None,
+        training_args, output_dir=str(arm_dir), seed=seed, push_to_hub=False, resume_from_checkpoint=None, hub_token=None,
     )
     if exp_args.curve_eval_blocks is not None:
         validation_blocks = validation_blocks.select(range(min(exp_args.curve_eval_blocks, len(validation_blocks))))
