@@ -15,12 +15,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["AnalysisOptions", "CONTROLS", "METHODS", "POSITIONS", "SPLITS"]
+__all__ = ["AnalysisOptions", "CONTROLS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS", "check_learning_rate"]
 
 METHODS = ("kv", "lora", "full")
 POSITIONS = ("prediction", "label")
 CONTROLS = (None, "untrained")
 SPLITS = ("train", "dev", "test")
+# Larger rates overflow SGD's update step in float16 (largest value 65504) and wreck any model.
+MAX_LEARNING_RATE = 1e4
 
 
 def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
@@ -28,6 +30,13 @@ def _positive_int(name: str, value: Any, allow_none: bool = False) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer (e.g. 16); got {value!r}.")
+
+
+def check_learning_rate(value: Any, name: str = "learning_rate") -> float:
+    """``value`` as a float if it is a finite number in (0, :data:`MAX_LEARNING_RATE`]; else ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_LEARNING_RATE:  # NaN fails too
+        raise ValueError(f"`{name}` must be a number > 0 and <= {MAX_LEARNING_RATE:g}, finite (e.g. 1e-3); got {value!r}.")
+    return float(value)
 
 
 def _choice(name: str, value: Any, allowed: tuple) -> None:
@@ -89,10 +98,7 @@ class AnalysisOptions:
             _positive_int(name, getattr(self, name))
         _positive_int("n_queries", self.n_queries, allow_none=True)
         _positive_int("kendall_queries", self.kendall_queries, allow_none=True)
-        lr = self.learning_rate
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ValueError(f"`learning_rate` must be a number > 0 (e.g. 1e-3); got {lr!r}.")
-        object.__setattr__(self, "learning_rate", float(lr))
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"`seed` must be an integer; got {self.seed!r}.")
         _choice("method", self.method, METHODS)

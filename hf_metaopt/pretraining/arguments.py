@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..analysis.options import check_learning_rate
 from ..arguments import parse_with_config
 
 __all__ = [
@@ -133,6 +134,7 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments,
     for eta in model_args.momentum:
         if not 0.0 <= eta < 1.0:
             raise ValueError(f"momentum: eta={eta} is outside [0, 1); pass values such as --momentum 0.5 0.9")
+    check_learning_rate(training_args.learning_rate)
     if data_args.block_size < 2:
         raise ValueError(f"block_size: {data_args.block_size} is too small; use at least 2 tokens")
     if data_args.block_size > model_args.max_position_embeddings:
