@@ -143,5 +143,37 @@ def make_parser() -> HfArgumentParser:
 def parse_args(
     argv: list[str] | None = None, *, overrides: dict | None = None, default_config: str | Path | None = None
 ) -> tuple[SweepArguments, Any]:
-    """``(SweepArguments, SharedOptions)`` from YAML defaults (``--config``) and flags."""
+    """``(SweepArguments, SharedOptions)`` from YAML defaults (``--config``) and flags.
+
+    Raises:
+        ValueError: the ``--config`` file is empty, or neither it nor the flags name any of the
+            grid's lists (a typo'd or empty file would otherwise run the whole default grid).
+    """
+    _check_config_names_a_grid(argv, overrides or {}, default_config)
     return tuple(parse_with_config(make_parser(), argv, overrides=overrides, default_config=default_config))
+
+
+GRID_LISTS = ("models", "tasks", *GRID_AXES.values())
+
+
+def _check_config_names_a_grid(argv: list[str] | None, overrides: dict, default_config: str | Path | None) -> None:
+    import argparse
+    import sys
+
+    import yaml
+
+    argv = list(sys.argv[1:] if argv is None and not overrides else argv or [])
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", default=None)
+    config = overrides.get("config") or pre.parse_known_args(argv)[0].config or default_config
+    if not config or not Path(config).is_file():
+        return  # no file, or a missing one (which parse_with_config reports)
+    values = yaml.safe_load(Path(config).read_text())
+    if values is None or values == {}:
+        raise ValueError(f"--config: '{config}' is empty; a sweep config names its grid, e.g. models: [gemma3] and "
+                         "tasks: [rt_sentiment] (see recipes/configs/sweep_offline.yaml).")
+    given = set(values) if isinstance(values, dict) else set()
+    given |= set(overrides) | {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    if isinstance(values, dict) and not given & set(GRID_LISTS):
+        raise ValueError(f"--config: '{config}' sets none of the grid's lists ({', '.join(GRID_LISTS)}), so the sweep would "
+                         "run the default grid; name at least models and tasks in it or as flags.")
