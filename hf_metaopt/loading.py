@@ -124,8 +124,10 @@ def model_label(args: ModelArguments) -> str:
     if name in assets.OFFLINE_MODELS:
         name = assets.offline_model(name).hub_id.split("/")[-1]
     elif Path(name).exists():
-        name = Path(name.rstrip("/")).name
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "--"))
+        # abspath folds "." and ".." (".", "dir/sub/..") into the folder's own name, without following links.
+        name = Path(os.path.abspath(name)).name
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", name.replace("/", "--"))
+    return label if label.strip(".") else "model"  # never "", "." or "..": it is a folder name
 
 
 def _device(name: str) -> str:

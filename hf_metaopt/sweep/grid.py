@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -161,4 +162,11 @@ def plan_sweep(args: SweepArguments, shared: Any) -> SweepPlan:
         data[name] = _load_data(spec, args.data_dir)
         tasks.check_sizes(spec, data[name], base.n_demonstrations, base.n_queries, base.split)
     jobs = [Job(model, labels[model], task, options) for model in args.models for task in args.tasks for options in per_point]
-    return SweepPlan(args, shared, jobs, data, labels)
+    plan = SweepPlan(args, shared, jobs, data, labels)
+    out = Path(os.path.abspath(args.output_dir))
+    for job in jobs:
+        parts = job.relative_path.parts
+        if len(parts) != 4 or any(part in ("", ".", "..") for part in parts) or not Path(os.path.abspath(plan.path(job))).is_relative_to(out):
+            raise ValueError(f"the run folder {job.relative_path} of model {job.model!r} would not be a folder of its own below "
+                             f"output_dir {args.output_dir}; rename the model's folder.")
+    return plan
