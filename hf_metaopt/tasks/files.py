@@ -153,7 +153,9 @@ def _parse(path: Path, suffix: str):
 
 def _json_lines(text: str) -> list:
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a JSON Lines record: str.splitlines() also splits on U+2028, U+0085, \x0c and
+    # \x1c-\x1e, which JSON allows raw inside strings. (read_text has already turned "\r\n" into "\n".)
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             try:
                 records.append(json.loads(line))
