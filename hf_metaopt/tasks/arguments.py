@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 from .registry import get_task
 from .spec import TaskSpec, template_fields
@@ -28,6 +28,11 @@ class TaskArguments:
         default=None, metadata={"help": "comma-separated, e.g. 'Negative,Positive' (a leading space is added)."}
     )
     label_column: str = field(default="label", metadata={"help": "column of --data-file holding the label (index or label word)."})
+    label_values: Literal["auto", "words", "indices"] = field(
+        default="auto",
+        metadata={"help": "integer labels of --data-file: auto (a label equal to a label word is that word, other integers are "
+                  "0-based indices; refused if both readings fit and differ), words, or indices."},
+    )
     separator: str | None = field(
         default=None, metadata={"help": "between demonstrations (default: the task's, a newline); '\\n' is understood."}
     )
@@ -48,7 +53,7 @@ def resolve_task(args: TaskArguments) -> TaskSpec:
             )
         return from_files(
             args.data_file, template=args.template, label_words=args.label_words, label_column=args.label_column,
-            separator=separator or "\n",
+            separator=separator or "\n", label_values=args.label_values,
         )
     spec = get_task(args.task or DEFAULT_TASK)
     changes: dict[str, Any] = {}

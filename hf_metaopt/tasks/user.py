@@ -36,18 +36,54 @@ def parse_label_words(label_words: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(words)
 
 
-def _label_to_index(value, words: tuple[str, ...], column: str) -> int:
+LABEL_VALUES = ("auto", "words", "indices")
+
+
+def _as_integer(value) -> int | None:
+    """``value`` as an integer if it is one (``3``, ``3.0``, ``" 3"``), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if float(value).is_integer() else None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value.strip())
+    return None
+
+
+def _integer_reading(values: list, words: tuple[str, ...], column: str, label_values: str) -> str:
+    """How the integer labels of a column read: ``"words"`` or ``"indices"``, decided for the whole column.
+
+    An integer label that is a label word means that word. When every integer label is both a
+    label word and a valid index and the two readings differ (label words 1,2,3,4,5 and labels
+    1..4), ``label_values="auto"`` refuses to guess.
+    """
+    if label_values != "auto":
+        return label_values
+    stripped = [w.strip().lower() for w in words]
+    ints = sorted({i for i in map(_as_integer, values) if i is not None})
+    as_words = bool(ints) and all(str(i) in stripped for i in ints)
+    as_indices = all(0 <= i < len(words) for i in ints)
+    if as_words and as_indices and any(stripped.index(str(i)) != i for i in ints):
+        raise ValueError(
+            f"the labels {ints} in column {column!r} are both label words and 0-based indices into the label words "
+            f"{list(words)}, and the two readings differ; pass --label-values words (the labels are the words) "
+            "or --label-values indices."
+        )
+    return "words" if as_words else "indices"
+
+
+def _label_to_index(value, words: tuple[str, ...], column: str, integers: str = "indices") -> int:
     if isinstance(value, bool):
         raise ValueError(f"label column {column!r} holds a boolean {value!r}; use an index or a label word.")
-    if isinstance(value, (int, float)) and float(value).is_integer() and 0 <= int(value) < len(words):
-        return int(value)
-    if isinstance(value, str):
-        stripped = [w.strip().lower() for w in words]
-        key = value.strip().lower()
+    stripped = [w.strip().lower() for w in words]
+    number = _as_integer(value)
+    if number is not None and integers == "indices":
+        if 0 <= number < len(words):
+            return number
+    elif isinstance(value, (str, int, float)):
+        key = str(number) if number is not None else str(value).strip().lower()
         if key in stripped:
             return stripped.index(key)
-        if key.lstrip("-").isdigit() and 0 <= int(key) < len(words):
-            return int(key)
     raise ValueError(
         f"label {value!r} in column {column!r} matches none of the label words {list(words)} "
         f"(give the label as an index 0..{len(words) - 1} or as one of the words)."
@@ -64,6 +100,7 @@ def from_files(
     name: str | None = None,
     n_dev: int | None = None,
     n_test: int | None = None,
+    label_values: str = "auto",
 ) -> TaskSpec:
     """A :class:`TaskSpec` over local data, usable wherever a registered task is.
 
@@ -75,6 +112,9 @@ def from_files(
         label_column: the column holding each label, as an index into ``label_words`` or
             as the label word itself (case and spaces ignored). Rows without a label (or
             without a template field) are left out.
+        label_values: how integer labels read: ``"auto"`` (a label equal to a label word is
+            that word, other integers are 0-based indices; refused when the labels read both
+            ways with different results), ``"words"`` or ``"indices"``.
         n_dev, n_test: sizes carved from train (fixed seed) when the data has no such split;
             default 10% and 20% of the labelled rows.
 
@@ -88,9 +128,16 @@ def from_files(
     path = Path(path)
     words = parse_label_words(label_words)
     fields = template_fields(template)
+    if label_values not in LABEL_VALUES:
+        raise ValueError(f"label_values must be one of {list(LABEL_VALUES)}; got {label_values!r}.")
     by_role = _by_role(read_data(path), path)
     _check_columns(by_role, template, label_column, path)
-    splits = {role: _labelled_rows(ds, fields, label_column, words, path) for role, ds in by_role.items()}
+    labels = [v for ds in by_role.values() for v in ds[label_column] if v is not None]
+    try:
+        integers = _integer_reading(labels, words, label_column, label_values)
+    except ValueError as err:
+        raise ValueError(f"data {str(path)!r}: {err}") from None
+    splits = {role: _labelled_rows(ds, fields, label_column, words, path, integers) for role, ds in by_role.items()}
     if not splits["train"]:
         raise ValueError(
             f"data {str(path)!r}: none of its {len(by_role['train'])} train rows has a label in column {label_column!r} "
@@ -135,13 +182,14 @@ def _check_columns(by_role: dict[str, datasets.Dataset], template: str, label_co
             )
 
 
-def _labelled_rows(ds: datasets.Dataset, fields: list[str], label_column: str, words: tuple[str, ...], path: Path) -> list[dict]:
+def _labelled_rows(ds: datasets.Dataset, fields: list[str], label_column: str, words: tuple[str, ...], path: Path,
+                   integers: str = "indices") -> list[dict]:
     rows = []
     for row in ds.select_columns(fields + [label_column]).to_list():
         if any(row[f] is None for f in fields) or row[label_column] is None:
             continue
         try:
-            label = _label_to_index(row[label_column], words, label_column)
+            label = _label_to_index(row[label_column], words, label_column, integers)
         except ValueError as err:
             raise ValueError(f"data {str(path)!r}: {err}") from None
         rows.append({**{f: str(row[f]) for f in fields}, "label": label})
