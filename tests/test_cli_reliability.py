@@ -97,10 +97,18 @@ CASES = [
     Case("missing", "data file that does not exist", ("--data-file", "missing.csv"), 2, "data file 'missing.csv' does not exist."),
     Case("labels", "labels that are none of the label words", ("--label-words", "bad,good"), 2,
          "label 'Positive' in column 'label' matches none of the label words [' bad', ' good']"),
+    Case("numeric-labels", "numeric label words and labels that read both as words and as indices (reported: every label shifted)",
+         ("--data-file", "reviews-numbered.csv", "--label-words", "1,2,3"), 2,
+         "the labels [1, 2] in column 'label' are both label words and 0-based indices into the label words [' 1', ' 2', ' 3'], "
+         "and the two readings differ; pass --label-values words (the labels are the words) or --label-values indices."),
     Case("template", "template field that is not a column", ("--template", "Review: {review}"), 2, "lacks the columns ['review'] that the template"),
     Case("too-few", "more demonstrations than labelled train rows", ("--n-demonstrations", "100"), 2,
          "fewer than the 100 demonstrations asked for; pass --n-demonstrations"),
     Case("n-queries", "a count that is not positive", ("--n-queries", "0"), 2, "--n-queries must be a positive integer"),
+    Case("lr-inf", "an infinite learning rate (reported: it failed after the weights loaded)", ("--learning-rate", "inf"), 2,
+         "--learning-rate must be a number > 0 and <= 10000, finite (e.g. 1e-3); got inf."),
+    Case("lr-huge", "a learning rate that overflows SGD's update (reported: a traceback from torch)", ("--learning-rate", "1e308"), 2,
+         "--learning-rate must be a number > 0 and <= 10000, finite (e.g. 1e-3); got 1e+308."),
     Case("no-repo", "--push-to-hub without --repo-id", ("--push-to-hub",), 2, "--push-to-hub needs --repo-id (e.g. your-name/icl-analysis)."),
     Case("bad-repo", "malformed Hub repo id", ("--push-to-hub", "--repo-id", "me//analyses"), 2, "--repo-id 'me//analyses' is not a valid Hub repo id"),
     Case("no-token", "--push-to-hub without a Hub token", PUSH, 2,
@@ -196,6 +204,7 @@ def workdir(tmp_path, models, monkeypatch):
     rows = [(t, 1) for t in good] + [(t, 0) for t in bad]
     (work / "reviews.csv").write_text("text,label\n" + "".join(f"{t} {i},{['Negative', 'Positive'][y]}\n" for i in range(3) for t, y in rows))
     (work / "reviews-indexed.csv").write_text("text,label\n" + "".join(f"{t} {i},{y}\n" for i in range(3) for t, y in rows))
+    (work / "reviews-numbered.csv").write_text("text,label\n" + "".join(f"{t} {i},{y + 1}\n" for i in range(3) for t, y in rows))
     (work / "empty.csv").write_text("text,label\n")
     (work / "binary.csv").write_bytes(bytes(range(256)) * 4)
     (work / "existing-run").mkdir()
@@ -368,7 +377,8 @@ def test_readme_shows_the_table():
     heading = "### What a bad input gets\n"
     assert heading in readme
     section = readme.split(heading, 1)[1].split("\n#", 1)[0]
-    table = "\n".join(line for line in section.splitlines() if line.startswith("|")) + "\n"
+    first = section[section.index("\n|") + 1:].split("\n\n", 1)[0]  # the section's first table (the second: other commands)
+    table = "\n".join(line for line in first.splitlines() if line.startswith("|")) + "\n"
     assert table == render_table()
     command = section.split("```bash\n", 1)[1].split("```", 1)[0]
     assert shlex.split(command.replace("\\\n", " ")) == ["hf-metaopt", "analyze", *VALID]

@@ -1,0 +1,282 @@
+"""Bad inputs of ``hf-metaopt sweep``, ``pretrain`` and ``push`` (issue 20), through the real CLI entry point.
+
+:data:`CASES` is the second table README.md shows under "What a bad input gets" and
+:data:`PUSH_CASES` the list under "The Hub" (print both with ``python
+tests/test_cli_reliability_more.py``). Each case runs ``cli.main`` in a folder holding the
+files it names and checks the exit code, that stderr holds the message on one line without a
+traceback, that no model was loaded, and what was left on disk or sent to the loopback Hub.
+The valid inputs that used to be refused or misread (JSON Lines with U+2028, numeric label
+words, odd model folder names in a sweep) are checked after the table.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hub_server import HUB_TOKEN, hub, make_run_dir  # noqa: F401  (hub is a fixture)
+
+from hf_metaopt import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_SWEEP = ROOT / "tests" / "configs" / "sweep_tiny.yaml"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One row: what was tried, the command after ``hf-metaopt``, the exit code and a fragment of the error line."""
+
+    name: str
+    what: str
+    argv: tuple[str, ...]
+    code: int
+    message: str
+
+
+CASES = [
+    Case("sweep-empty", "an empty sweep config (reported: it ran the whole default grid)", ("sweep", "--config", "empty.yaml"), 2,
+         "--config: 'empty.yaml' is empty; a sweep config names its grid"),
+    Case("sweep-gridless", "a sweep config that names no grid list", ("sweep", "--config", "gridless.yaml"), 2,
+         "sets none of the grid's lists (models, tasks, seeds, learning_rates, methods, controls, balanced)"),
+    Case("sweep-lr-inf", "an infinite learning rate in a sweep (reported: it failed after the weights loaded)",
+         ("sweep", "--config", "lr-inf.yaml"), 2, "`learning_rates`: `learning_rate` must be a number > 0 and <= 10000, finite"),
+    Case("pretrain-lr-inf", "an infinite learning rate for pretraining", ("pretrain", "--output_dir", "out", "--learning_rate", "inf"), 2,
+         "`learning_rate` must be a number > 0 and <= 10000, finite (e.g. 1e-3); got inf."),
+    Case("pretrain-lr-huge", "a learning rate that overflows the optimizer", ("pretrain", "--output_dir", "out", "--learning_rate", "1e308"), 2,
+         "`learning_rate` must be a number > 0 and <= 10000, finite (e.g. 1e-3); got 1e+308."),
+]
+
+PUSH_CASES = [
+    Case("push-link-checkpoint", "a checkpoint holding a link to a file outside it (reported: /etc/passwd was uploaded)",
+         ("push", "ck", "--repo-id", "alice/ck"), 2,
+         "ck/passwd is a link to /etc/passwd, outside ck; nothing was pushed (files outside the pushed folder are never uploaded)"),
+    Case("push-link-plot", "a run folder whose plot is a link outside it", ("push", "run-png", "--repo-id", "alice/reports"), 2,
+         "run-png/extra.png is a link to /etc/passwd, outside run-png; nothing was pushed"),
+    Case("push-link-report", "a run folder whose report.md is a link outside it", ("push", "run-md", "--repo-id", "alice/reports"), 2,
+         "run-md/report.md is a link to /etc/hostname, outside run-md; nothing was pushed"),
+    Case("push-link-folder", "a checkpoint holding a link through a linked folder outside it", ("push", "ck-dir", "--repo-id", "alice/ck"), 2,
+         "ck-dir/shadow.json is a link to /etc/hostname, outside ck-dir; nothing was pushed"),
+]
+
+
+def _code(text: str) -> str:
+    text = text.replace("|", "\\|")
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def render_table(cases: list[Case] = CASES) -> str:
+    """The Markdown table of ``cases`` that README.md shows under "What a bad input gets"."""
+    lines = ["| What was tried | Command | Exit | stderr says (one line) |", "|---|---|---|---|"]
+    lines += [f"| {c.what} | {_code('hf-metaopt ' + shlex.join(c.argv))} | {c.code} | {_code(c.message)} |" for c in cases]
+    return "\n".join(lines) + "\n"
+
+
+def render_list(cases: list[Case] = PUSH_CASES) -> str:
+    """The list of ``cases`` that README.md shows under "The Hub"."""
+    return "".join(f"- {c.what}: {_code('hf-metaopt ' + shlex.join(c.argv))} exits {c.code} with {_code(c.message)}\n" for c in cases)
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny GPT-2 checkpoint folder (safetensors)."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("ckpt") / "ck"
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=64, n_positions=32)).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch, checkpoint):
+    """The folder a case runs in: the configs, checkpoints and run folders the cases name."""
+    import shutil
+
+    from hf_metaopt.sweep import runner
+
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "empty.yaml").write_text("")
+    (work / "gridless.yaml").write_text("n_queries: 4\n")
+    (work / "lr-inf.yaml").write_text("models: [gemma3]\ntasks: [rt_sentiment]\nlearning_rates: [.inf]\n")
+    shutil.copytree(checkpoint, work / "ck")
+    (work / "ck" / "passwd").symlink_to("/etc/passwd")
+    shutil.copytree(checkpoint, work / "ck-dir")
+    (work / "ck-dir" / "extra").symlink_to("/etc", target_is_directory=True)
+    (work / "ck-dir" / "shadow.json").symlink_to("extra/hostname")  # a link inside, through a linked folder outside
+    (make_run_dir(work / "run-png") / "extra.png").symlink_to("/etc/passwd")
+    run_md = make_run_dir(work / "run-md")
+    (run_md / "report.md").unlink()
+    (run_md / "report.md").symlink_to("/etc/hostname")
+    monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model loaded before validation"))
+    monkeypatch.chdir(work)
+    return work
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("case", CASES + PUSH_CASES, ids=[c.name for c in CASES + PUSH_CASES])
+def test_bad_input(case, workdir, hub, capsys):
+    before = _listing(workdir)
+    code = cli.main(list(case.argv))
+    err = capsys.readouterr().err
+    assert code == case.code, err
+    assert case.message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert _listing(workdir) == before, "nothing written: no run folder, no output_dir"
+    assert hub.count("create") == 0 and hub.count("commit") == 0 and not hub.state.repos.get(case.argv[-1])
+
+
+def test_readme_shows_the_tables():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("### What a bad input gets\n", 1)[1].split("\n#", 1)[0]
+    assert render_table() in section
+    hub_section = readme.split("### The Hub\n", 1)[1].split("\n#", 1)[0]
+    assert render_list() in hub_section
+
+
+# --------------------------------------------------------------------------- what is uploaded
+
+
+def test_a_link_inside_the_folder_is_followed_and_nothing_else_leaves(hub, checkpoint, tmp_path, capsys):
+    folder = tmp_path / "ck"
+    import shutil
+
+    shutil.copytree(checkpoint, folder)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "alias.json").symlink_to("../config.json")
+    assert cli.main(["push", str(folder), "--repo-id", "alice/inside"]) == 0, capsys.readouterr().err
+    assert hub.file("alice/inside", "sub/alias.json") == (folder / "config.json").read_bytes()
+    system = {Path(p).read_bytes() for p in ("/etc/passwd", "/etc/hostname") if Path(p).is_file()}
+    stored = [p.read_bytes() for p in hub.state.root.rglob("*") if p.is_file()]
+    assert not system & set(stored)
+
+
+# --------------------------------------------------------------------------- the Hub token of pretraining
+
+
+def test_the_hub_token_is_in_no_file_pretraining_writes(hub, tmp_path, tiny_tokenizer_dir, capsys):
+    from test_pretrain import WORDS, tiny_argv
+
+    import random
+
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"doc{i:03d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(60)) + ".")
+    out = tmp_path / "run"
+    argv = tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "2", "--save_steps", "1", "--eval_steps", "1",
+                     "--push_to_hub", "--hub_repo_prefix", "alice/tok", "--hub_token", HUB_TOKEN)
+    assert cli.main(["pretrain", *argv]) == 0
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "training_args.bin" for p in written)  # Trainer's pickle of its arguments
+    assert {"README.md", "model.safetensors"} <= set(hub.files("alice/tok-gpt"))
+    secret = HUB_TOKEN.encode()
+    leaked = [p for p in written + [p for p in hub.state.root.rglob("*") if p.is_file()] if secret in p.read_bytes()]
+    assert not leaked
+    seen = capsys.readouterr()
+    assert HUB_TOKEN not in seen.out + seen.err
+
+
+# --------------------------------------------------------------------------- sweep run folders stay below output_dir
+
+
+@pytest.mark.parametrize("how", ["dotdot", "dot"])
+def test_sweep_run_folders_stay_below_output_dir(how, tmp_path, monkeypatch, checkpoint, tiny_tokenizer_dir):
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from hf_metaopt.sweep import parse_args, plan_sweep
+
+    model = tmp_path / "models" / "tiny-model"
+    shutil.copytree(checkpoint, model)
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(model)
+    (model / "sub").mkdir()
+    monkeypatch.chdir(model if how == "dot" else tmp_path)
+    name = "." if how == "dot" else str(model / "sub" / "..")
+    args, shared = parse_args(["--config", str(TINY_SWEEP), "--models", name, "--output_dir", str(tmp_path / "runs" / "sw")])
+    plan = plan_sweep(args, shared)  # before any model loads
+    out = (tmp_path / "runs" / "sw").resolve()
+    for job in plan.jobs:
+        assert job.relative_path.parts[0] == "tiny-model"
+        assert plan.path(job).resolve().is_relative_to(out) and plan.path(job).resolve().parent.parent.parent.parent == out
+
+
+def test_a_model_label_is_never_empty_or_dots(monkeypatch):
+    from hf_metaopt.loading import ModelArguments, model_label
+
+    monkeypatch.chdir("/")
+    assert model_label(ModelArguments(model="/")) == "model"
+    assert model_label(ModelArguments(model=".")) == "model"
+
+
+# --------------------------------------------------------------------------- valid data that was refused or misread
+
+
+def _reviews() -> list[tuple[str, int]]:
+    good = ["a gripping film", "beautifully acted", "clever plot", "a joy"]
+    bad = ["dull and overlong", "badly written", "a tedious mess", "boring"]
+    return [(f"{t} {i}", y) for i in range(3) for t, y in [(g, 1) for g in good] + [(b, 0) for b in bad]]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_tokenizer_dir):
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("model") / "tiny-model"
+    LlamaForCausalLM(LlamaConfig(vocab_size=400, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                 num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=0, eos_token_id=0,
+                                 pad_token_id=0)).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_tokenizer_dir).save_pretrained(folder)
+    return folder
+
+
+def _analyze(model, data, words, *flags) -> list[str]:
+    return ["analyze", "--model", str(model), "--data-file", str(data), "--template", "Review: {text} Sentiment:",
+            "--label-words", words, "--n-demonstrations", "2", "--n-queries", "3", "--output-dir", "runs/x", "--no-progress",
+            "--no-stability-check", *flags]
+
+
+def test_json_lines_with_a_raw_line_separator_inside_a_string(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    lines = [json.dumps({"text": f"{t}\u2028second line\u0085\x1c\x0c", "label": y}, ensure_ascii=False) for t, y in _reviews()]
+    (tmp_path / "reviews.jsonl").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    assert cli.main(_analyze(tiny_model, "reviews.jsonl", "Negative,Positive")) == 0
+    report = json.loads((tmp_path / "runs" / "x" / "report.json").read_text())
+    assert report["config"]["task"] == "reviews"
+
+
+def test_numeric_label_words_mean_the_words_when_told(tmp_path):
+    """(The tests' tokenizer splits " 1" into a space and "1", so the CLI refuses these words; tasks.from_files reads them.)"""
+    from hf_metaopt import tasks
+
+    (tmp_path / "stars.csv").write_text("text,label\n" + "".join(f"{t},{y + 1}\n" for t, y in _reviews()))
+    with pytest.raises(ValueError, match="are both label words and 0-based indices"):
+        tasks.from_files(tmp_path / "stars.csv", template="{text}", label_words="1,2,3")
+    spec = tasks.from_files(tmp_path / "stars.csv", template="{text}", label_words="1,2,3", label_values="words")
+    data = spec.load()
+    rows = data["train"].to_list() + data["dev"].to_list() + data["test"].to_list()
+    by_text = {t: y for t, y in _reviews()}
+    assert all(spec.label_words[r["label"]] == f" {by_text[r['text']] + 1}" for r in rows)  # "1" is " 1", not " 2"
+    # Label 5 exists only as a word: read as words without being asked.
+    (tmp_path / "five.csv").write_text("text,label\n" + "".join(f"{t},{5 if y else 1}\n" for t, y in _reviews()))
+    spec = tasks.from_files(tmp_path / "five.csv", template="{text}", label_words="1,2,3,4,5")
+    assert sorted({r["label"] for r in spec.load()["train"].to_list()}) == [0, 4]
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render_table() + "\n" + render_list())
