@@ -24,6 +24,7 @@ Each run is CPU-heavy (a few minutes per run on two cores); the numbers are memo
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -97,7 +98,10 @@ def _child(args) -> None:
         float(tensor.float().sum())  # every page of the weights is resident before the reset
     spec = tasks.get_task(args.task)
     chosen = tasks.select_examples(spec, 16, args.queries, args.seed, split="test")
-    options = AnalysisOptions(method=args.method, n_queries=args.queries, seed=args.seed)
+    extra = {}
+    if "stability_check" in {f.name for f in dataclasses.fields(AnalysisOptions)}:  # older refs (--before) lack it
+        extra["stability_check"] = args.stability_check
+    options = AnalysisOptions(method=args.method, n_queries=args.queries, seed=args.seed, **extra)
     peak = PeakMemory()
     peak.start()
     report = run_analysis(model, tokenizer, chosen.demonstrations, chosen.queries, prompt_format(spec), options)
@@ -109,6 +113,7 @@ def _child(args) -> None:
 def _measure(model: str, method: str, package_root: Path, args) -> dict:
     command = [sys.executable, str(Path(__file__).resolve()), "--child", model, "--method", method,
                "--queries", str(args.queries), "--task", args.task, "--seed", str(args.seed)]
+    command += ["--stability-check"] if args.stability_check else []
     env = {**os.environ, "PYTHONPATH": str(package_root), "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=package_root)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -127,6 +132,8 @@ def main(argv=None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--task", default="rt_sentiment")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stability-check", action="store_true",
+                        help="also run the float64 rerun of the finetuning (a float64 copy of the model: about 2x the weights)")
     parser.add_argument("--before", default="main", help="git ref measured for comparison ('none': skip)")
     parser.add_argument("--child", choices=list(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--method", default="kv", help=argparse.SUPPRESS)
