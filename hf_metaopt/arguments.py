@@ -63,7 +63,7 @@ _PLURAL = {"int": "integers", "float": "numbers", "bool": "booleans", "str": "st
 
 def _scalar_ok(kind: str | None, value: Any, *, in_list: bool) -> bool:
     if isinstance(value, (dict, list)):
-        return kind is None
+        return kind in (None, "str")  # TrainingArguments reads some str fields as JSON (lr_scheduler_kwargs: {...})
     if kind == "int":
         if isinstance(value, bool):
             return False
