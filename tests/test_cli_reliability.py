@@ -88,6 +88,9 @@ CASES = [
     Case("bad-id", "model name that is neither a folder nor a Hub id", ("--model", "my model!"), 2, "is neither a folder nor a valid Hub id"),
     Case("no-weights", "model folder with a config.json but no weights", ("--model", "config-only-model"), 2,
          "the folder holds no weights (*.safetensors or *.bin)"),
+    Case("bad-config", "a config.json with an out-of-range value (reported: 'could not load the tokenizer')", ("--model", "momentum-1.5-model"), 2,
+         "--model momentum-1.5-model: its config.json holds an invalid value (Validation error for field 'momentum': ValueError: "
+         "Value must be greater or equal to 0.0 and smaller than 1.0, got 1.5.); fix that field in config.json"),
     Case("hub-offline", "Hub id that cannot be fetched (offline, not in the cache)", ("--model", "some-org/some-model"), 2,
          "could not load the tokenizer of --model some-org/some-model"),
     Case("empty", "data file with a header only (reported)", ("--data-file", "empty.csv"), 2,
@@ -189,6 +192,14 @@ def models(tmp_path_factory, tiny_tokenizer_dir):
     shutil.copy(_llama(root / "tiny-model", tokenizer) / "config.json", config_only)
     _llama(root / "short-context-model", tokenizer, max_position_embeddings=12)
     _llama(root / "no-pad-model", no_pad)
+    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+
+    bad = root / "momentum-1.5-model"
+    MomentumGPTForCausalLM(MomentumGPTConfig(vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                             max_position_embeddings=64)).save_pretrained(bad)
+    tokenizer.save_pretrained(bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "momentum": 1.5}))  # as a hand edit would
     return root
 
 
