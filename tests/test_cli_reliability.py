@@ -464,5 +464,35 @@ def test_run_folder_modes_follow_the_umask(workdir):
         os.umask(old)
 
 
+def test_temporaries_of_runs_killed_while_saving_are_cleaned_and_a_finished_report_is_kept(workdir, caplog):
+    """``kill -9`` while saving leaves ``runs/.x.<random>.tmp`` (reported: never removed nor mentioned)."""
+    from hf_metaopt.runs import RunFolder
+
+    runs = workdir / "runs"
+    runs.mkdir()
+    finished = runs / ".x.k9abcdef.tmp"  # this run's own name, killed after report.json was written
+    finished.mkdir(mode=0o700)
+    (finished / "report.json").write_text('{"accuracy": {"zsl": 0.5}}\n')
+    (runs / ".x.lock").write_text("999999 somehost\n")  # the dead run's lock file stays, unlocked
+    half = runs / ".y.k9ghijkl.tmp"  # another run's, killed before its report.json was complete; no lock left
+    half.mkdir()
+    (half / "report.json").write_text('{"accuracy": {"zs')
+    live = RunFolder(runs / "z")  # a run saving right now: its temporary stays
+    live.reserve()
+    (runs / ".z.k9mnopqr.tmp").mkdir()
+    try:
+        assert cli.main(["analyze", *RUN, "--no-progress"]) == 0
+    finally:
+        live.release()
+    x, kept = (runs / "x").resolve(), (runs / "x.unsaved").resolve()
+    assert caplog.messages == [  # on stderr, outside pytest
+        f"hf-metaopt: a run of {x} was killed while saving its finished report; the report is kept in {kept} "
+        f"(move it into place with: mv {kept} {x}, if no run folder is there; or delete it)"]
+    assert json.loads((runs / "x.unsaved" / "report.json").read_text()) == {"accuracy": {"zsl": 0.5}}
+    assert stat.S_IMODE((runs / "x.unsaved").stat().st_mode) == _expected_modes()[0]
+    _assert_run_folder(runs / "x")
+    assert sorted(p.name for p in runs.iterdir()) == [".z.k9mnopqr.tmp", "x", "x.unsaved"]
+
+
 if __name__ == "__main__":
     sys.stdout.write(render_table())
