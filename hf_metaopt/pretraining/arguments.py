@@ -146,10 +146,12 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments,
         raise ValueError(f"dropout: {model_args.dropout} is outside [0, 1); pass e.g. --dropout 0.1")
     if exp_args.seeds is not None and not exp_args.seeds:
         raise ValueError("seeds: an empty list runs nothing; give at least one seed (e.g. --seeds 0 1 2) or leave it out for --seed")
-    if training_args.max_steps > 0 and training_args.get_warmup_steps(training_args.max_steps) >= training_args.max_steps:
+    # transformers' polynomial schedule divides by the steps left after the warm-up (the others guard it).
+    polynomial = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)) == "polynomial"
+    if polynomial and training_args.max_steps > 0 and training_args.get_warmup_steps(training_args.max_steps) >= training_args.max_steps:
         raise ValueError(
             f"warmup_steps: {training_args.get_warmup_steps(training_args.max_steps)} warm-up steps leave none of "
-            f"max_steps={training_args.max_steps} for the learning-rate schedule; lower --warmup_steps or raise --max_steps"
+            f"max_steps={training_args.max_steps} for the polynomial schedule's decay; lower --warmup_steps or raise --max_steps"
         )
     for eta in model_args.momentum:
         if not 0.0 <= eta < 1.0:
