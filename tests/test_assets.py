@@ -234,3 +234,45 @@ def test_gemma3_converts_to_a_sliding_window_gemma3_with_bos(gemma3_path):
     assert tokenizer.bos_token == "<bos>" and ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1
     assert (gemma3_path / "GEMMA_TERMS.html").stat().st_size > 10_000
     assert json.loads((gemma3_path / "hf_metaopt_source.json").read_text())["hub_id"] == "google/gemma-3-270m"
+
+
+# ---- a cache folder that refuses the conversion (issue 20) ----------------------------------------
+
+def _refusing(code: int):
+    def dequantise(gguf, out):
+        out.mkdir(parents=True)
+        (out / "model.safetensors").write_bytes(b"half")
+        raise OSError(code, os.strerror(code))
+
+    return dequantise
+
+
+@pytest.mark.parametrize(
+    "code, fix",
+    [(30, "Set HF_HOME (or HF_METAOPT_CACHE) to a writable folder"),  # EROFS: a read-only HF_HOME (reported: a bare [Errno 30])
+     (28, "Free some space there, or set HF_HOME (or HF_METAOPT_CACHE) to a writable folder")],  # ENOSPC (reported: an empty hf_metaopt/ left)
+)
+def test_a_cache_folder_that_refuses_the_conversion_is_named_and_left_clean(fake_gemma, monkeypatch, tmp_path, code, fix):
+    model, _ = fake_gemma
+    monkeypatch.setattr(assets, "_dequantise", _refusing(code))
+    with pytest.raises(assets.AssetCacheError) as info:
+        model.path()
+    message = str(info.value)
+    assert message.startswith(f"cannot write the converted Gemma-3-270M (base) (gemma3) into the cache folder {tmp_path / 'cache'} "
+                              f"({os.strerror(code)}); nothing was left there. {fix}")
+    assert "[Errno" not in message and info.value.errno == code
+    assert not (tmp_path / "cache").exists(), "the cache folder the conversion made is removed"
+
+
+def test_an_unwritable_hf_home_fails_in_one_line_through_the_cli(fake_gemma, monkeypatch, tmp_path, capsys):
+    from hf_metaopt import cli
+
+    monkeypatch.setenv("HF_METAOPT_CACHE", "/sys/hf_metaopt")  # no one may create folders in /sys
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.csv").write_text("text,label\n" + "".join(f"review {i},{'Negative' if i % 2 else 'Positive'}\n" for i in range(12)))
+    code = cli.main(["analyze", "--model", "gemma3", "--data-file", "reviews.csv", "--template", "{text}", "--label-words", "Negative,Positive",
+                     "--n-demonstrations", "2", "--n-queries", "2", "--output-dir", "runs/x", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "into the cache folder /sys/hf_metaopt (Operation not permitted); nothing was left there. Set HF_HOME" in err
+    assert not (tmp_path / "runs").exists()

@@ -88,6 +88,9 @@ CASES = [
     Case("bad-id", "model name that is neither a folder nor a Hub id", ("--model", "my model!"), 2, "is neither a folder nor a valid Hub id"),
     Case("no-weights", "model folder with a config.json but no weights", ("--model", "config-only-model"), 2,
          "the folder holds no weights (*.safetensors or *.bin)"),
+    Case("bad-config", "a config.json with an out-of-range value (reported: 'could not load the tokenizer')", ("--model", "momentum-1.5-model"), 2,
+         "--model momentum-1.5-model: its config.json holds an invalid value (Validation error for field 'momentum': ValueError: "
+         "Value must be greater or equal to 0.0 and smaller than 1.0, got 1.5.); fix that field in config.json"),
     Case("hub-offline", "Hub id that cannot be fetched (offline, not in the cache)", ("--model", "some-org/some-model"), 2,
          "could not load the tokenizer of --model some-org/some-model"),
     Case("empty", "data file with a header only (reported)", ("--data-file", "empty.csv"), 2,
@@ -189,6 +192,14 @@ def models(tmp_path_factory, tiny_tokenizer_dir):
     shutil.copy(_llama(root / "tiny-model", tokenizer) / "config.json", config_only)
     _llama(root / "short-context-model", tokenizer, max_position_embeddings=12)
     _llama(root / "no-pad-model", no_pad)
+    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+
+    bad = root / "momentum-1.5-model"
+    MomentumGPTForCausalLM(MomentumGPTConfig(vocab_size=400, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                             max_position_embeddings=64)).save_pretrained(bad)
+    tokenizer.save_pretrained(bad)
+    config = json.loads((bad / "config.json").read_text())
+    (bad / "config.json").write_text(json.dumps({**config, "momentum": 1.5}))  # as a hand edit would
     return root
 
 
@@ -451,6 +462,36 @@ def test_run_folder_modes_follow_the_umask(workdir):
         assert stat.S_IMODE((workdir / "runs" / "x").stat().st_mode) == 0o750
     finally:
         os.umask(old)
+
+
+def test_temporaries_of_runs_killed_while_saving_are_cleaned_and_a_finished_report_is_kept(workdir, caplog):
+    """``kill -9`` while saving leaves ``runs/.x.<random>.tmp`` (reported: never removed nor mentioned)."""
+    from hf_metaopt.runs import RunFolder
+
+    runs = workdir / "runs"
+    runs.mkdir()
+    finished = runs / ".x.k9abcdef.tmp"  # this run's own name, killed after report.json was written
+    finished.mkdir(mode=0o700)
+    (finished / "report.json").write_text('{"accuracy": {"zsl": 0.5}}\n')
+    (runs / ".x.lock").write_text("999999 somehost\n")  # the dead run's lock file stays, unlocked
+    half = runs / ".y.k9ghijkl.tmp"  # another run's, killed before its report.json was complete; no lock left
+    half.mkdir()
+    (half / "report.json").write_text('{"accuracy": {"zs')
+    live = RunFolder(runs / "z")  # a run saving right now: its temporary stays
+    live.reserve()
+    (runs / ".z.k9mnopqr.tmp").mkdir()
+    try:
+        assert cli.main(["analyze", *RUN, "--no-progress"]) == 0
+    finally:
+        live.release()
+    x, kept = (runs / "x").resolve(), (runs / "x.unsaved").resolve()
+    assert caplog.messages == [  # on stderr, outside pytest
+        f"hf-metaopt: a run of {x} was killed while saving its finished report; the report is kept in {kept} "
+        f"(move it into place with: mv {kept} {x}, if no run folder is there; or delete it)"]
+    assert json.loads((runs / "x.unsaved" / "report.json").read_text()) == {"accuracy": {"zsl": 0.5}}
+    assert stat.S_IMODE((runs / "x.unsaved").stat().st_mode) == _expected_modes()[0]
+    _assert_run_folder(runs / "x")
+    assert sorted(p.name for p in runs.iterdir()) == [".z.k9mnopqr.tmp", "x", "x.unsaved"]
 
 
 if __name__ == "__main__":

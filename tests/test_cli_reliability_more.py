@@ -48,6 +48,44 @@ CASES = [
          "`learning_rate` must be a number > 0 and <= 10000, finite (e.g. 1e-3); got inf."),
     Case("pretrain-lr-huge", "a learning rate that overflows the optimizer", ("pretrain", "--output_dir", "out", "--learning_rate", "1e308"), 2,
          "`learning_rate` must be a number > 0 and <= 10000, finite (e.g. 1e-3); got 1e+308."),
+    Case("sweep-yaml-broken", "a sweep config that is not valid YAML (reported: a yaml.parser traceback)",
+         ("sweep", "--config", "unclosed.yaml"), 2, "--config: 'unclosed.yaml' is not valid YAML at line 3, column 1: expected ',' or ']'"),
+    Case("sweep-yaml-tag", "a sweep config with a !!python/object/apply tag (reported: a ConstructorError traceback)",
+         ("sweep", "--config", "tag.yaml"), 2, "--config: 'tag.yaml' at line 1, column 9 uses a YAML tag that is not a plain value"),
+    Case("sweep-dtype-float64", "a sweep dtype outside the flag's choices (reported: it ran in float64)",
+         ("sweep", "--config", "float64.yaml"), 2,
+         "--config 'float64.yaml': `dtype` is 'float64', not one of its choices (float32, bfloat16, float16, auto)."),
+    Case("sweep-dtype-banana", "a sweep dtype that is no dtype (reported: an AttributeError from torch)",
+         ("sweep", "--config", "banana.yaml"), 2, "`dtype` is 'banana', not one of its choices (float32, bfloat16, float16, auto)."),
+    Case("sweep-seeds-scalar", "a grid list given as one value (reported: 'int' object is not iterable)",
+         ("sweep", "--config", "seeds-scalar.yaml"), 2, "--config 'seeds-scalar.yaml': `seeds` must be a list of integers (e.g. seeds: [1]); got 1."),
+    Case("sweep-output-int", "a number where a folder name belongs (reported: expected str, bytes or os.PathLike)",
+         ("sweep", "--config", "output-int.yaml"), 2,
+         "`output_dir` must be a string; got 5 (int); quote it to make it a string (output_dir: '5')."),
+    Case("sweep-report-list", "a finished run's report.json replaced by [1,2] (reported: an AttributeError)",
+         ("sweep", "--config", "done.yaml", "--output_dir", "sw-list"), 2,
+         "sw-list/ck/rt_sentiment/kv-lr0.01-none/seed-1/report.json holds a JSON list, not a run report; "
+         "delete the folder sw-list/ck/rt_sentiment/kv-lr0.01-none/seed-1 to rerun that job."),
+    Case("sweep-report-empty", "a finished run's report.json emptied (reported: a JSON error naming no file)",
+         ("sweep", "--config", "done.yaml", "--output_dir", "sw-empty"), 2,
+         "sw-empty/ck/rt_sentiment/kv-lr0.01-none/seed-1/report.json is empty; "
+         "delete the folder sw-empty/ck/rt_sentiment/kv-lr0.01-none/seed-1 to rerun that job."),
+    Case("pretrain-heads-0", "no attention heads (reported: ZeroDivisionError)", ("pretrain", "--output_dir", "runs/pt", "--num_attention_heads", "0"), 2,
+         "num_attention_heads: must be a positive integer; got 0. Pass --num_attention_heads with a value >= 1"),
+    Case("pretrain-width-0", "a model of width 0 (reported: StrictDataclassFieldValidationError, runs/pt/tokenizer left behind)",
+         ("pretrain", "--output_dir", "runs/pt", "--hidden_size", "0"), 2, "hidden_size: must be a positive integer; got 0."),
+    Case("pretrain-layers-0", "a model of no layers (reported: as above)", ("pretrain", "--output_dir", "runs/pt", "--num_hidden_layers", "0"), 2,
+         "num_hidden_layers: must be a positive integer; got 0."),
+    Case("pretrain-warmup", "as many warm-up steps as steps, polynomial decay (reported: ZeroDivisionError from transformers)",
+         ("pretrain", "--output_dir", "runs/pt", "--max_steps", "6", "--warmup_steps", "6", "--lr_scheduler_type", "polynomial"), 2,
+         "warmup_steps: 6 warm-up steps leave none of max_steps=6 for the polynomial schedule's decay; lower --warmup_steps or raise --max_steps"),
+    Case("pretrain-batch-0", "a batch size of 0 (reported: a tokenizer and an empty arm folder left behind)",
+         ("pretrain", "--output_dir", "runs/pt", "--per_device_train_batch_size", "0"), 2,
+         "per_device_train_batch_size: must be a positive integer; got 0."),
+    Case("pretrain-seeds-empty", "an empty list of seeds (reported: it silently ran seed 42)", ("pretrain", "--config", "seeds-empty.yaml"), 2,
+         "--config 'seeds-empty.yaml': `seeds` is an empty list; give at least one value or leave the key out for its default."),
+    Case("pretrain-momentum-scalar", "one momentum value where a list belongs", ("pretrain", "--config", "momentum-scalar.yaml"), 2,
+         "--config 'momentum-scalar.yaml': `momentum` must be a list of numbers (e.g. momentum: [0.5]); got 0.5."),
 ]
 
 PUSH_CASES = [
@@ -107,6 +145,20 @@ def workdir(tmp_path, monkeypatch, checkpoint):
     (work / "empty.yaml").write_text("")
     (work / "gridless.yaml").write_text("n_queries: 4\n")
     (work / "lr-inf.yaml").write_text("models: [gemma3]\ntasks: [rt_sentiment]\nlearning_rates: [.inf]\n")
+    grid = "models: [gemma3]\ntasks: [rt_sentiment]\n"
+    (work / "unclosed.yaml").write_text("models: [gemma3]\nkey: [unclosed\n")
+    (work / "tag.yaml").write_text('models: !!python/object/apply:os.system ["echo hi"]\n')
+    (work / "float64.yaml").write_text(grid + "dtype: float64\n")
+    (work / "banana.yaml").write_text(grid + "dtype: banana\n")
+    (work / "seeds-scalar.yaml").write_text(grid + "seeds: 1\n")
+    (work / "output-int.yaml").write_text(grid + "output_dir: 5\n")
+    (work / "seeds-empty.yaml").write_text("output_dir: runs/pt\nseeds: []\n")
+    (work / "momentum-scalar.yaml").write_text("output_dir: runs/pt\nmomentum: 0.5\n")
+    (work / "done.yaml").write_text("models: [ck]\ntasks: [rt_sentiment]\nseeds: [1]\nn_demonstrations: 2\nn_queries: 4\n")
+    for name, text in (("sw-list", "[1,2]"), ("sw-empty", "")):
+        finished = work / name / "ck" / "rt_sentiment" / "kv-lr0.01-none" / "seed-1"
+        finished.mkdir(parents=True)
+        (finished / "report.json").write_text(text)
     shutil.copytree(checkpoint, work / "ck")
     (work / "ck" / "passwd").symlink_to("/etc/passwd")
     shutil.copytree(checkpoint, work / "ck-dir")
@@ -276,6 +328,75 @@ def test_numeric_label_words_mean_the_words_when_told(tmp_path):
     (tmp_path / "five.csv").write_text("text,label\n" + "".join(f"{t},{5 if y else 1}\n" for t, y in _reviews()))
     spec = tasks.from_files(tmp_path / "five.csv", template="{text}", label_words="1,2,3,4,5")
     assert sorted({r["label"] for r in spec.load()["train"].to_list()}) == [0, 4]
+
+
+# --------------------------------------------------------------------------- an interrupted sweep keeps its finished runs
+
+
+def test_a_sweep_stopped_by_sigterm_says_how_many_finished_runs_it_keeps(tiny_model, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+
+    from hf_metaopt.sweep import runner
+
+    real, calls = runner.analyze_task, []
+
+    def second_job_terminated(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's time limit, during the second job
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "analyze_task", second_job_terminated)
+    out = tmp_path / "sw"
+    argv = ["sweep", "--config", str(TINY_SWEEP), "--models", str(tiny_model), "--controls", "none", "--output_dir", str(out)]
+    assert cli.main(argv) == 143
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err == (f"hf-metaopt sweep: terminated (SIGTERM); 1 of 2 runs are finished and kept in {out} "
+                   "(the unfinished one left nothing); rerun the same command to resume with the others.")
+    assert [p.parent.name for p in out.rglob("report.json")] == ["seed-1"]
+    assert not [p for p in out.rglob(".*")], "no lock or temporary folder of the stopped job"
+
+
+# --------------------------------------------------------------------------- the pipeline's examples and label words
+
+PIPELINE_CASES = [
+    ("none-text", "a demonstration whose text is None (reported: the word 'None' in the prompt)",
+     {"demonstrations": [{"text": None, "label": 0}, {"text": "a joy", "label": 1}]},
+     "`demonstrations[0]['text']` is None, a missing value the template would print as the word 'None'; "
+     "give that example a text or leave it out."),
+    ("nan-query", "a query whose text is NaN (a missing value read by pandas)",
+     {"queries": [{"text": "fine", "label": 1}, {"text": float("nan"), "label": 0}]},
+     "`queries[1]['text']` is nan, a missing value the template would print as the word 'nan'"),
+]
+
+
+def _pipeline(model_dir):
+    from transformers import pipeline
+
+    import hf_metaopt  # noqa: F401  (registers icl-analysis)
+
+    return pipeline("icl-analysis", model=str(model_dir), device="cpu")
+
+
+def _pipeline_call(**changes) -> dict:
+    reviews = [{"text": t, "label": y} for t, y in _reviews()]
+    call = {"demonstrations": reviews[:4], "queries": reviews[4:7], "template": "Review: {text} Sentiment:",
+            "label_words": [" Negative", " Positive"], "n_bootstrap": 10, "stability_check": False}
+    return {**call, **changes}
+
+
+@pytest.mark.parametrize("name,what,changes,message", PIPELINE_CASES, ids=[c[0] for c in PIPELINE_CASES])
+def test_pipeline_refuses_missing_texts(name, what, changes, message, tiny_model):
+    with pytest.raises(ValueError) as caught:
+        _pipeline(tiny_model)(**_pipeline_call(**changes))
+    assert message in str(caught.value)
+
+
+def test_pipeline_reads_a_comma_separated_label_words_string_as_the_cli_does(tiny_model):
+    """(Reported: ``label_words="Negative,Positive"`` was split into its characters.)"""
+    report = _pipeline(tiny_model)(**_pipeline_call(label_words="Negative,Positive"))
+    assert report["config"]["label_words"] == [" Negative", " Positive"]
 
 
 if __name__ == "__main__":

@@ -56,6 +56,10 @@ def visibility_notes(visibility: dict[str, np.ndarray], n_demo_tokens: int, conf
     return notes
 
 
+def _interval(bounds) -> str:
+    return f"[{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
 def accuracy_notes(summary: dict, n_queries: int) -> list[str]:
     """Explain a run in which in-context learning did not beat zero-shot."""
     acc, ci = summary["accuracy"], summary["accuracy_ci95"]
@@ -63,7 +67,7 @@ def accuracy_notes(summary: dict, n_queries: int) -> list[str]:
         return []
     overlap = ci["icl"][1] >= ci["zsl"][0] and ci["zsl"][1] >= ci["icl"][0]
     why = (
-        f"their 95% intervals overlap (ICL {ci['icl']}, ZSL {ci['zsl']}), so with {n_queries} queries the "
+        f"their 95% intervals overlap (ICL {_interval(ci['icl'])}, ZSL {_interval(ci['zsl'])}), so with {n_queries} queries the "
         "difference is not significant"
         if overlap
         else "the gap exceeds the bootstrap intervals: the demonstrations hurt this model"

@@ -138,8 +138,20 @@ def _per_layer(data: dict[str, Any]) -> list[str]:
     return ["", "## Per layer", ""] + _table(header, rows)
 
 
+def _plain(value: Any) -> str:
+    """A setting as a reader writes it: ``kv``, ``-`` for none, ``true``, ``1, 2``; a string whose
+    spaces matter at its ends (`` Negative``) keeps its quotes."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if not value or value != value.strip() else value
+    if isinstance(value, (list, tuple)) and all(v is None or isinstance(v, (str, int, float, bool)) for v in value):
+        return ", ".join(_plain(v) for v in value) if value else "-"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _setting(value: Any) -> str:
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    text = _plain(value)
     text = text if len(text) <= 200 else text[:197] + "..."
     return text.replace("|", "\\|").replace("\n", "\\n")
 

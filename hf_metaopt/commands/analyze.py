@@ -26,7 +26,7 @@ from ..analysis.selection import SelectionArguments
 from ..loading import ModelArguments
 from ..tasks.arguments import TaskArguments
 
-__all__ = ["OutputArguments", "make_parser", "register", "run"]
+__all__ = ["HelpFormatter", "OutputArguments", "make_parser", "register", "run"]
 
 HELP = "compare in-context learning with finetuning (Dai et al., 2023) for a model on a task"
 
@@ -50,9 +50,26 @@ def make_parser() -> HfArgumentParser:
     return HfArgumentParser(DATACLASSES, add_help=False)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, unless its help names the default already (``--model``), and with
+    ``--no-x`` switches described as what they do rather than as a copy of ``--x``'s help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.nargs == 0 and action.const is False and action.option_strings[0].startswith("--no"):
+            positive = "--" + action.dest.replace("_", "-")
+            own = re.search(r"\(--no-[\w-]+: ([^)]*)\)", text)
+            if own:
+                return f"{own.group(1)} (turns {positive} off)."
+            return "do not " + re.sub(r"\s*\([^)]*\)", "", text).rstrip(".") + f" (turns {positive} off)."
+        if re.search(r"\bdefault\b", text):
+            return text
+        return super()._get_help_string(action)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "analyze", help=HELP, parents=[make_parser()], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "analyze", help=HELP, parents=[make_parser()], formatter_class=HelpFormatter,
         description=HELP + ". With no arguments: the embedded offline default (Gemma-3-270M base on bbc_news, 32 demonstrations).",
     )
     parser.set_defaults(func=run)

@@ -6,6 +6,7 @@ import argparse
 
 
 def register(subparsers) -> None:
+    """Add ``tasks list`` and ``tasks export``."""
     parser = subparsers.add_parser("tasks", help="list the registered tasks or export them for lm-evaluation-harness")
     sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="the registered tasks with their source, splits and label words")
@@ -19,12 +20,20 @@ def register(subparsers) -> None:
 def run_list(args: argparse.Namespace) -> int:
     from .. import tasks
 
+    rows = []
     for name in tasks.list_tasks():
         spec = tasks.get_task(name)
         source = f"{spec.dataset_path}" + (f"/{spec.dataset_name}" if spec.dataset_name else "") if spec.dataset_path else "offline"
         words = ",".join(w.strip() for w in spec.label_words)
-        print(f"{name:<16} {source:<16} test={spec.test_split if spec.loader is None else 'test':<11} labels={words:<45} {spec.description}")
+        rows.append((name, source, f"test={spec.test_split if spec.loader is None else 'test'}", f"labels={words}", spec.description))
+    print(format_columns(rows))
     return 0
+
+
+def format_columns(rows: list[tuple[str, ...]]) -> str:
+    """``rows`` as text columns, each as wide as its widest cell (the last one unpadded)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)] if rows else []
+    return "\n".join("  ".join([*(cell.ljust(w) for cell, w in zip(row, widths)), row[-1]]).rstrip() for row in rows)
 
 
 def run_export(args: argparse.Namespace) -> int:

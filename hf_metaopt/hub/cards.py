@@ -358,7 +358,7 @@ def _control_rows(report: Mapping[str, Any]) -> dict[str, Any] | None:
     name, control = next(iter(controls.items()))
     acc = control.get("accuracy") or {}
     rows = [{"name": f"Accuracy ({s.upper()})", "value": _fmt(acc.get(s), True)} for s in ("zsl", "icl", "ft") if s in acc]
-    rows.append({"name": "Rec2FTP", "value": _fmt(control.get("rec2ftp"), True)})
+    rows.append({"name": "Rec2FTP", "value": _fmt(control.get("rec2ftp"))})  # a fraction, as in the main table
     for key, label, sub in (("simaou", "SimAOU", "mean"), ("simam", "SimAM after finetuning", "after"), ("kendall", "Kendall", "mean")):
         value = control.get(key)
         rows.append({"name": label, "value": _fmt(value.get(sub) if isinstance(value, Mapping) else value)})

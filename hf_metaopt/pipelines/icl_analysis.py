@@ -17,8 +17,9 @@ tokenizer and device handling are Pipeline's. Every option is a field of
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -57,7 +58,26 @@ def _prompt(template: str | None, label_words: Sequence[str] | None, separator: 
                 f"`{name}` is required: call analyzer(demonstrations, queries, template=..., label_words=[...]) "
                 "or analyzer(task='mr', ...)."
             )
+    if isinstance(label_words, str):
+        # As the command line reads --label-words: "Negative,Positive" is (" Negative", " Positive").
+        label_words = tasks.parse_label_words(label_words)
     return PromptFormat(template, tuple(label_words), "\n" if separator is None else separator)
+
+
+def _check_texts(examples: Any, argument: str, prompt: PromptFormat) -> None:
+    """Refuse a template field that is ``None`` or NaN (a missing value), which ``str.format`` would print as 'None' / 'nan'."""
+    if examples is None or isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
+        return  # validate_examples names the problem
+    for i, example in enumerate(examples):
+        if not isinstance(example, Mapping):
+            return
+        for name in prompt.fields:
+            value = example.get(name, "")
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise ValueError(
+                    f"`{argument}[{i}]['{name}']` is {value!r}, a missing value the template would print as the word "
+                    f"{str(value)!r}; give that example a text or leave it out."
+                )
 
 
 def _balanced(request: _Request) -> _Request:
@@ -73,7 +93,10 @@ class ICLAnalyzer(Pipeline):
 
     Call with ``(demonstrations, queries, template=..., label_words=[...], separator="\\n")``
     or with ``task="mr"`` (a registered name or a :class:`~hf_metaopt.tasks.TaskSpec`; its
-    template, label words and separator unless given). Every other keyword is an
+    template, label words and separator unless given). ``label_words`` is a list of words used as
+    given, or one comma-separated string read as ``--label-words`` is (each word gets a leading
+    space: ``"Negative,Positive"`` is ``(" Negative", " Positive")``). A template field that is
+    ``None`` or NaN in an example is refused (it would be printed as "None"). Every other keyword is an
     :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``, ``n_queries``,
     ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
     ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``,
@@ -112,12 +135,16 @@ class ICLAnalyzer(Pipeline):
         demonstrations, queries = inputs.pop("demonstrations", None), inputs.pop("queries", None)
         options = AnalysisOptions.from_kwargs(**inputs)
         if task is None:
-            request = _Request(options, prompt=_prompt(**prompt_args), demonstrations=demonstrations, queries=queries)
+            prompt = _prompt(**prompt_args)
+            _check_texts(demonstrations, "demonstrations", prompt)
+            _check_texts(queries, "queries", prompt)
+            request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries)
             return _balanced(request) if options.balanced_demonstrations else request
         if demonstrations is not None or queries is not None:
             raise ValueError("pass either `task=` or `demonstrations` and `queries`, not both.")
         spec = tasks.get_task(task)
-        overrides = {k: (tuple(v) if k == "label_words" else v) for k, v in prompt_args.items() if v is not None}
+        overrides = {k: (tasks.parse_label_words(v) if k == "label_words" and isinstance(v, str) else tuple(v) if k == "label_words" else v)
+                     for k, v in prompt_args.items() if v is not None}
         return _Request(options, task=replace(spec, **overrides) if overrides else spec)
 
     def _forward(self, request: _Request) -> ICLAnalysisReport:
@@ -142,6 +169,7 @@ class ICLAnalyzer(Pipeline):
         ones it used (``report["config"]["n_demonstrations"]``) to match it exactly.
         """
         prompt = _prompt(template, label_words, separator)
+        _check_texts(demonstrations, "demonstrations", prompt)
         return inference.finetune(self.model, self.tokenizer, demonstrations, prompt, AnalysisOptions.from_kwargs(**options))
 
     def predict(
@@ -161,6 +189,8 @@ class ICLAnalyzer(Pipeline):
         log-probability of each word's tokens after the prompt.
         """
         prompt = _prompt(template, label_words, separator)
+        _check_texts(queries, "queries", prompt)
+        _check_texts(demonstrations, "demonstrations", prompt)
         predictions, notes = inference.predict(
             self.model if model is None else model, self.tokenizer, queries, prompt,
             AnalysisOptions.from_kwargs(**options), demonstrations,

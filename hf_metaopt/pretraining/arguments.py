@@ -124,6 +124,13 @@ def parse_args(argv: list[str] | None = None, overrides: dict | None = None):
     return model_args, data_args, exp_args, training_args
 
 
+def _check_positive(args, *names: str) -> None:
+    for name in names:
+        value = getattr(args, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: must be a positive integer; got {value!r}. Pass --{name} with a value >= 1")
+
+
 def validate_args(model_args: ModelArguments, data_args: DataArguments,
                   exp_args: ExperimentArguments, training_args: TrainingArguments) -> None:
     """Reject bad combinations before any data is read or model built (normalises ``icl_tasks``)."""
@@ -131,6 +138,21 @@ def validate_args(model_args: ModelArguments, data_args: DataArguments,
         exp_args.icl_tasks = []
     if not training_args.output_dir:
         raise ValueError("output_dir: required; pass --output_dir runs/my_run or set it in the YAML config")
+    _check_positive(model_args, "hidden_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+    if model_args.intermediate_size is not None:
+        _check_positive(model_args, "intermediate_size")
+    _check_positive(training_args, "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps")
+    if not 0.0 <= model_args.dropout < 1.0:
+        raise ValueError(f"dropout: {model_args.dropout} is outside [0, 1); pass e.g. --dropout 0.1")
+    if exp_args.seeds is not None and not exp_args.seeds:
+        raise ValueError("seeds: an empty list runs nothing; give at least one seed (e.g. --seeds 0 1 2) or leave it out for --seed")
+    # transformers' polynomial schedule divides by the steps left after the warm-up (the others guard it).
+    polynomial = str(getattr(training_args.lr_scheduler_type, "value", training_args.lr_scheduler_type)) == "polynomial"
+    if polynomial and training_args.max_steps > 0 and training_args.get_warmup_steps(training_args.max_steps) >= training_args.max_steps:
+        raise ValueError(
+            f"warmup_steps: {training_args.get_warmup_steps(training_args.max_steps)} warm-up steps leave none of "
+            f"max_steps={training_args.max_steps} for the polynomial schedule's decay; lower --warmup_steps or raise --max_steps"
+        )
     for eta in model_args.momentum:
         if not 0.0 <= eta < 1.0:
             raise ValueError(f"momentum: eta={eta} is outside [0, 1); pass values such as --momentum 0.5 0.9")

@@ -101,6 +101,9 @@ class SweepArguments:
         controls = [None if c is None or str(c).strip().lower() in _NO_CONTROL else c for c in self.controls]
         object.__setattr__(self, "controls", controls)
         object.__setattr__(self, "balanced", [_boolean("balanced", v) for v in self.balanced])
+        dtypes = typing.get_args(typing.get_type_hints(SweepArguments)["dtype"])
+        if self.dtype not in dtypes:
+            raise ValueError(f"`dtype` is {self.dtype!r}, not one of its choices ({', '.join(dtypes)}).")
         for name in ("models", "tasks", *GRID_AXES.values()):
             values = getattr(self, name)
             if not isinstance(values, list) or not values:
@@ -160,7 +163,7 @@ def _check_config_names_a_grid(argv: list[str] | None, overrides: dict, default_
     import argparse
     import sys
 
-    import yaml
+    from ..arguments import read_yaml_config
 
     argv = list(sys.argv[1:] if argv is None and not overrides else argv or [])
     pre = argparse.ArgumentParser(add_help=False)
@@ -168,7 +171,7 @@ def _check_config_names_a_grid(argv: list[str] | None, overrides: dict, default_
     config = overrides.get("config") or pre.parse_known_args(argv)[0].config or default_config
     if not config or not Path(config).is_file():
         return  # no file, or a missing one (which parse_with_config reports)
-    values = yaml.safe_load(Path(config).read_text())
+    values = read_yaml_config(config)
     if values is None or values == {}:
         raise ValueError(f"--config: '{config}' is empty; a sweep config names its grid, e.g. models: [gemma3] and "
                          "tasks: [rt_sentiment] (see recipes/configs/sweep_offline.yaml).")

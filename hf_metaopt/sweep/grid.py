@@ -72,12 +72,21 @@ class SweepPlan:
         """Whether the job's run folder holds its report (saves are atomic: a folder is whole or absent).
 
         Raises:
-            ValueError: the folder holds another run (other options, model or dtype).
+            ValueError: the folder holds another run (other options, model or dtype), or a
+                report.json that is empty or no report (the message says to delete the folder).
         """
         report = self.path(job) / "report.json"
         if not report.is_file():
             return False
-        found = json.loads(report.read_text()).get("sweep")
+        try:
+            data = json.loads(report.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            problem = "is empty" if report.stat().st_size == 0 else f"is not readable JSON ({' '.join(str(err).split())})"
+            raise ValueError(f"{report} {problem}; delete the folder {self.path(job)} to rerun that job.") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{report} holds a JSON {type(data).__name__}, not a run report; "
+                             f"delete the folder {self.path(job)} to rerun that job.")
+        found = data.get("sweep")
         if found != job.record(self.args.dtype):
             raise ValueError(
                 f"{self.path(job)} holds a run with other settings than this sweep's grid point; "

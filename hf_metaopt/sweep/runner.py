@@ -62,9 +62,25 @@ def run_sweep(args: SweepArguments, shared: Any) -> dict | None:
         if layout.is_main:
             done = len(plan.jobs) - len(todo)
             _log(layout, f"sweep: {len(plan.jobs)} jobs, {done} already done, {len(todo)} to run on {layout.count} process(es)")
-        run_jobs(plan, layout.share(todo), layout)
+        try:
+            run_jobs(plan, layout.share(todo), layout)
+        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the finished run folders stay, a rerun resumes
+            err.add_note(_kept(plan))
+            raise
         barrier("finished")
     return write_summary(plan) if layout.is_main else None
+
+
+def _kept(plan: SweepPlan) -> str:
+    """What an interrupted sweep leaves: how many finished run folders, and how to resume."""
+    finished = 0
+    for job in plan.jobs:
+        try:
+            finished += plan.is_complete(job)
+        except ValueError:
+            pass
+    return (f"{finished} of {len(plan.jobs)} runs are finished and kept in {plan.args.output_dir} "
+            "(the unfinished one left nothing); rerun the same command to resume with the others.")
 
 
 def _by_model(jobs: list[Job]) -> dict[str, list[Job]]:
