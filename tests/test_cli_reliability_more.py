@@ -86,6 +86,10 @@ CASES = [
          "--config 'seeds-empty.yaml': `seeds` is an empty list; give at least one value or leave the key out for its default."),
     Case("pretrain-momentum-scalar", "one momentum value where a list belongs", ("pretrain", "--config", "momentum-scalar.yaml"), 2,
          "--config 'momentum-scalar.yaml': `momentum` must be a list of numbers (e.g. momentum: [0.5]); got 0.5."),
+    Case("pretrain-settings-changed", "a rerun into a pretraining folder made with other settings (reported: it reused the old arms and tokenizer)",
+         ("pretrain", "--output_dir", "pt-done", "--hidden_size", "64", "--tokenizer_vocab_size", "400", "--max_steps", "5"), 2,
+         "pt-done holds runs made with other settings (hidden_size 32 -> 64, tokenizer_vocab_size 300 -> 400, max_steps 3 -> 5); "
+         "its finished arms and tokenizer would be reused as they are: choose another --output_dir, or delete the folder pt-done to start over."),
 ]
 
 PUSH_CASES = [
@@ -154,6 +158,13 @@ def workdir(tmp_path, monkeypatch, checkpoint):
     (work / "output-int.yaml").write_text(grid + "output_dir: 5\n")
     (work / "seeds-empty.yaml").write_text("output_dir: runs/pt\nseeds: []\n")
     (work / "momentum-scalar.yaml").write_text("output_dir: runs/pt\nmomentum: 0.5\n")
+    from hf_metaopt.fileio import atomic_write_json
+    from hf_metaopt.pretraining import arguments as pretraining_arguments
+    from hf_metaopt.pretraining import experiment
+
+    made = pretraining_arguments.parse_args(["--output_dir", "pt-done", "--hidden_size", "32", "--tokenizer_vocab_size", "300",
+                                             "--max_steps", "3"])
+    atomic_write_json(work / "pt-done" / experiment.SETTINGS_FILE, experiment.run_settings(*made))
     (work / "done.yaml").write_text("models: [ck]\ntasks: [rt_sentiment]\nseeds: [1]\nn_demonstrations: 2\nn_queries: 4\n")
     for name, text in (("sw-list", "[1,2]"), ("sw-empty", "")):
         finished = work / name / "ck" / "rt_sentiment" / "kv-lr0.01-none" / "seed-1"
@@ -239,6 +250,36 @@ def test_the_hub_token_is_in_no_file_pretraining_writes(hub, tmp_path, tiny_toke
     assert not leaked
     seen = capsys.readouterr()
     assert HUB_TOKEN not in seen.out + seen.err
+
+
+# --------------------------------------------------------------------------- a pretraining folder keeps its settings
+
+
+def test_a_pretraining_rerun_reuses_its_arms_only_with_the_same_settings(tmp_path, tiny_tokenizer_dir, capsys):
+    import random
+
+    from test_pretrain import WORDS, tiny_argv
+
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(40):
+        (corpus / f"doc{i:03d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(60)) + ".")
+    out = tmp_path / "run"
+    steps = ("--save_steps", "1", "--eval_steps", "1")
+    assert cli.main(["pretrain", *tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "2", *steps)]) == 0
+    results = sorted(out.glob("*/results.json"))
+    before = [p.read_bytes() for p in results]
+    capsys.readouterr()
+    changed = tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "3", *steps, "--hidden_size", "64")
+    assert cli.main(["pretrain", *changed]) == 2
+    err = capsys.readouterr().err
+    assert f"{out} holds runs made with other settings (hidden_size 32 -> 64, max_steps 2 -> 3)" in err
+    assert len(err.strip().splitlines()) == 1
+    # The same settings (and a new eta, which only adds an arm) reuse the finished arms.
+    again = tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "2", *steps)
+    assert cli.main(["pretrain", *again]) == 0
+    assert [p.read_bytes() for p in results] == before
 
 
 # --------------------------------------------------------------------------- sweep run folders stay below output_dir

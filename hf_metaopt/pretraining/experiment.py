@@ -26,12 +26,14 @@ from .evaluation import icl_accuracy, perplexity_by_context
 from .table import arm_name, write_comparison
 from .tokenizer import load_or_train_tokenizer
 
-__all__ = ["run_experiment", "build_model", "arm_values", "prepare_data", "train_arm", "RESULTS_FILE", "FINAL_DIR"]
+__all__ = ["run_experiment", "build_model", "arm_values", "prepare_data", "train_arm", "run_settings", "check_settings",
+           "RESULTS_FILE", "FINAL_DIR", "SETTINGS_FILE"]
 
 logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 FINAL_DIR = "final"  # the trained model, tokenizer and card, apart from the checkpoints
+SETTINGS_FILE = "settings.json"  # what every arm and the tokenizer of output_dir were made with
 # The document split and the tokenizer use this seed whatever the training seeds, so all
 # seeds of a sweep see the same validation documents and the same vocabulary.
 SPLIT_SEED = 0
@@ -197,15 +199,87 @@ def train_arm(model_args, data_args, exp_args, training_args, momentum: float, s
     return results
 
 
+# Settings that do not change what a finished arm holds: new etas or seeds only add arms, and
+# these only change how the work is spread or shown.
+_FREE_SETTINGS = {"momentum", "preprocessing_num_workers"}
+_TRAINING_SETTINGS = (
+    "max_steps", "num_train_epochs", "learning_rate", "lr_scheduler_type", "warmup_steps",
+    "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "fp16", "bf16",
+)
+_EXPERIMENT_SETTINGS = ("eval_context_lengths", "curve_eval_blocks", "icl_tasks", "icl_shots", "icl_queries")
+
+
+def _plain(value):
+    value = getattr(value, "value", value)  # enums (lr_scheduler_type)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def run_settings(model_args: ModelArguments, data_args: DataArguments, exp_args: ExperimentArguments,
+                 training_args: TrainingArguments) -> dict:
+    """The settings a finished arm (and the run's tokenizer) depends on, as plain JSON values.
+
+    The etas and seeds are left out: adding one to a rerun only adds arms.
+    """
+    settings = {f.name: _plain(getattr(a, f.name)) for a in (model_args, data_args) for f in dataclasses.fields(a)
+                if f.name not in _FREE_SETTINGS}
+    settings.update({name: _plain(getattr(exp_args, name)) for name in _EXPERIMENT_SETTINGS})
+    settings.update({name: _plain(getattr(training_args, name)) for name in _TRAINING_SETTINGS})
+    return settings
+
+
+def _recorded_settings(out: Path) -> dict | None:
+    """What ``out`` was made with: its settings file, else (older folders) the model sizes of a finished arm."""
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    for done in sorted(out.glob(f"*/{RESULTS_FILE}")):
+        result = json.loads(done.read_text(encoding="utf-8"))
+        model_args = {k: v for k, v in result.get("model_args", {}).items() if k not in _FREE_SETTINGS}
+        return {**model_args, "block_size": result.get("block_size")}
+    return None
+
+
+def check_settings(model_args: ModelArguments, data_args: DataArguments, exp_args: ExperimentArguments,
+                   training_args: TrainingArguments) -> None:
+    """Refuse an ``output_dir`` whose finished arms or tokenizer were made with other settings.
+
+    Raises:
+        ValueError: one line naming each setting that differs, both values, and the fix.
+    """
+    out = Path(training_args.output_dir)
+    settings = run_settings(model_args, data_args, exp_args, training_args)
+    recorded = _recorded_settings(out) if out.is_dir() else None
+    if recorded is not None:
+        changed = [f"{name} {recorded[name]!r} -> {settings[name]!r}" for name in settings
+                   if name in recorded and recorded[name] != settings[name]]
+        if changed:
+            raise ValueError(
+                f"{out} holds runs made with other settings ({', '.join(changed)}); its finished arms and tokenizer "
+                f"would be reused as they are: choose another --output_dir, or delete the folder {out} to start over."
+            )
+
+
+def _record_settings(model_args, data_args, exp_args, training_args) -> None:
+    out = Path(training_args.output_dir)
+    if training_args.process_index == 0 and not (out / SETTINGS_FILE).is_file():
+        atomic_write_json(out / SETTINGS_FILE, run_settings(model_args, data_args, exp_args, training_args))
+
+
 def run_experiment(model_args: ModelArguments, data_args: DataArguments, exp_args: ExperimentArguments,
                    training_args: TrainingArguments, callbacks=()) -> dict | None:
     """Train every arm for every seed, evaluate them and write the comparison table.
 
     Runs that already finished (their ``results.json`` exists) are reused, so an
-    interrupted sweep continues where it stopped. Returns the comparison summary on
-    the main process (``None`` on the others).
+    interrupted sweep continues where it stopped; an ``output_dir`` made with other settings
+    (:func:`check_settings`) is refused first. Returns the comparison summary on the main
+    process (``None`` on the others).
     """
+    check_settings(model_args, data_args, exp_args, training_args)
     data = prepare_data(data_args, exp_args, training_args)
+    _record_settings(model_args, data_args, exp_args, training_args)
     seeds = exp_args.seeds or [training_args.seed]
     runs = []
     for seed in seeds:
