@@ -371,6 +371,41 @@ def test_numeric_label_words_mean_the_words_when_told(tmp_path):
     assert sorted({r["label"] for r in spec.load()["train"].to_list()}) == [0, 4]
 
 
+# --------------------------------------------------------------------------- how a single data file is split
+
+
+def _eight_rows(folder: Path) -> Path:
+    (folder / "eight.csv").write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in _reviews()[:8]))
+    return folder / "eight.csv"
+
+
+def test_a_data_file_split_is_printed_and_set_by_test_size(tiny_model, tmp_path, monkeypatch, capsys):
+    """(Reported: an 8-row CSV silently kept 20% of its rows, one query.)"""
+    monkeypatch.chdir(tmp_path)
+    _eight_rows(tmp_path)
+    assert cli.main(_analyze(tiny_model, "eight.csv", "Negative,Positive", "--n-queries", "4", "--test-size", "4")) == 0
+    err = capsys.readouterr().err
+    assert "data eight.csv: 3 train rows (the 2 demonstrations are drawn from them), 1 dev, 4 test; 4 test rows are the queries" in err
+    report = json.loads((tmp_path / "runs" / "x" / "report.json").read_text())
+    assert len(report["labels"]) == 4
+    assert cli.main(_analyze(tiny_model, "eight.csv", "Negative,Positive", "--output-dir", "runs/y", "--test-size", "0.5")) == 0
+    assert "3 test rows are the queries" in capsys.readouterr().err  # 4 test rows, --n-queries 3
+
+
+@pytest.mark.parametrize("size,message", [
+    ("0", "--test-size 0 of the 8 labelled rows of 'eight.csv' leaves no query; pass a larger fraction or a count of rows"),
+    ("0.1", "--test-size 0.1 of the 8 labelled rows of 'eight.csv' leaves no query"),
+    ("2.5", "--test-size must be a fraction below 1 (e.g. 0.25) or a whole count of rows (e.g. 4); got 2.5."),
+])
+def test_a_data_file_split_that_leaves_no_query_is_refused(size, message, tiny_model, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    _eight_rows(tmp_path)
+    assert cli.main(_analyze(tiny_model, "eight.csv", "Negative,Positive", "--test-size", size)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
 # --------------------------------------------------------------------------- an interrupted sweep keeps its finished runs
 
 

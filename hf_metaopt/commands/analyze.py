@@ -163,6 +163,17 @@ def _check_data(spec, data, options, selection_args) -> None:
         tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
 
 
+def _split_line(spec, data, options) -> str:
+    """How a data file's rows were split: the pool the demonstrations come from and the queries."""
+    from .. import tasks
+
+    n_demos, n_queries = tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
+    sizes = {role: len(data[role]) if role in data else 0 for role in ("train", "dev", "test")}
+    return (f"data {spec.data_path}: {sizes['train']} train rows (the {n_demos} demonstrations are drawn from them), "
+            f"{sizes['dev']} dev, {sizes['test']} test; {n_queries} {options.split} rows are the queries "
+            "(--test-size sets a single file's test share).")
+
+
 def _check_model_fit(model_args, tokenizer, spec, options, selection_args, data) -> None:
     """What the tokenizer and the config tell before the weights load.
 
@@ -234,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
     with _progress_bars(out.progress), RunFolder(run_dir) as folder:
         data = spec.load()
         _check_data(spec, data, options, selection_args)
+        if spec.data_path:
+            print(_split_line(spec, data, options), file=sys.stderr)
         tokenizer = load_tokenizer(model_args)
         _check_model_fit(model_args, tokenizer, spec, options, selection_args, data)
         result = _analyze(model_args, tokenizer, spec, options, selection_args, data, out)

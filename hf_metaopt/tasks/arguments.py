@@ -27,6 +27,12 @@ class TaskArguments:
     label_words: str | None = field(
         default=None, metadata={"help": "comma-separated, e.g. 'Negative,Positive' (a leading space is added)."}
     )
+    test_size: float | None = field(
+        default=None,
+        metadata={"help": "the queries of a --data-file that has no test split of its own: a fraction (< 1) or a count (>= 1) "
+                  "of its labelled rows (default 0.2, at least one row); of the rest 10% go to dev, the others are the "
+                  "demonstrations' pool."},
+    )
     label_column: str = field(default="label", metadata={"help": "column of --data-file holding the label (index or label word)."})
     label_values: Literal["auto", "words", "indices"] = field(
         default="auto",
@@ -44,6 +50,8 @@ def resolve_task(args: TaskArguments) -> TaskSpec:
     Raises ``ValueError`` naming the argument and the fix for contradictory or incomplete ones.
     """
     separator = None if args.separator is None else args.separator.encode().decode("unicode_escape")
+    if args.test_size is not None and not args.data_file:
+        raise ValueError("--test-size splits a --data-file; a registered task has its own test split.")
     if args.data_file:
         if args.task:
             raise ValueError("give either --task or --data-file, not both.")
@@ -53,7 +61,7 @@ def resolve_task(args: TaskArguments) -> TaskSpec:
             )
         return from_files(
             args.data_file, template=args.template, label_words=args.label_words, label_column=args.label_column,
-            separator=separator or "\n", label_values=args.label_values,
+            separator=separator or "\n", label_values=args.label_values, test_size=args.test_size,
         )
     spec = get_task(args.task or DEFAULT_TASK)
     changes: dict[str, Any] = {}

@@ -101,6 +101,7 @@ def from_files(
     n_dev: int | None = None,
     n_test: int | None = None,
     label_values: str = "auto",
+    test_size: float | None = None,
 ) -> TaskSpec:
     """A :class:`TaskSpec` over local data, usable wherever a registered task is.
 
@@ -116,7 +117,10 @@ def from_files(
             that word, other integers are 0-based indices; refused when the labels read both
             ways with different results), ``"words"`` or ``"indices"``.
         n_dev, n_test: sizes carved from train (fixed seed) when the data has no such split;
-            default 10% and 20% of the labelled rows.
+            default 10% and 20% of the labelled rows (at least one each).
+        test_size: the test split (the queries) carved from data without one, as a fraction
+            (< 1) or a count (>= 1) of the labelled rows; overrides ``n_test``. Refused when it
+            leaves no query, or when the data has a test split of its own.
 
     Splits named ``train``, ``validation``/``dev`` and ``test`` are used as they are.
 
@@ -143,6 +147,8 @@ def from_files(
             f"data {str(path)!r}: none of its {len(by_role['train'])} train rows has a label in column {label_column!r} "
             f"and every template field {fields}; fill them in."
         )
+    if test_size is not None:
+        n_test = _test_count(test_size, len(splits["train"]), "test" in splits, path)
     splits = _carve_missing(splits, fields, path, n_dev, n_test)
     for role in ("train", "dev", "test"):
         if not splits[role]:
@@ -158,6 +164,21 @@ def from_files(
         description=f"user data from {path}",
         data_path=str(path),
     )
+
+
+def _test_count(test_size: float, n_rows: int, has_test: bool, path: Path) -> int:
+    """``test_size`` (a fraction below 1 or a count) as a number of the ``n_rows`` labelled rows."""
+    if has_test:
+        raise ValueError(f"data {str(path)!r} has a test split of its own; --test-size (test_size) splits a single file only.")
+    if isinstance(test_size, bool) or not 0 <= test_size < float("inf") or (test_size >= 1 and not float(test_size).is_integer()):
+        raise ValueError(f"--test-size must be a fraction below 1 (e.g. 0.25) or a whole count of rows (e.g. 4); got {test_size!r}.")
+    count = int(test_size * n_rows) if test_size < 1 else int(test_size)
+    if count < 1:
+        raise ValueError(
+            f"--test-size {test_size:g} of the {n_rows} labelled rows of {str(path)!r} leaves no query; pass a larger "
+            "fraction or a count of rows (e.g. --test-size 4)."
+        )
+    return count
 
 
 def _by_role(source: datasets.DatasetDict, path: Path) -> dict[str, datasets.Dataset]:
