@@ -70,6 +70,10 @@ CASES = [
          ("sweep", "--config", "done.yaml", "--output_dir", "sw-empty"), 2,
          "sw-empty/ck/rt_sentiment/kv-lr0.01-none/seed-1/report.json is empty; "
          "delete the folder sw-empty/ck/rt_sentiment/kv-lr0.01-none/seed-1 to rerun that job."),
+    Case("sweep-settings-changed", "a changed option on a sweep folder that holds finished runs (reported: the message named no setting)",
+         ("sweep", "--config", "done.yaml", "--output_dir", "sw-done", "--n_queries", "5"), 2,
+         "sw-done/ck/rt_sentiment/kv-lr0.01-none/seed-1 holds a run with other settings than this sweep's grid point "
+         "(n_queries 4 in the folder, 5 now); choose another output_dir (or move that folder away)."),
     Case("pretrain-heads-0", "no attention heads (reported: ZeroDivisionError)", ("pretrain", "--output_dir", "runs/pt", "--num_attention_heads", "0"), 2,
          "num_attention_heads: must be a positive integer; got 0. Pass --num_attention_heads with a value >= 1"),
     Case("pretrain-width-0", "a model of width 0 (reported: StrictDataclassFieldValidationError, runs/pt/tokenizer left behind)",
@@ -166,7 +170,12 @@ def workdir(tmp_path, monkeypatch, checkpoint):
                                              "--max_steps", "3"])
     atomic_write_json(work / "pt-done" / experiment.SETTINGS_FILE, experiment.run_settings(*made))
     (work / "done.yaml").write_text("models: [ck]\ntasks: [rt_sentiment]\nseeds: [1]\nn_demonstrations: 2\nn_queries: 4\n")
-    for name, text in (("sw-list", "[1,2]"), ("sw-empty", "")):
+    from hf_metaopt.analysis.options import AnalysisOptions
+    from hf_metaopt.sweep import SweepArguments
+    from hf_metaopt.sweep.grid import Job
+
+    record = Job("ck", "ck", "rt_sentiment", AnalysisOptions(n_demonstrations=2, n_queries=4, seed=1)).record(SweepArguments().dtype)
+    for name, text in (("sw-list", "[1,2]"), ("sw-empty", ""), ("sw-done", json.dumps({"sweep": record}))):
         finished = work / name / "ck" / "rt_sentiment" / "kv-lr0.01-none" / "seed-1"
         finished.mkdir(parents=True)
         (finished / "report.json").write_text(text)
@@ -369,6 +378,21 @@ def test_numeric_label_words_mean_the_words_when_told(tmp_path):
     (tmp_path / "five.csv").write_text("text,label\n" + "".join(f"{t},{5 if y else 1}\n" for t, y in _reviews()))
     spec = tasks.from_files(tmp_path / "five.csv", template="{text}", label_words="1,2,3,4,5")
     assert sorted({r["label"] for r in spec.load()["train"].to_list()}) == [0, 4]
+
+
+# --------------------------------------------------------------------------- the sweep's implied null control
+
+
+def test_a_sweep_with_null_and_untrained_controls_runs_the_pretrained_analysis_once(tiny_model, tmp_path, capsys):
+    """(Reported: ``controls: [null, untrained]`` ran the pretrained analysis twice, with identical reports.)"""
+    out = tmp_path / "sw"
+    argv = ["sweep", "--config", str(TINY_SWEEP), "--models", str(tiny_model), "--seeds", "1", "--output_dir", str(out)]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "note: controls: [null, untrained] runs the pretrained analysis once" in err
+    assert [p.parent.parent.name for p in out.rglob("report.json")] == ["kv-lr0.01-untrained"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert [g["control"] for g in summary["groups"]] == ["untrained"]
 
 
 # --------------------------------------------------------------------------- how a single data file is split

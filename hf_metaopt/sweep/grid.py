@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,7 @@ class SweepPlan:
     jobs: list[Job]
     data: dict[str, dict] = field(repr=False)
     labels: dict[str, str]
+    notes: list[str] = field(default_factory=list)
 
     def path(self, job: Job) -> Path:
         return Path(self.args.output_dir) / job.relative_path
@@ -86,10 +87,10 @@ class SweepPlan:
         if not isinstance(data, dict):
             raise ValueError(f"{report} holds a JSON {type(data).__name__}, not a run report; "
                              f"delete the folder {self.path(job)} to rerun that job.")
-        found = data.get("sweep")
-        if found != job.record(self.args.dtype):
+        found, wanted = data.get("sweep"), job.record(self.args.dtype)
+        if found != wanted:
             raise ValueError(
-                f"{self.path(job)} holds a run with other settings than this sweep's grid point; "
+                f"{self.path(job)} holds a run with other settings than this sweep's grid point ({_differences(found, wanted)}); "
                 "choose another output_dir (or move that folder away)."
             )
         return True
@@ -97,6 +98,27 @@ class SweepPlan:
     def pending(self) -> list[Job]:
         """The jobs whose run folders are not complete yet, in grid order."""
         return [job for job in self.jobs if not self.is_complete(job)]
+
+
+def _differences(found: Any, wanted: dict) -> str:
+    """``n_queries 200 in the folder, 100 now, ...``: the settings in which a finished run differs from its job."""
+    if not isinstance(found, dict):
+        return "it was not made by a sweep"
+    flat_found = {**{k: v for k, v in found.items() if k != "options"}, **(found.get("options") or {})}
+    flat_wanted = {**{k: v for k, v in wanted.items() if k != "options"}, **wanted["options"]}
+    changed = [f"{name} {flat_found.get(name)!r} in the folder, {flat_wanted.get(name)!r} now"
+               for name in dict.fromkeys([*flat_wanted, *flat_found]) if flat_found.get(name) != flat_wanted.get(name)]
+    return ", ".join(changed) or "its record differs"
+
+
+def _implied_controls(args: SweepArguments) -> tuple[SweepArguments, list[str]]:
+    """Drop the null control where ``untrained`` is also asked for: an untrained job's report holds the
+    pretrained model's analysis too, so the null job would repeat it."""
+    if None not in args.controls or "untrained" not in args.controls:
+        return args, []
+    note = ("controls: [null, untrained] runs the pretrained analysis once: each untrained job's report holds it too, "
+            "so the null jobs are left out (the summary's pretrained rows come from the untrained jobs).")
+    return replace(args, controls=[c for c in args.controls if c is not None]), [note]
 
 
 def _shared_options(shared: Any) -> AnalysisOptions:
@@ -162,6 +184,7 @@ def plan_sweep(args: SweepArguments, shared: Any) -> SweepPlan:
             holding another run (checked by :meth:`SweepPlan.pending`).
         FileNotFoundError: a model's or task's files are missing (the message names the fix).
     """
+    args, notes = _implied_controls(args)
     base = _shared_options(shared)
     specs = {name: tasks.get_task(name) for name in args.tasks}
     per_point = _axis_options(base, args)
@@ -171,7 +194,7 @@ def plan_sweep(args: SweepArguments, shared: Any) -> SweepPlan:
         data[name] = _load_data(spec, args.data_dir)
         tasks.check_sizes(spec, data[name], base.n_demonstrations, base.n_queries, base.split)
     jobs = [Job(model, labels[model], task, options) for model in args.models for task in args.tasks for options in per_point]
-    plan = SweepPlan(args, shared, jobs, data, labels)
+    plan = SweepPlan(args, shared, jobs, data, labels, notes)
     out = Path(os.path.abspath(args.output_dir))
     for job in jobs:
         parts = job.relative_path.parts

@@ -56,6 +56,9 @@ def run_sweep(args: SweepArguments, shared: Any) -> dict | None:
     if layout.count > 1 and args.device not in ("auto", "cpu"):
         raise ValueError(f"`device` {args.device!r}: with several processes use auto (each process gets its own GPU) or cpu.")
     plan = plan_sweep(args, shared)
+    if layout.is_main:
+        for note in plan.notes:
+            _log(layout, f"note: {note}")
     with worker_process(layout, pin_gpu=args.device == "auto") as barrier:
         todo = plan.pending()
         barrier("listed")  # every process lists the same finished folders before any job writes one
