@@ -30,7 +30,7 @@ def test_offline_environment_and_packaged_location():
     # conftest: no network, a temporary HF_HOME; the scripts come from the package itself.
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     for name in hm.METRICS:
-        path = hm.module_path(name)
+        path = Path(hm.module_path(name))
         assert path.parent == Path(hf_metaopt.__file__).resolve().parent / "metrics"
         assert (path / f"{name}.py").is_file() and (path / "README.md").is_file()
 
@@ -42,6 +42,17 @@ def test_module_folders_are_packages_so_wheels_ship_them():
     found = find_packages(where=str(root), include=["hf_metaopt*"])
     for name in hm.METRICS:
         assert f"hf_metaopt.metrics.{name}" in found
+
+
+def test_evaluate_load_takes_the_module_path_and_not_the_bare_name(records):
+    """(Reported: ``evaluate.load("simaou")`` does not work; the module's folder does.)"""
+    import evaluate
+
+    h = records[0]
+    by_path = evaluate.load(hm.module_path("simaou")).compute(h_zsl=h["zsl"], h_icl=h["icl"], h_ft=h["ft"], seed=1)
+    assert by_path == hm.load("simaou").compute(h_zsl=h["zsl"], h_icl=h["icl"], h_ft=h["ft"], seed=1)
+    with pytest.raises(FileNotFoundError, match="doesn't exist on the Hugging Face Hub"):
+        evaluate.load("simaou")  # what README says: evaluate looks on the Hub, where these are not published
 
 
 def test_unknown_metric_name():

@@ -3,6 +3,11 @@
     >>> import hf_metaopt.metrics
     >>> simaou = hf_metaopt.metrics.load("simaou")
     >>> simaou.compute(h_zsl=..., h_icl=..., h_ft=...)
+    >>> import evaluate
+    >>> simaou = evaluate.load(hf_metaopt.metrics.module_path("simaou"))   # the same module
+
+``evaluate.load("simaou")`` by bare name does not find them: evaluate looks for a ``simaou``
+folder in the working directory, then on the Hub, where these modules are not published.
 
 Each module delegates to :mod:`hf_metaopt.analysis.metrics`, so scores computed here equal
 those in an :class:`~hf_metaopt.ICLAnalysisReport`.
@@ -18,11 +23,12 @@ METRICS = ("rec2ftp", "simaou", "simam", "kendall")
 __all__ = ["METRICS", "load", "module_path"]
 
 
-def module_path(name: str) -> Path:
-    """The folder of the packaged `evaluate` module ``name`` (one of :data:`METRICS`)."""
+def module_path(name: str) -> str:
+    """The folder of the packaged `evaluate` module ``name`` (one of :data:`METRICS`), as the string
+    ``evaluate.load`` takes: ``evaluate.load(module_path("simaou"))`` loads it offline."""
     if name not in METRICS:
         raise ValueError(f"Unknown metric {name!r}; choose one of {list(METRICS)}.")
-    return Path(__file__).resolve().parent / name
+    return str(Path(__file__).resolve().parent / name)
 
 
 def load(name: str, **kwargs: Any):
@@ -34,4 +40,4 @@ def load(name: str, **kwargs: Any):
     """
     import evaluate
 
-    return evaluate.load(str(module_path(name)), **kwargs)
+    return evaluate.load(module_path(name), **kwargs)
