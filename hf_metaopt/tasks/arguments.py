@@ -30,7 +30,7 @@ class TaskArguments:
     test_size: float | None = field(
         default=None,
         metadata={"help": "the queries of a --data-file that has no test split of its own: a fraction (< 1) or a count (>= 1) "
-                  "of its labelled rows (default 0.2, at least one row); of the rest 10% go to dev, the others are the "
+                  "of its labelled rows (default 0.2, at least one row); of the rest a tenth goes to dev, the others are the "
                   "demonstrations' pool."},
     )
     label_column: str = field(default="label", metadata={"help": "column of --data-file holding the label (index or label word)."})
