@@ -51,6 +51,30 @@ def test_analyze_help_still_shows_plain_defaults(capsys):
     assert "(default: 32)" in _entry(_help(capsys, "analyze"), "--n_demonstrations")
 
 
+@pytest.mark.parametrize(
+    "command, flag, says",
+    [
+        # (reported: sweep --help showed no default at all: the YAML-overridable flags' defaults are suppressed)
+        ("sweep", "--output_dir OUTPUT_DIR, --output-dir OUTPUT_DIR", "(default: runs/sweep)"),
+        ("sweep", "--n_demonstrations N_DEMONSTRATIONS, --n-demonstrations N_DEMONSTRATIONS", "(default: 32)"),
+        ("sweep", "--controls CONTROLS [CONTROLS ...]", "(default: null)"),
+        ("sweep", "--no_progress, --no-progress", "no bars (turns --progress off)."),
+        ("pretrain", "--hidden_size HIDDEN_SIZE, --hidden-size HIDDEN_SIZE", "(default: 128)"),
+        ("pretrain", "--momentum MOMENTUM [MOMENTUM ...]", "(default: 0.5)"),
+    ],
+)
+def test_config_commands_help_shows_the_defaults(command, flag, says, capsys):
+    entry = _entry(_help(capsys, command), flag)
+    assert says in entry, entry
+    assert entry.count("(default") <= 1, entry
+
+
+def test_tasks_export_help_says_what_dir_is(capsys):
+    """(Reported: ``tasks export --help`` did not say what DIR is.)"""
+    text = " ".join(_help(capsys, "tasks", "export").split())
+    assert "DIR the folder to write into (created if missing); pass it to lm_eval's --include_path." in text
+
+
 def test_tasks_list_columns_line_up(capsys):
     """(Reported: the source and labels columns were misaligned.)"""
     assert cli.main(["tasks", "list"]) == 0

@@ -11,8 +11,13 @@ def register(subparsers) -> None:
     sub = parser.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
     listing = sub.add_parser("list", help="the registered tasks with their source, splits and label words")
     listing.set_defaults(func=run_list)
-    export = sub.add_parser("export", help="write one lm-evaluation-harness task YAML per task into DIR")
-    export.add_argument("directory", metavar="DIR")
+    export = sub.add_parser(
+        "export", help="write one lm-evaluation-harness task YAML per task into DIR",
+        description="Write one lm-evaluation-harness task YAML per task into DIR (offline and user tasks also get their "
+                    "splits as JSONL in DIR/<task>/).",
+    )
+    export.add_argument("directory", metavar="DIR", help="the folder to write into (created if missing); pass it to lm_eval's "
+                        "--include_path. Existing files of the same names are replaced.")
     export.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     export.set_defaults(func=run_export)
 

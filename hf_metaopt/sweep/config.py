@@ -91,7 +91,7 @@ class SweepArguments:
                   "or a device such as 'cuda:1' (one process only)."},
     )
     data_dir: str | None = field(default=None, metadata={"help": "local copies of the Hub datasets, one save_to_disk folder per task."})
-    progress: bool = field(default=True, metadata={"help": "progress bars: one per process over its jobs, one per analysis."})
+    progress: bool = field(default=True, metadata={"help": "show progress bars: one per process over its jobs, one per analysis (--no-progress: no bars)."})
     config: str | None = field(default=None, metadata={"help": "YAML file of defaults (flags override it)."})
 
     def __post_init__(self):
