@@ -72,7 +72,8 @@ def test_config_commands_help_shows_the_defaults(command, flag, says, capsys):
 def test_tasks_export_help_says_what_dir_is(capsys):
     """(Reported: ``tasks export --help`` did not say what DIR is.)"""
     text = " ".join(_help(capsys, "tasks", "export").split())
-    assert "DIR the folder to write into (created if missing); pass it to lm_eval's --include_path." in text
+    assert "DIR the folder to write into (created if missing); lm_eval reads it with --include_path." in text
+    assert "referenced relative to DIR: run lm_eval from DIR" in text
 
 
 def test_tasks_list_columns_line_up(capsys):

@@ -400,5 +400,23 @@ def test_lm_eval_export(tmp_path):
     bbc = yaml.safe_load(written[1].read_text())
     assert bbc["dataset_path"] == "json"
     test_file = bbc["dataset_kwargs"]["data_files"]["test"]
-    lines = open(test_file).read().splitlines()
+    assert test_file == "bbc_news/test.jsonl"  # relative to the YAML's folder
+    lines = (tmp_path / test_file).read_text().splitlines()
     assert len(lines) == 500 and set(json.loads(lines[0])) == {"text", "label"}
+
+
+def test_an_exported_folder_still_loads_after_it_is_moved(tmp_path, monkeypatch):
+    """(Reported: the YAML held absolute data_files paths, so the folder could not be moved.)"""
+    import shutil
+
+    import datasets
+
+    tasks.export_lm_eval(tmp_path / "made", ["rt_sentiment"])
+    moved = shutil.move(tmp_path / "made", tmp_path / "elsewhere")
+    config = yaml.safe_load((Path(moved) / "rt_sentiment.yaml").read_text())
+    assert str(tmp_path) not in json.dumps(config)
+    monkeypatch.chdir(moved)  # as README says: run lm-eval from the exported folder
+    loaded = datasets.load_dataset(config["dataset_path"], data_files=config["dataset_kwargs"]["data_files"])
+    expected = tasks.get_task("rt_sentiment").load()
+    assert {role: len(loaded[role]) for role in loaded} == {role: len(expected[role]) for role in expected}
+    assert loaded[config["test_split"]][0] == expected["test"][0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 
 
 def register(subparsers) -> None:
@@ -14,10 +15,11 @@ def register(subparsers) -> None:
     export = sub.add_parser(
         "export", help="write one lm-evaluation-harness task YAML per task into DIR",
         description="Write one lm-evaluation-harness task YAML per task into DIR (offline and user tasks also get their "
-                    "splits as JSONL in DIR/<task>/).",
+                    "splits as JSONL in DIR/<task>/, referenced relative to DIR: run lm_eval from DIR, "
+                    "as the printed command does).",
     )
-    export.add_argument("directory", metavar="DIR", help="the folder to write into (created if missing); pass it to lm_eval's "
-                        "--include_path. Existing files of the same names are replaced.")
+    export.add_argument("directory", metavar="DIR", help="the folder to write into (created if missing); lm_eval reads it "
+                        "with --include_path. Existing files of the same names are replaced.")
     export.add_argument("--tasks", default=None, help="comma-separated task names (default: all)")
     export.set_defaults(func=run_export)
 
@@ -51,5 +53,8 @@ def run_export(args: argparse.Namespace) -> int:
     written = tasks.export_lm_eval(args.directory, names)
     for path in written:
         print(path)
-    print(f"run with: lm_eval --include_path {args.directory} --tasks {','.join('hf_metaopt_' + p.stem for p in written)} --num_fewshot 32 --model hf --model_args pretrained=...")
+    names = ",".join("hf_metaopt_" + p.stem for p in written)
+    # The JSONL data_files are relative to DIR, and datasets resolves them against the working directory.
+    print(f"run with: cd {shlex.quote(str(args.directory))} && lm_eval --include_path . --tasks {names} --num_fewshot 32 "
+          "--model hf --model_args pretrained=...")
     return 0

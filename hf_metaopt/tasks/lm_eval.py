@@ -1,8 +1,10 @@
 """Export tasks as lm-evaluation-harness task YAML, so the same prompts evaluate there.
 
 Hub tasks point at their Hub dataset; offline and user tasks have their splits written
-as JSONL next to the YAML (``dataset_path: json`` with ``data_files``). Run them with
-``lm_eval --tasks hf_metaopt_<name> --include_path DIR --num_fewshot 32 ...``.
+as JSONL next to the YAML (``dataset_path: json`` with ``data_files`` relative to the YAML's
+folder, so the folder can be moved). ``datasets`` resolves relative ``data_files`` against the
+working directory, so run lm-eval from that folder:
+``cd DIR && lm_eval --include_path . --tasks hf_metaopt_<name> --num_fewshot 32 ...``.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def export_lm_eval(directory: str | Path, tasks: list[str | TaskSpec] | None = N
             for role, ds in spec.load().items():
                 target = directory / spec.name / f"{role}.jsonl"
                 atomic_write_text(target, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in ds.to_list()))
-                data_files[role] = str(target.resolve())
+                data_files[role] = f"{spec.name}/{role}.jsonl"
         text = yaml.safe_dump(to_lm_eval_config(spec, data_files), sort_keys=False, allow_unicode=True, width=1000)
         written.append(atomic_write_text(directory / f"{spec.name}.yaml", text))
     return written
