@@ -83,15 +83,38 @@ def test_eval_results_from_report():
     results = eval_results_from_report(make_report())
     by_name = {r.metric_name: r for r in results}
     assert set(by_name) == {
-        "Accuracy (ZSL)", "Accuracy (ICL)", "Accuracy (FT)", "Rec2FTP", "SimAOU",
-        "SimAM before finetuning", "SimAM after finetuning", "Kendall",
+        "Accuracy (ZSL)", "Accuracy (ICL)", "Accuracy (FT)", "Rec2FTP", "SimAOU", "SimAOU, random-vector baseline",
+        "SimAM before finetuning", "SimAM after finetuning", "SimAM delta (of the updates)", "Kendall",
+        "Kendall, random-score baseline",
     }
+    assert by_name["SimAM delta (of the updates)"].metric_value == 0.11
+    assert by_name["SimAOU, random-vector baseline"].metric_value == 0.001
     assert by_name["Accuracy (ICL)"].metric_value == 0.75 and by_name["Accuracy (ICL)"].metric_config == "icl"
     assert by_name["SimAM after finetuning"].metric_value == 0.425
     assert by_name["Kendall"].metric_type == "kendall_tau"
     for r in results:  # the paper's sst2 is nyu-mll/glue (config sst2), validation split
         assert (r.dataset_type, r.dataset_config, r.dataset_split, r.dataset_name) == ("nyu-mll/glue", "sst2", "validation", "sst2")
         assert r.metric_args["seed"] == 1 and r.metric_args["method"] == "kv"
+
+
+def test_eval_results_hold_the_untrained_control_and_example_level_kendall():
+    """(Reported: the model-index held only the headline numbers.)"""
+    report = make_report()
+    report["kendall"]["example_level"] = {"mean": -0.2, "random_mean": 0.001}
+    report["controls"] = {"untrained": {"accuracy": {"zsl": 0.5, "icl": 0.375, "ft": 0.5}, "rec2ftp": None,
+                                        "simaou": {"mean": 0.3}, "simam": {"after": 0.1, "delta": 0.37}, "kendall": {"mean": 0.01}}}
+    values = {(r.metric_type, r.metric_config): r.metric_value for r in eval_results_from_report(report)}
+    assert values[("kendall_tau", "example_level")] == -0.2
+    assert values[("kendall_tau", "example_level_random_baseline")] == 0.001
+    assert values[("accuracy", "untrained_control_icl")] == 0.375
+    assert values[("simaou", "untrained_control")] == 0.3
+    assert values[("simam", "untrained_control_delta")] == 0.37
+    assert values[("kendall_tau", "untrained_control")] == 0.01
+    assert ("rec2ftp", "untrained_control") not in values  # undefined: left out
+    names = [r.metric_name for r in eval_results_from_report(report)]
+    assert "Accuracy (ICL), untrained control" in names and len(names) == len(set(names))
+    parsed = ModelCard(str(render_analysis_card(report)))  # the Hub's model-index round-trips them
+    assert parsed.data.eval_results == eval_results_from_report(report)
 
 
 def test_eval_results_skip_missing_rec2ftp_and_use_config_dataset():

@@ -137,6 +137,24 @@ def test_push_report_as_pull_request_never_touches_the_owners_card(hub, tiny_gpt
     assert "icl_analysis/run/report.json" in hub.files("alice/tiny-gpt2", "refs/pr/1")
 
 
+def test_a_report_pushed_into_another_models_repo_warns_naming_both(hub, tiny_gpt2, tmp_path, caplog):
+    """(Reported: the analysis of one model went silently into another model's model-index.)"""
+    push_model(tiny_gpt2, "alice/tiny-gpt2", local_dir=tmp_path / "ckpt")
+    run = make_run_dir(tmp_path / "run", make_report(model="google/gemma-3-270m"))
+    with caplog.at_level(logging.WARNING, logger="hf_metaopt.hub.push"):
+        push_report(run, "alice/tiny-gpt2", create_pr=True)
+    warned = [r.getMessage() for r in caplog.records if "whose card describes" in r.getMessage()]
+    assert warned == ["warning: pushing the analysis of model google/gemma-3-270m into alice/tiny-gpt2, whose card describes "
+                      "the model alice/tiny-gpt2: its model-index will list google/gemma-3-270m's numbers as alice/tiny-gpt2's; "
+                      "push to a repo of analyses (e.g. your-name/icl-analyses) unless that is meant."]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="hf_metaopt.hub.push"):
+        push_report(make_run_dir(tmp_path / "own", make_report(model="alice/tiny-gpt2")), "alice/tiny-gpt2", create_pr=True)
+        push_report(run, "alice/icl-analyses")  # a repo of analyses: any model is fine
+        push_report(make_run_dir(tmp_path / "other", make_report(model="bob/other")), "alice/icl-analyses")
+    assert not [r for r in caplog.records if "whose card describes" in r.getMessage()]
+
+
 def test_push_to_a_branch(hub, tiny_gpt2, tmp_path):
     push_model(tiny_gpt2, "alice/tiny-gpt2", local_dir=tmp_path / "ckpt", revision="dev")
     assert "config.json" in hub.files("alice/tiny-gpt2", "dev")

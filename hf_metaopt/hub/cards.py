@@ -276,27 +276,57 @@ def dataset_of(config: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
 
 
 def _metric_values(report: Mapping[str, Any]) -> list[tuple[str, str, str | None, float | None]]:
-    """(metric type, display name, metric config, value) for every headline metric."""
+    """(metric type, display name, metric config, value) for every metric the model-index holds:
+    the headline numbers, SimAM's delta, the random baselines and the untrained control's values."""
     acc = report["accuracy"]
-    simaou, simam, kendall = (report.get(k) or {} for k in ("simaou", "simam", "kendall"))
-    return [
+    simaou, simam, kendall = (_mapping(report.get(k)) for k in ("simaou", "simam", "kendall"))
+    example_level = _mapping(kendall.get("example_level"))
+    values = [
         ("accuracy", "Accuracy (ZSL)", "zsl", _finite(acc.get("zsl"))),
         ("accuracy", "Accuracy (ICL)", "icl", _finite(acc.get("icl"))),
         ("accuracy", "Accuracy (FT)", "ft", _finite(acc.get("ft"))),
         ("rec2ftp", "Rec2FTP", None, _finite(report.get("rec2ftp"))),
         ("simaou", "SimAOU", None, _finite(simaou.get("mean"))),
+        ("simaou", "SimAOU, random-vector baseline", "random_baseline", _finite(simaou.get("random_mean"))),
         ("simam", "SimAM before finetuning", "before_finetuning", _finite(simam.get("before"))),
         ("simam", "SimAM after finetuning", "after_finetuning", _finite(simam.get("after"))),
+        ("simam", "SimAM delta (of the updates)", "delta", _finite(simam.get("delta"))),
         ("kendall_tau", "Kendall", None, _finite(kendall.get("mean"))),
+        ("kendall_tau", "Kendall, random-score baseline", "random_baseline", _finite(kendall.get("random_mean"))),
+        ("kendall_tau", "Kendall (example level)", "example_level", _finite(example_level.get("mean"))),
+        ("kendall_tau", "Kendall (example level), random-score baseline", "example_level_random_baseline",
+         _finite(example_level.get("random_mean"))),
     ]
+    for control_name, control in _mapping(report.get("controls")).items():
+        control = _mapping(control)
+        c_acc, c_simaou, c_simam, c_kendall = (_mapping(control.get(k)) for k in ("accuracy", "simaou", "simam", "kendall"))
+        values += [
+            *(("accuracy", f"Accuracy ({route.upper()}), {control_name} control", f"{control_name}_control_{route}",
+               _finite(c_acc.get(route))) for route in ("zsl", "icl", "ft")),
+            ("rec2ftp", f"Rec2FTP, {control_name} control", f"{control_name}_control", _finite(control.get("rec2ftp"))),
+            ("simaou", f"SimAOU, {control_name} control", f"{control_name}_control", _finite(c_simaou.get("mean"))),
+            ("simam", f"SimAM after finetuning, {control_name} control", f"{control_name}_control_after_finetuning",
+             _finite(c_simam.get("after"))),
+            ("simam", f"SimAM delta, {control_name} control", f"{control_name}_control_delta", _finite(c_simam.get("delta"))),
+            ("kendall_tau", f"Kendall, {control_name} control", f"{control_name}_control", _finite(c_kendall.get("mean"))),
+        ]
+    return values
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
 
 
 def eval_results_from_report(report: Any) -> list[EvalResult]:
     """The report's headline metrics as Hub ``EvalResult`` entries (for the card's ``model-index``).
 
     Accuracy of ZSL, ICL and FT (``metric_config`` ``zsl``/``icl``/``ft``), Rec2FTP (left out when
-    finetuning fixes no query), SimAOU, SimAM before and after finetuning, and Kendall's tau, with the
-    data set id, config and split of the report's task and the settings as ``metric_args``.
+    finetuning fixes no query), SimAOU and its random-vector baseline, SimAM before and after
+    finetuning and its delta, Kendall's tau (token and example level) and their random-score
+    baselines, and, for a report with a control (``control="untrained"``), the control's accuracies,
+    Rec2FTP, SimAOU, SimAM after finetuning and delta, and Kendall (``metric_config``
+    ``untrained_control...``); each with the data set id, config and split of the report's task and
+    the settings as ``metric_args``. A metric the report lacks (or holds as ``None``) is left out.
     """
     data = _report_dict(report)
     config = data["config"]

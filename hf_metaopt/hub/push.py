@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, get_token, hf_hub_download
+from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, get_token, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
 from .. import assets
@@ -385,6 +385,21 @@ def _materialize_report(report_or_dir: Any, run_name: str | None, local_dir: Any
     return folder, data, name
 
 
+def _warn_if_another_model(card_text: str, repo_id: str, model_id: str) -> None:
+    """Warn when the repo's card describes a model other than the report's: its model-index would list
+    the analysed model's numbers as the repo's own (a repo of analyses, tagged ``icl-analysis``, is fine)."""
+    data = ModelCard(card_text, ignore_metadata_errors=True).data
+    if not model_id or "icl-analysis" in (data.tags or []):
+        return
+    described = data.model_name or repo_id
+    if model_id not in (repo_id, described):
+        logger.warning(
+            "warning: pushing the analysis of model %s into %s, whose card describes the model %s: its model-index will "
+            "list %s's numbers as %s's; push to a repo of analyses (e.g. your-name/icl-analyses) unless that is meant.",
+            model_id, repo_id, described, model_id, described,
+        )
+
+
 def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix: str, plots: list[str]):
     """``prepare`` for :func:`_commit`: the repo's root card with the eval results merged (or the analysis card)."""
     eval_results = eval_results_from_report(data)
@@ -398,6 +413,7 @@ def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix:
             )
             return [("README.md", str(root).encode())]
         text = Path(existing).read_text(encoding="utf-8")
+        _warn_if_another_model(text, repo_id, model_id)
         return [("README.md", merge_eval_results(text, eval_results, model_id or repo_id).encode())]
 
     return root_card
