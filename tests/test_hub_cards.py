@@ -184,3 +184,26 @@ def test_checkpoint_card_takes_a_description_and_eval_results(gpt2_dir):
     assert [(r.metric_name, r.metric_value) for r in card.data.eval_results] == [("perplexity@64", 42.5)]
     with pytest.raises(TypeError, match=r"eval_results\[0\]"):
         write_model_card(gpt2_dir, eval_results=[{"metric_value": 1.0}])
+
+
+@pytest.mark.parametrize("corpus, config, dataset_type, datasets", [
+    ("Skylion007/openwebtext", None, "Skylion007/openwebtext", ["Skylion007/openwebtext"]),
+    ("wikitext", "wikitext-103-raw-v1", "wikitext", ["wikitext"]),
+    ("offline", None, "hf-metaopt-offline", None),
+])
+def test_pretraining_card_names_the_corpus_and_puts_perplexity_in_the_model_index(corpus, config, dataset_type, datasets, gpt2_dir):
+    """(Reported: the pretraining card listed ``validation`` as the dataset type.)"""
+    from transformers import TrainingArguments
+
+    from hf_metaopt.pretraining.cards import card_fields
+
+    context = {"arm": "gpt", "momentum": 0.0, "seed": 0, "corpus": f"{corpus} described", "corpus_id": corpus,
+               "corpus_config": config, "model_args": {"dropout": 0.0}, "block_size": 32}
+    results = {"perplexity": [{"requested_context": 32, "context": 32, "capped": False, "perplexity": 41.5}],
+               "icl": [], "tokens_per_second": 1.0}
+    fields = card_fields(context, TrainingArguments(output_dir="unused", report_to="none"), [], results)
+    card = ModelCard.load(write_model_card(gpt2_dir, **fields))
+    (result,) = card.data.eval_results
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == (dataset_type, config, "validation")
+    assert (result.metric_type, result.metric_name, result.metric_value) == ("perplexity", "perplexity@32", 41.5)
+    assert card.data.datasets == datasets

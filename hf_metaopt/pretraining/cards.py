@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["card_fields", "write_card", "push_arms", "repo_id_for"]
+__all__ = ["card_fields", "corpus_dataset", "write_card", "push_arms", "repo_id_for"]
+
+OFFLINE_DATASET = "hf-metaopt-offline"  # the packaged BBC News + Rotten Tomatoes text has no Hub id
+
+
+def corpus_dataset(context: dict) -> tuple[str, str | None, bool]:
+    """``(dataset type, config, is a Hub id)`` of an arm's corpus, for the card's model-index: the Hub
+    dataset id, the local file or folder's name, or :data:`OFFLINE_DATASET`."""
+    from ..hub.cards import is_hub_repo_id
+    from .arguments import OFFLINE_CORPUS
+
+    corpus = context.get("corpus_id")
+    if not corpus:  # results written before the corpus id was recorded
+        return context.get("corpus") or "unknown", None, False
+    if corpus == OFFLINE_CORPUS:
+        return OFFLINE_DATASET, None, False
+    if is_hub_repo_id(corpus):
+        return corpus, context.get("corpus_config"), True
+    return Path(corpus).name or corpus, None, False
 
 
 def _icl_lines(results: dict | None) -> list[str]:
@@ -56,12 +74,19 @@ def card_fields(context: dict, training_args, log_history: list[dict], results: 
         "training_settings": settings,
         "tags": ["causal-lm", "pretraining"],
     }
+    dataset_type, _, on_hub = corpus_dataset(context)
+    if on_hub:
+        fields["datasets"] = [dataset_type]
     if results:
         fields["perplexities"] = ppl_map(results)
         fields["notes"] = "\n".join(_icl_lines(results))
+        # The model-index: validation perplexity at each context length, on the held-out documents of the corpus.
+        dataset_type, dataset_config, _ = corpus_dataset(context)
         fields["eval_results"] = [
-            {"task_type": "text-generation", "dataset_type": "validation", "dataset_name": context["corpus"],
-             "metric_type": "perplexity", "metric_name": f"perplexity@{e['context']}", "metric_value": e["perplexity"]}
+            {"task_type": "text-generation", "dataset_type": dataset_type, "dataset_name": context["corpus"],
+             "dataset_config": dataset_config, "dataset_split": "validation",
+             "metric_type": "perplexity", "metric_name": f"perplexity@{e['context']}", "metric_config": f"context_{e['context']}",
+             "metric_value": e["perplexity"]}
             for e in results["perplexity"] if not (e["capped"] and e["context"] in
                                                     {p["context"] for p in results["perplexity"] if not p["capped"]})
         ]

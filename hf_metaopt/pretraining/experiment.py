@@ -170,6 +170,7 @@ def train_arm(model_args, data_args, exp_args, training_args, momentum: float, s
     )
     throughput = ThroughputCallback(tokens_per_step)
     context = {"arm": arm, "momentum": momentum, "seed": seed, "corpus": description,
+               "corpus_id": data_args.corpus, "corpus_config": data_args.corpus_config,
                "model_args": dataclasses.asdict(model_args), "block_size": data_args.block_size}
 
     def card(folder, state, results=None):
