@@ -57,7 +57,8 @@ class Job:
 
 @dataclass
 class SweepPlan:
-    """The validated grid: its jobs in grid order, the tasks' data, the models' folder labels."""
+    """The validated grid: its jobs in grid order, the tasks' data, the models' folder labels, and notes on
+    how the grid was read (e.g. the null control implied by ``untrained``), which the main process prints."""
 
     args: SweepArguments
     shared: Any
