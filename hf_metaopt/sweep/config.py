@@ -177,6 +177,9 @@ def _check_config_names_a_grid(argv: list[str] | None, overrides: dict, default_
                          "tasks: [rt_sentiment] (see recipes/configs/sweep_offline.yaml).")
     given = set(values) if isinstance(values, dict) else set()
     given |= set(overrides) | {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    known = {f.name for cls in (SweepArguments, SharedOptions) for f in fields(cls)} | {"config"}
+    if isinstance(values, dict) and set(values) - known:
+        return  # a misspelt key: the parser names it, which says more than "no grid"
     if isinstance(values, dict) and not given & set(GRID_LISTS):
         raise ValueError(f"--config: '{config}' sets none of the grid's lists ({', '.join(GRID_LISTS)}), so the sweep would "
                          "run the default grid; name at least models and tasks in it or as flags.")
