@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
 FIGURES = {
     "accuracy ZSL": ("accuracy", "zsl"), "accuracy ICL": ("accuracy", "icl"), "accuracy FT": ("accuracy", "ft"),
     "Rec2FTP": ("rec2ftp",), "SimAOU": ("simaou", "mean"), "SimAM before": ("simam", "before"),
@@ -38,10 +37,9 @@ FIGURES = {
 
 def settings() -> list[tuple[str, int]]:
     """(capability, threads) this CPU can run: every capability with 2 threads, the best with 1 too."""
-    sys.path.insert(0, str(TESTS))
-    from test_cpu_kernels import capabilities  # the capabilities the CPU has (an AVX-512 request elsewhere crashes)
+    from hf_metaopt.analysis.environment import cpu_capabilities
 
-    caps = capabilities()
+    caps = cpu_capabilities()
     return [(cap, 2) for cap in caps] + [(caps[-1], 1)]
 
 

@@ -31,6 +31,7 @@ from transformers import HfArgumentParser
 from hf_metaopt import tasks
 from hf_metaopt.analysis import AnalysisOptions, analyze_task, prompt_format
 from hf_metaopt.analysis.inference import predict
+from hf_metaopt.analysis.label_balance import count_labels
 from hf_metaopt.fileio import atomic_write_json, atomic_write_text
 from hf_metaopt.loading import ModelArguments, load_model
 
@@ -70,14 +71,10 @@ def icl_stage(loaded, grid: SelectionGrid) -> list[dict]:
                     zsl = _accuracy(predict(loaded.model, loaded.tokenizer, queries, prompt, options)[0], queries)
                 preds, notes = predict(loaded.model, loaded.tokenizer, queries, prompt, options, demos)
                 rows.append({"task": task, "k": k, "seed": seed, "zsl": zsl, "icl": _accuracy(preds, queries),
-                             "demonstration_labels": _counts([d["label"] for d in demos], len(prompt.label_words)),
-                             "icl_majority_share": max(_counts(preds, len(prompt.label_words))) / len(preds), "notes": notes})
+                             "demonstration_labels": count_labels([d["label"] for d in demos], len(prompt.label_words)),
+                             "icl_majority_share": max(count_labels(preds, len(prompt.label_words))) / len(preds), "notes": notes})
                 print(json.dumps({key: v for key, v in rows[-1].items() if key != "notes"}), flush=True)
     return rows
-
-
-def _counts(labels: list[int], n_labels: int) -> list[int]:
-    return [sum(1 for x in labels if x == i) for i in range(n_labels)]
 
 
 def ft_stage(loaded, grid: SelectionGrid, task: str, k: int) -> list[dict]:

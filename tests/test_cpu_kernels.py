@@ -13,12 +13,13 @@ illegal instruction.
 from __future__ import annotations
 
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from hf_metaopt.analysis.environment import cpu_capabilities
 
 TESTS = Path(__file__).parent
 # float64 and float32 comparisons on fused-QKV GPT-2 and soft-capped, windowed Gemma 2, and the
@@ -26,33 +27,9 @@ TESTS = Path(__file__).parent
 SELECTION = "(gpt2 or gemma2) and (fast-prediction or float32 or shifted)"
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            return set(line.split(":", 1)[1].split())
-    return set()
-
-
-def capabilities() -> list[str]:
-    """``ATEN_CPU_CAPABILITY`` values this CPU can run: always ``default``, plus AVX2 / AVX-512 where present."""
-    flags = cpu_flags()
-    found = ["default"]
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        if "avx2" in flags:
-            found.append("avx2")
-        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-            found.append("avx512")
-    return found
-
-
 def runs() -> list[tuple[str, int]]:
     """(capability, threads): every capability with one thread, the best one with two as well."""
-    caps = capabilities()
+    caps = cpu_capabilities()
     return [(cap, 1) for cap in caps] + [(caps[-1], 2)]
 
 

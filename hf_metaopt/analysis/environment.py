@@ -8,12 +8,38 @@ enforced; two reports that differ in a last digit can be told apart by these fac
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["environment"]
+__all__ = ["cpu_capabilities", "environment"]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith(("flags", "Features")):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def cpu_capabilities() -> list[str]:
+    """The ``ATEN_CPU_CAPABILITY`` values this CPU can run, weakest first: ``default``, then AVX2 and
+    AVX-512 where the CPU has them (x86-64). torch accepts a request for AVX-512 on a CPU without it
+    and then stops at an illegal instruction, so only these may be requested."""
+    found = ["default"]
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        flags = _cpu_flags()
+        if "avx2" in flags:
+            found.append("avx2")
+        if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
+            found.append("avx512")
+    return found
 
 
 def environment(model: nn.Module) -> dict[str, Any]:
