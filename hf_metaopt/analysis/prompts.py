@@ -16,6 +16,8 @@ fixed token sequence whose cache every query can reuse.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,7 +62,9 @@ class PromptFormat:
 def validate_examples(examples: Any, argument: str, prompt: PromptFormat) -> list[dict]:
     """Check ``examples`` (mappings or a ``datasets.Dataset``) and return them as plain dicts.
 
-    Every example must hold the template's fields and an integer ``label`` indexing the label words.
+    Every example must hold the template's fields and an integer ``label`` indexing the label words;
+    a field that is ``None`` or NaN (a missing value, which ``str.format`` would print as "None" or
+    "nan") is refused.
     """
     if isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
         raise TypeError(
@@ -79,6 +83,13 @@ def validate_examples(examples: Any, argument: str, prompt: PromptFormat) -> lis
                 f"`{argument}[{i}]` lacks the template field(s) {missing} (template {prompt.template!r}); "
                 f"its keys are {sorted(ex)}. Rename the column or change the template."
             )
+        for name in prompt.fields:
+            value = ex[name]
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                raise ValueError(
+                    f"`{argument}[{i}]['{name}']` is {value!r}, a missing value the template would print as the word "
+                    f"{str(value)!r}; give that example a text or leave it out."
+                )
         ex["label"] = _label_index(ex.get("label"), f"`{argument}[{i}]['label']`", prompt.label_words)
     return rows
 

@@ -17,9 +17,8 @@ tokenizer and device handling are Pipeline's. Every option is a field of
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -62,22 +61,6 @@ def _prompt(template: str | None, label_words: Sequence[str] | None, separator: 
         # As the command line reads --label-words: "Negative,Positive" is (" Negative", " Positive").
         label_words = tasks.parse_label_words(label_words)
     return PromptFormat(template, tuple(label_words), "\n" if separator is None else separator)
-
-
-def _check_texts(examples: Any, argument: str, prompt: PromptFormat) -> None:
-    """Refuse a template field that is ``None`` or NaN (a missing value), which ``str.format`` would print as 'None' / 'nan'."""
-    if examples is None or isinstance(examples, (str, bytes, Mapping)) or not isinstance(examples, Iterable):
-        return  # validate_examples names the problem
-    for i, example in enumerate(examples):
-        if not isinstance(example, Mapping):
-            return
-        for name in prompt.fields:
-            value = example.get(name, "")
-            if value is None or (isinstance(value, float) and math.isnan(value)):
-                raise ValueError(
-                    f"`{argument}[{i}]['{name}']` is {value!r}, a missing value the template would print as the word "
-                    f"{str(value)!r}; give that example a text or leave it out."
-                )
 
 
 def _balanced(request: _Request) -> _Request:
@@ -136,8 +119,6 @@ class ICLAnalyzer(Pipeline):
         options = AnalysisOptions.from_kwargs(**inputs)
         if task is None:
             prompt = _prompt(**prompt_args)
-            _check_texts(demonstrations, "demonstrations", prompt)
-            _check_texts(queries, "queries", prompt)
             request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries)
             return _balanced(request) if options.balanced_demonstrations else request
         if demonstrations is not None or queries is not None:
@@ -169,7 +150,6 @@ class ICLAnalyzer(Pipeline):
         ones it used (``report["config"]["n_demonstrations"]``) to match it exactly.
         """
         prompt = _prompt(template, label_words, separator)
-        _check_texts(demonstrations, "demonstrations", prompt)
         return inference.finetune(self.model, self.tokenizer, demonstrations, prompt, AnalysisOptions.from_kwargs(**options))
 
     def predict(
@@ -189,8 +169,6 @@ class ICLAnalyzer(Pipeline):
         log-probability of each word's tokens after the prompt.
         """
         prompt = _prompt(template, label_words, separator)
-        _check_texts(queries, "queries", prompt)
-        _check_texts(demonstrations, "demonstrations", prompt)
         predictions, notes = inference.predict(
             self.model if model is None else model, self.tokenizer, queries, prompt,
             AnalysisOptions.from_kwargs(**options), demonstrations,
