@@ -206,3 +206,12 @@ def test_every_key_the_analysis_writes_is_declared_by_its_part(tiny_tokenizer_di
         declared = {f.name for f in dataclasses.fields(part)}
         assert set(part) <= declared, f"{path} holds undeclared keys {set(part) - declared}"
     assert {"SimAOUSummary", "KendallSummary", "TopKLevel", "Stability", "ControlReport", "Versions", "Environment"} <= seen
+
+
+def test_a_report_survives_pickle_and_deepcopy():
+    import copy
+    import pickle
+
+    report = ICLAnalysisReport(current_report())
+    for again in (pickle.loads(pickle.dumps(report)), copy.deepcopy(report)):
+        assert again == report and list(again) == list(report) and again.kendall.example_level.mean == 0.2
