@@ -71,6 +71,11 @@ def test_a_failed_push_keeps_the_saved_report_and_says_how_to_push_it(hub, own_t
     assert HUB_TOKEN not in str(err.value)
 
 
+def test_from_pretrained_names_what_it_could_not_find(hub):
+    with pytest.raises(FileNotFoundError, match=r"alice/nothing/icl_analysis/run/report.json could not be read from the Hub"):
+        ICLAnalysisReport.from_pretrained("alice/nothing", subfolder="icl_analysis/run")
+
+
 def test_bad_repo_id_is_refused_before_anything_is_written(own_tmp):
     with pytest.raises(ValueError, match="repo_id must be 'namespace/name'"):
         ICLAnalysisReport(make_report()).push_to_hub("no-namespace")

@@ -58,7 +58,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_write_json, atomic_write_text, folder_mode
 from .report_base import ReportPart, report_part
@@ -67,6 +67,9 @@ from .report_parts import (
     AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
 )
 from .report_plots import plots
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
 
 __all__ = ["ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "metric_rows"]
 
@@ -202,8 +205,16 @@ class ICLAnalysisReport(ReportPart):
         if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
             raise FileNotFoundError(f"{local} does not exist; pass an analysis run folder, its report.json, or a Hub repo id 'namespace/name'.")
         from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
 
-        return cls.from_json(hf_hub_download(repo_id, REPORT_FILE, subfolder=subfolder, revision=revision, token=token))
+        try:
+            path = hf_hub_download(repo_id, REPORT_FILE, subfolder=subfolder, revision=revision, token=token)
+        except (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled) as err:
+            where = f"{repo_id}/{subfolder + '/' if subfolder else ''}{REPORT_FILE}"
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileNotFoundError(f"{local} is not a local folder and {where} could not be read from the Hub ({reason}); "
+                                    "pass an analysis run folder, or a repo id with the subfolder push_to_hub used.") from err
+        return cls.from_json(path)
 
     def push_to_hub(
         self,
@@ -214,7 +225,7 @@ class ICLAnalysisReport(ReportPart):
         create_pr: bool | None = False,
         commit_message: str | None = None,
         revision: str | None = None,
-    ) -> Any:
+    ) -> CommitInfo:
         """Push the report (card, ``report.json``, ``report.md``, plots) to ``repo_id`` in one commit.
 
         The report is saved into a temporary folder and pushed by :func:`hf_metaopt.hub.push_report`,

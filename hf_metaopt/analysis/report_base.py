@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 import typing
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
@@ -34,7 +35,7 @@ def _part_type(annotation: Any) -> tuple[str, type] | None:
         return "part", annotation
     if typing.get_origin(annotation) in (dict, Mapping) and len(args) == 2 and _part_type(args[1]):
         return "dict", args[1]
-    if len(args) == 1 and typing.get_origin(annotation) is not None:
+    if len(args) == 1 and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return _part_type(args[0])
     return None
 
