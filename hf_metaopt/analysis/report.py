@@ -44,9 +44,10 @@ The dictionary schema (every float is a plain float, every list a JSON list;
 
 The report is typed (:class:`ICLAnalysisReport` and the parts in ``report_parts.py``): a
 read-only mapping with these keys, read as ``report["simaou"]["mean"]`` or
-``report.simaou.mean``. Keys absent from a report (``topk_recall``, ``label_counts``,
-``finetuning`` in reports of version 0.1) are absent as keys and ``None`` as attributes; keys
-not listed here are kept as given, so ``report.json`` files of any version load and save unchanged.
+``report.simaou.mean``. Keys absent from a report are absent as keys and ``None`` as
+attributes: reports of version 0.1 have no ``topk_recall``, ``label_counts``, ``finetuning``,
+``kendall.n_queries`` or ``config.environment``. Keys not listed here are kept as given, so
+``report.json`` files of any version load and save unchanged.
 """
 
 from __future__ import annotations
