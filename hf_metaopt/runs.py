@@ -6,7 +6,7 @@ runs started with the same folder cannot both write it: the second one fails at 
 clear error. The operating system drops the lock of a process that dies, so a lock file
 left by a killed run is simply taken over. The report is written into a temporary sibling
 folder that is renamed into place when complete
-(:meth:`~hf_metaopt.analysis.report.ICLAnalysisReport.save`); if that fails anyway (disk
+(:meth:`~hf_metaopt.analysis.report.ICLAnalysisReport.save_pretrained`); if that fails anyway (disk
 full, permissions changed, folder removed) the report is saved to a fallback folder under
 the system's temporary directory and the error says where, and how to move or push it.
 A run that ends without saving (an error, Ctrl-C) leaves neither its lock nor the parent
@@ -29,8 +29,12 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .fileio import atomic_write_text, file_mode, folder_mode
+
+if TYPE_CHECKING:
+    from .analysis.report import ICLAnalysisReport
 
 logger = logging.getLogger(__name__)
 
@@ -192,7 +196,7 @@ class RunFolder:
                     break
         self._made = None
 
-    def save(self, report) -> Path:
+    def save(self, report: ICLAnalysisReport) -> Path:
         """Write ``report`` into the folder atomically; on failure save it to a fallback folder and raise.
 
         Raises:
@@ -200,13 +204,13 @@ class RunFolder:
                 report was saved instead and how to move or push it.
         """
         try:
-            path = report.save(self.path)
+            path = report.save_pretrained(self.path)
         except Exception as err:  # disk full, permissions, a report that cannot be rendered
             raise self._save_fallback(report, err) from None
         self.saved = True
         return path
 
-    def _save_fallback(self, report, err: Exception) -> ReportNotSavedError:
+    def _save_fallback(self, report: ICLAnalysisReport, err: Exception) -> ReportNotSavedError:
         failed = f"could not write the run folder {self.path} ({_reason(err)})"
         try:
             fallback = Path(tempfile.mkdtemp(prefix=f"hf-metaopt-{self.path.name}-")) / self.path.name
@@ -216,7 +220,7 @@ class RunFolder:
                 unsaved=_raw_json(report),
             )
         try:
-            report.save(fallback)
+            report.save_pretrained(fallback)
         except Exception:
             # The plots or the Markdown may be what failed: keep at least the numbers.
             try:
@@ -235,7 +239,7 @@ class RunFolder:
         )
 
 
-# report.save's temporary folder: tempfile.mkdtemp(prefix=".<name>.", suffix=".tmp"), 8 random characters.
+# report.save_pretrained's temporary folder: tempfile.mkdtemp(prefix=".<name>.", suffix=".tmp"), 8 random characters.
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp$")
 _UNSAVED = ".unsaved"
 
@@ -297,6 +301,6 @@ def _clean_dead_temporaries(parent: Path, own: str) -> list[tuple[Path, Path]]:
     return kept
 
 
-def _raw_json(report) -> str:
+def _raw_json(report: ICLAnalysisReport) -> str:
     """The report as JSON text, even when it holds NaN or infinities (which its own writer refuses)."""
-    return json.dumps(getattr(report, "_data", None) or report.to_dict(), indent=2, default=str) + "\n"
+    return json.dumps(report.to_dict(), indent=2, default=str) + "\n"

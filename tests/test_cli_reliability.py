@@ -245,9 +245,9 @@ def _snapshot(folder: Path) -> dict[str, tuple]:
 def _fail_first_save(monkeypatch, error: BaseException, then=None):
     from hf_metaopt.analysis.report import ICLAnalysisReport
 
-    original, calls = ICLAnalysisReport.save, []
+    original, calls = ICLAnalysisReport.save_pretrained, []
 
-    def save(self, run_dir):
+    def save_pretrained(self, run_dir):
         calls.append(run_dir)
         if len(calls) == 1:
             if then:
@@ -255,7 +255,7 @@ def _fail_first_save(monkeypatch, error: BaseException, then=None):
             raise error
         return original(self, run_dir)
 
-    monkeypatch.setattr(ICLAnalysisReport, "save", save)
+    monkeypatch.setattr(ICLAnalysisReport, "save_pretrained", save_pretrained)
 
 
 def _raise_in(monkeypatch, owner, name: str, error: BaseException):

@@ -95,7 +95,7 @@ def test_save_writes_json_markdown_and_pngs(tmp_path):
     import matplotlib.image
 
     report = ICLAnalysisReport(synthetic_report())
-    run = report.save(tmp_path / "run")
+    run = report.save_pretrained(tmp_path / "run")
     assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", *PLOT_FILES])
     loaded = json.loads((run / "report.json").read_text())
     assert set(REQUIRED_KEYS) <= set(loaded)
@@ -110,10 +110,10 @@ def test_save_writes_json_markdown_and_pngs(tmp_path):
 
 def test_save_never_overwrites_an_existing_run(tmp_path):
     report = ICLAnalysisReport(synthetic_report())
-    run = report.save(tmp_path / "run")
+    run = report.save_pretrained(tmp_path / "run")
     before = (run / "report.json").read_bytes()
     with pytest.raises(FileExistsError, match="already exists"):
-        ICLAnalysisReport(synthetic_report(control=False)).save(run)
+        ICLAnalysisReport(synthetic_report(control=False)).save_pretrained(run)
     assert (run / "report.json").read_bytes() == before
 
 
@@ -121,7 +121,7 @@ def test_save_failure_leaves_nothing_behind(tmp_path, monkeypatch):
     report = ICLAnalysisReport(synthetic_report())
     monkeypatch.setattr(ICLAnalysisReport, "plot", lambda self, d: (_ for _ in ()).throw(RuntimeError("disk full")))
     with pytest.raises(RuntimeError, match="disk full"):
-        report.save(tmp_path / "run")
+        report.save_pretrained(tmp_path / "run")
     assert list(tmp_path.iterdir()) == []
 
 

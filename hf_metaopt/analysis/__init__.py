@@ -2,7 +2,7 @@
 
     from hf_metaopt.analysis import AnalysisOptions, analyze_task
     result = analyze_task(model, tokenizer, "rt_sentiment", AnalysisOptions(n_demonstrations=16))
-    result.report.save("runs/my-run")
+    result.report.save_pretrained("runs/my-run")
 
 Definitions of the metrics and the prompt protocol: ``docs/analysis.md``.
 """

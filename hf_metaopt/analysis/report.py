@@ -40,101 +40,137 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                deterministic_algorithms, platform, python}
     notes:    [str]                                warnings the run raised
     selection: optional, the dev-split grid-search table ({"rows": [...], "chosen": {...}})
+    sweep:     optional, the sweep's grid point (hf_metaopt.sweep)
+
+The report is typed (:class:`ICLAnalysisReport` and the parts in ``report_parts.py``): a
+read-only mapping with these keys, read as ``report["simaou"]["mean"]`` or
+``report.simaou.mean``. Keys absent from a report are absent as keys and ``None`` as
+attributes: reports of version 0.1 have no ``topk_recall``, ``label_counts``, ``finetuning``,
+``kendall.n_queries`` or ``config.environment``. Keys not listed here are kept as given, so
+``report.json`` files of any version load and save unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_write_json, atomic_write_text, folder_mode
+from .report_base import ReportPart, report_part
 from .report_markdown import PLOT_FILES, markdown, metric_rows
+from .report_parts import (
+    AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
+)
 from .report_plots import plots
+
+if TYPE_CHECKING:
+    from huggingface_hub import CommitInfo
 
 __all__ = ["ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "metric_rows"]
 
 # Keys every report holds (the pipeline's documented contract).
 REQUIRED_KEYS = ("accuracy", "predictions", "labels", "rec2ftp", "simaou", "simam", "kendall", "config")
+REPORT_FILE = "report.json"
 
 
-class ICLAnalysisReport:
-    """Accuracies, predictions and the four similarity metrics of one analysis.
+@report_part
+class ICLAnalysisReport(ReportPart):
+    """Accuracies, predictions and the similarity metrics of one analysis (schema: this module's docstring).
 
-    The report is a thin wrapper over a JSON-serialisable dictionary
-    (:meth:`to_dict`), so it round-trips through :meth:`to_json` / :meth:`from_json`.
+    A read-only :class:`~collections.abc.Mapping` in the spirit of transformers' ``ModelOutput``:
+    ``report["simaou"]["mean"] == report.simaou.mean``, ``"topk_recall" in report``,
+    ``report.get(...)``, ``dict(report)``; nested parts are typed too (``report_parts.py``).
+    ``to_dict()`` gives plain JSON types and ``to_json()`` / ``from_json()`` round-trip
+    (``ICLAnalysisReport.from_json(report.to_json()) == report``). Two reports are equal when
+    their keys and values are. Build one from a mapping, ``ICLAnalysisReport(data)``, or from
+    keyword arguments; the keys of :data:`REQUIRED_KEYS` must be there.
+
+    Files: :meth:`save_pretrained` writes a run folder (``report.json``, ``report.md``, plots)
+    that :meth:`from_pretrained` reads back; :meth:`push_to_hub` pushes one to a Hub repo.
     """
 
-    def __init__(self, data: dict[str, Any]):
-        missing = [k for k in REQUIRED_KEYS if k not in data]
-        if missing:
-            raise ValueError(f"ICLAnalysisReport data lacks the keys {missing}; it needs all of {list(REQUIRED_KEYS)}.")
-        self._data = data
+    required = REQUIRED_KEYS
 
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
+    accuracy: RouteValues
+    accuracy_ci95: RouteValues | None
+    predictions: RouteValues
+    labels: list[int]
+    rec2ftp: float | None
+    rec2ftp_ci95: list[float] | None
+    simaou: SimAOUSummary
+    simam: SimAMSummary
+    kendall: KendallSummary
+    topk_recall: TopKRecall | None
+    label_counts: LabelCounts | None
+    finetuning: Finetuning | None
+    controls: dict[str, ControlReport] | None
+    config: AnalysisConfig
+    notes: list[str] | None
+    selection: dict[str, Any] | None
+    sweep: dict[str, Any] | None
 
     def __repr__(self) -> str:
-        acc = self._data["accuracy"]
-        return f"ICLAnalysisReport(accuracy={acc}, rec2ftp={self._data['rec2ftp']})"
+        return f"ICLAnalysisReport(accuracy={dict(self.accuracy)}, rec2ftp={self.rec2ftp})"
 
-    def to_dict(self) -> dict[str, Any]:
-        """A deep copy of the report as plain JSON types."""
-        return json.loads(json.dumps(self._data, allow_nan=False))
+    # -- JSON
 
     def to_json(self, path: str | os.PathLike | None = None) -> str:
-        """The report as JSON text; with ``path``, also written there atomically."""
-        text = json.dumps(self._data, indent=2, allow_nan=False)
+        """The report as JSON text (strict: NaN and infinities refused); with ``path``, also written there atomically."""
+        data = self.to_dict()
+        text = json.dumps(data, indent=2, allow_nan=False)
         if path is not None:
-            atomic_write_json(Path(path), self._data)
+            atomic_write_json(Path(path), data)
         return text
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ICLAnalysisReport":
-        return cls(dict(data))
-
-    @classmethod
     def from_json(cls, path_or_text: str | os.PathLike) -> "ICLAnalysisReport":
-        """Load a report from a ``report.json`` path (or a run folder holding one) or JSON text."""
+        """Load a report from a ``report.json`` path (or a run folder holding one) or from JSON text."""
         if isinstance(path_or_text, str) and path_or_text.lstrip().startswith("{"):
             return cls(json.loads(path_or_text))
         path = Path(path_or_text)
         if path.is_dir():
-            path = path / "report.json"
-        return cls(json.loads(path.read_text()))
+            path = path / REPORT_FILE
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path} holds JSON {type(data).__name__}, not a report object; pass the report.json of an analysis run.")
+        return cls(data)
 
-    # ------------------------------------------------------------------ files
+    # -- files
 
     def to_markdown(self, plots_dir: str | None = ".") -> str:
         """A readable summary: accuracy table, the four metrics with baselines and 95%
         intervals, the untrained control, the dev-split selection, per-layer values, the
         settings and the run's notes. ``plots_dir`` (relative link target) embeds the PNGs;
         ``None`` leaves them out."""
-        return markdown(self._data, plots_dir)
+        return markdown(self.to_dict(), plots_dir)
 
     def plot(self, directory: str | os.PathLike) -> list[Path]:
         """Write the PNG plots into ``directory`` (matplotlib, Agg backend) and return their paths:
         accuracy bars (ZSL / ICL / FT with 95% error bars) and per-layer SimAOU, SimAM
         (before / after / delta) and Kendall curves with their baselines."""
-        return plots(self._data, Path(directory))
+        return plots(self.to_dict(), Path(directory))
 
-    def save(self, run_dir: str | os.PathLike) -> Path:
-        """Write ``report.json``, ``report.md`` and the PNGs into the new folder ``run_dir``.
+    def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
+        """Write ``report.json``, ``report.md`` and the PNGs into the new folder ``save_directory``; return it.
 
-        The files are written into a temporary sibling folder that is renamed to ``run_dir``
+        The files are written into a temporary sibling folder that is renamed to ``save_directory``
         once complete, so a crash never leaves a half-written run and an existing run is never
-        touched: if ``run_dir`` exists, :class:`FileExistsError` (pick another name).
+        touched: if ``save_directory`` exists, :class:`FileExistsError` (pick another name).
+        Read it back with :meth:`from_pretrained`.
         """
-        run_dir = Path(run_dir)
+        run_dir = Path(save_directory)
         if run_dir.exists():
             raise FileExistsError(f"run folder {str(run_dir)!r} already exists; choose another output dir (runs are never overwritten).")
         run_dir.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}.", suffix=".tmp", dir=run_dir.parent))
         try:
-            atomic_write_json(tmp / "report.json", self._data)
+            atomic_write_json(tmp / REPORT_FILE, self.to_dict())
             atomic_write_text(tmp / "report.md", self.to_markdown())
             self.plot(tmp)
             os.chmod(tmp, folder_mode())  # mkdtemp makes it private; a run folder is an ordinary folder
@@ -143,3 +179,78 @@ class ICLAnalysisReport:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return run_dir
+
+    def save(self, run_dir: str | os.PathLike) -> Path:
+        """Alias of :meth:`save_pretrained` (the name of version 0.1)."""
+        return self.save_pretrained(run_dir)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_repo_id: str | os.PathLike,
+        *,
+        subfolder: str | None = None,
+        revision: str | None = None,
+        token: str | bool | None = None,
+    ) -> "ICLAnalysisReport":
+        """Load the report of a run folder (or its ``report.json``), or of a Hub repo.
+
+        A path that does not exist and reads ``namespace/name`` is a Hub repo: its
+        ``report.json`` (under ``subfolder``, e.g. ``icl_analysis/<run name>`` where
+        :meth:`push_to_hub` puts it) is downloaded with ``huggingface_hub`` at ``revision``.
+        """
+        local = Path(path_or_repo_id, subfolder or "")
+        if local.exists():
+            return cls.from_json(local)
+        repo_id = str(path_or_repo_id)
+        if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
+            raise FileNotFoundError(f"{local} does not exist; pass an analysis run folder, its report.json, or a Hub repo id 'namespace/name'.")
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+
+        try:
+            path = hf_hub_download(repo_id, REPORT_FILE, subfolder=subfolder, revision=revision, token=token)
+        except (HfHubHTTPError, EntryNotFoundError, OfflineModeIsEnabled) as err:
+            where = f"{repo_id}/{subfolder + '/' if subfolder else ''}{REPORT_FILE}"
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise FileNotFoundError(f"{local} is not a local folder and {where} could not be read from the Hub ({reason}); "
+                                    "pass an analysis run folder, or a repo id with the subfolder push_to_hub used.") from err
+        return cls.from_json(path)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | bool | None = None,
+        private: bool | None = None,
+        create_pr: bool | None = False,
+        commit_message: str | None = None,
+        revision: str | None = None,
+    ) -> CommitInfo:
+        """Push the report (card, ``report.json``, ``report.md``, plots) to ``repo_id`` in one commit.
+
+        The report is saved into a temporary folder and pushed by :func:`hf_metaopt.hub.push_report`,
+        the one implementation of a report push (the command line's ``hf-metaopt push`` uses it too):
+        the files go under ``icl_analysis/<run name>/``, the eval results into the repo's root card,
+        transient failures are retried and the token never shows in a message. ``create_pr=None``
+        opens a pull request exactly when ``repo_id`` is the analysed model's repo; ``private=None``
+        makes a new repo public. Returns the ``huggingface_hub.CommitInfo``. If the push fails, the
+        folder is kept and the :class:`~hf_metaopt.hub.HubPushError` says where and how to push it later.
+
+        Layering: ``hf_metaopt.hub`` sits above ``analysis`` (its cards read reports), so this
+        method imports it when called rather than at module import: the analysis layer never
+        loads the Hub layer unless a push is asked for, and the push logic is not written twice.
+        """
+        from ..hub.push import HubPushError, push_report
+
+        staging = Path(tempfile.mkdtemp(prefix="hf-metaopt-push-"))
+        try:
+            info = push_report(self, repo_id, token=token, private=bool(private), create_pr=create_pr, revision=revision,
+                               commit_message=commit_message, local_dir=staging / "report")
+        except HubPushError:
+            raise  # the folder stays: the error names it and the command that pushes it later
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+        return info
