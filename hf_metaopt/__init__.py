@@ -4,7 +4,7 @@
 ``momentum_gpt``) in transformers' Auto classes and the ``icl-analysis`` pipeline.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Importing these modules registers the model type and the pipeline task.
 from .models.momentum_gpt import (

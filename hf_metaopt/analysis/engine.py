@@ -210,7 +210,7 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from .._version import __version__
 
     def installed(name: str) -> str | None:
         try:
