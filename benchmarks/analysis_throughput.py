@@ -34,9 +34,9 @@ def _load(task: str, n_demonstrations: int, n_queries: int, seed: int):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_metaopt import assets, tasks
+    from hf_metaopt import offline, tasks
 
-    path = assets.smollm2_dir()
+    path = offline.smollm2_dir()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     chosen = tasks.select_examples(task, n_demonstrations, n_queries, seed, split="train")
