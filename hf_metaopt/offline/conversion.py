@@ -17,13 +17,13 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from ..model_sources import PROVENANCE_FILE
 from .packages import AssetChecksumError, install_command
 
-if TYPE_CHECKING:
-    from .models import OfflineModel
+# An offline model (hf_metaopt.offline.models.OfflineModel); not imported here: models.py imports this module.
+OfflineModel = Any
 
 __all__ = ["AssetCacheError", "convert", "dequantise", "temporary_prefix"]
 

@@ -19,7 +19,6 @@ from transformers.core_model_loading import (
 from transformers.modeling_utils import LoadStateDictConfig
 
 from .configuration_momentum_gpt import MomentumGPTConfig
-from .modeling_momentum_gpt import MomentumGPTForCausalLM
 
 _QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 
@@ -82,18 +81,19 @@ def momentum_config_from_gpt2(gpt2_config, momentum: float) -> MomentumGPTConfig
 
 
 def from_gpt2(
+    model_class: type,
     model_or_path: GPT2LMHeadModel | str | os.PathLike,
     momentum: float = 0.0,
-    model_class: type[MomentumGPTForCausalLM] = MomentumGPTForCausalLM,
     **from_pretrained_kwargs,
-) -> MomentumGPTForCausalLM:
+):
     """Convert a GPT-2 checkpoint: split the fused `c_attn`, transpose the Conv1D weights.
 
     Args:
+        model_class: the class to build, `MomentumGPTForCausalLM` (whose `from_gpt2` passes itself; this module
+            does not import the modeling file, which imports it).
         model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
             `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
         momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
-        model_class: the class to build (`MomentumGPTForCausalLM` or a subclass).
 
     Returns:
         A `model_class` with GPT-2's weights, dtype, device, attention implementation and train/eval mode.

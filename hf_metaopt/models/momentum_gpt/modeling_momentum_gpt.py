@@ -604,7 +604,7 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         # A relative import: `save_pretrained` copies conversion.py with this file, so remote code has it too.
         from .conversion import from_gpt2
 
-        return from_gpt2(model_or_path, momentum, model_class=cls, **from_pretrained_kwargs)
+        return from_gpt2(cls, model_or_path, momentum, **from_pretrained_kwargs)
 
     def create_masks_for_generate(
         self,
