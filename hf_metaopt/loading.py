@@ -45,8 +45,8 @@ class ModelArguments:
 
     model: str | None = field(
         default=None,
-        metadata={"help": f"Hub id, local folder, or an offline model (gemma3, smollm2; the Hub id {DEFAULT_MODEL}, the default, "
-                 "loads the offline gemma3 while the Hub cannot serve it)."},
+        metadata={"help": f"Hub id, local folder, or an offline model (gemma3, smollm2; default {DEFAULT_MODEL}, "
+                 "whose offline copy gemma3 loads while the Hub cannot serve it)."},
     )
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --model (dequantised on load)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model."})
