@@ -86,11 +86,11 @@ def _child(args) -> None:
     import transformers  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer  # noqa: F401
 
-    from hf_metaopt import assets, tasks
+    from hf_metaopt import offline, tasks
     from hf_metaopt.analysis import AnalysisOptions, run_analysis
     from hf_metaopt.analysis.run import prompt_format
 
-    path = assets.offline_model(args.child).path()
+    path = offline.model_path(args.child)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     weights = sum(t.numel() * t.element_size() for t in {id(p): p for p in model.parameters()}.values())

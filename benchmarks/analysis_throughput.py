@@ -34,9 +34,9 @@ def _load(task: str, n_demonstrations: int, n_queries: int, seed: int):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_metaopt import assets, tasks
+    from hf_metaopt import offline, tasks
 
-    path = assets.smollm2_dir()
+    path = offline.smollm2_dir()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     chosen = tasks.select_examples(task, n_demonstrations, n_queries, seed, split="train")
@@ -52,6 +52,20 @@ def _analysis(model, tokenizer, demos, queries, spec, *, fast: bool, batch_size:
     return run_analysis(model, tokenizer, demos, queries, prompt_format(spec), options).report.to_dict()
 
 
+def _kv_copy(model, trained_names: list[str]):
+    """A copy whose ``trained_names`` parameters are fresh and every other parameter and buffer shares the model's storage."""
+    import copy
+
+    import torch
+
+    trained = {id(p) for n, p in model.named_parameters() if n in set(trained_names)}
+    memo: dict = {id(b): b for b in model.buffers()}
+    for p in model.parameters():
+        if id(p) not in trained:
+            memo[id(p)] = torch.nn.Parameter(p.detach(), requires_grad=False)  # a new Parameter on the same storage
+    return copy.deepcopy(model, memo)
+
+
 def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> float:
     """Seconds for the forward passes and K/V SGD steps the analysis cannot avoid."""
     import torch
@@ -60,13 +74,12 @@ def _bare_passes(model, tokenizer, demos, queries, spec, batch_size: int) -> flo
     from hf_metaopt.analysis.inference import length_batches
     from hf_metaopt.analysis.layout import kv_parameter_names
     from hf_metaopt.analysis.prompts import PromptEncoder
-    from hf_metaopt.analysis.finetune import _kv_copy
     from hf_metaopt.analysis.routes import expand_cache
 
     encoder = PromptEncoder(tokenizer, prompt_format(spec))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     start = time.perf_counter()
-    tuned = _kv_copy(model)  # as the analysis holds it: K/V copied, every other tensor shared
+    tuned = _kv_copy(model, kv_parameter_names(model))  # as the analysis holds it: K/V copied, every other tensor shared
     trained = set(kv_parameter_names(tuned))
     for name, parameter in tuned.named_parameters():
         parameter.requires_grad_(name in trained)

@@ -92,7 +92,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    from hf_metaopt import tasks
+    from hf_metaopt import offline, tasks  # noqa: F401  offline: the default models and tasks
     from hf_metaopt.analysis import prompt_format
     from hf_metaopt.fileio import atomic_write_json
     from hf_metaopt.loading import ModelArguments, load_model

@@ -36,7 +36,7 @@ import torch
 from transformers import HfArgumentParser
 from transformers.utils import logging as hf_logging
 
-from hf_metaopt import assets
+from hf_metaopt import offline
 from hf_metaopt.analysis import AnalysisOptions, analyze_task
 from hf_metaopt.loading import ModelArguments, load_model
 
@@ -82,11 +82,11 @@ def _config_source(name: str, args: CheckArguments) -> tuple[str, str]:
         folder = Path(args.model_files) / name
         if not (folder / "config.json").is_file():
             raise FileNotFoundError(f"--model_files {args.model_files}: no {name}/config.json there.")
-        label = assets.OFFLINE_MODELS[name].hub_id if name in assets.OFFLINE_MODELS else name
+        label = offline.OFFLINE_MODELS[name].hub_id if name in offline.OFFLINE_MODELS else name
         return str(folder), label
-    if name in assets.OFFLINE_MODELS:
-        offline = assets.offline_model(name)
-        return str(offline.path()), offline.hub_id
+    if name in offline.OFFLINE_MODELS:
+        copy = offline.offline_model(name)
+        return str(copy.path()), copy.hub_id
     return name, name
 
 

@@ -2,9 +2,10 @@
 
 ``import hf_metaopt`` registers the MomentumGPT architecture (model type
 ``momentum_gpt``) in transformers' Auto classes and the ``icl-analysis`` pipeline.
+``import hf_metaopt.offline`` adds the offline models, tasks and corpus (the command line does).
 """
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Importing these modules registers the model type and the pipeline task.
 from .models.momentum_gpt import (
@@ -13,7 +14,6 @@ from .models.momentum_gpt import (
     MomentumGPTForSequenceClassification,
     MomentumGPTModel,
 )
-from . import assets  # offline model and data locators (hf_metaopt.assets.smollm2_dir())
 from .analysis.report import ICLAnalysisReport
 from .pipelines.icl_analysis import ICLAnalyzer
 

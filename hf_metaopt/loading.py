@@ -1,4 +1,4 @@
-"""Load the model a run analyses: a Hub id, a local folder, or one of the embedded offline models.
+"""Load the model a run analyses: a Hub id, a local folder, or a registered local copy (:mod:`hf_metaopt.model_sources`).
 
 :class:`ModelArguments` is parsed by ``HfArgumentParser`` (``hf-metaopt analyze``, the
 recipes, the sweep). :func:`check_model_reference` runs before anything is loaded, so a
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from huggingface_hub.errors import StrictDataclassError
 
-from . import assets
+from . import model_sources
 from .tasks.files import one_line
 
 __all__ = [
@@ -26,8 +26,9 @@ __all__ = [
     "load_model", "load_tokenizer", "model_label",
 ]
 
-# The embedded offline default (`hf-metaopt analyze` with no --model).
-DEFAULT_MODEL = "gemma3"
+# The default model, a Hub id; `import hf_metaopt.offline` (the command line does) registers its offline
+# copy, used while the Hub cannot serve it (see hf_metaopt.offline).
+DEFAULT_MODEL = "google/gemma-3-270m"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # What from_pretrained reads weights from, in a model folder.
@@ -44,7 +45,8 @@ class ModelArguments:
 
     model: str | None = field(
         default=None,
-        metadata={"help": f"Hub id, local folder, or an embedded offline model ({', '.join(assets.OFFLINE_MODELS)}; default {DEFAULT_MODEL})."},
+        metadata={"help": f"Hub id, local folder, or an offline model (gemma3, smollm2; default {DEFAULT_MODEL}, "
+                 "whose offline copy gemma3 loads while the Hub cannot serve it)."},
     )
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --model (dequantised on load)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model."})
@@ -55,7 +57,7 @@ class ModelArguments:
 
     @property
     def name(self) -> str:
-        """The model asked for, the offline default when none was."""
+        """The model asked for, :data:`DEFAULT_MODEL` when none was."""
         return self.model or DEFAULT_MODEL
 
 
@@ -79,24 +81,25 @@ def check_model_reference(args: ModelArguments) -> None:
     ``config.json`` (or the ``--gguf-file``); anything else must be a well-formed Hub id.
     """
     name = args.name
-    if name in assets.OFFLINE_MODELS:
+    copy = model_sources.local_copy(name)
+    if copy is not None:
         if args.gguf_file:
-            raise ValueError(f"--gguf-file is for a folder or Hub repo holding a GGUF file, not the offline model {name!r}.")
-        assets.offline_model(name).check()
+            raise ValueError(f"--gguf-file is for a folder or Hub repo holding a GGUF file, not the offline model {copy.name!r}.")
+        copy.check()
         return
     path = Path(name).expanduser()
     if path.exists() or _looks_like_path(name):
         if not path.is_dir():
             raise ValueError(
                 f"--model {name}: {'not a folder' if path.exists() else 'no such folder'}. Pass a model folder, a Hub id such as 'google/gemma-3-270m', "
-                f"or an offline model ({', '.join(assets.OFFLINE_MODELS)})."
+                f"or an offline model ({', '.join(model_sources.local_copy_names()) or 'none registered'})."
             )
         _check_model_folder(path, name, args.gguf_file)
         return
     if not _REPO_ID.match(name) or ".." in name or len(name) > 96:
         raise ValueError(
             f"--model {name!r} is neither a folder nor a valid Hub id ('owner/name': letters, digits, '-', '_', '.'); "
-            f"or use an offline model ({', '.join(assets.OFFLINE_MODELS)})."
+            f"or use an offline model ({', '.join(model_sources.local_copy_names()) or 'none registered'})."
         )
 
 
@@ -123,8 +126,9 @@ def _check_model_folder(path: Path, name: str, gguf_file: str | None) -> None:
 def model_label(args: ModelArguments) -> str:
     """A short, path-safe name of the model for folder names."""
     name = args.name
-    if name in assets.OFFLINE_MODELS:
-        name = assets.offline_model(name).hub_id.split("/")[-1]
+    copy = model_sources.local_copy(name)
+    if copy is not None:
+        name = copy.hub_id.split("/")[-1]
     elif Path(name).exists():
         # abspath folds "." and ".." (".", "dir/sub/..") into the folder's own name, without following links.
         name = Path(os.path.abspath(name)).name
@@ -143,15 +147,17 @@ def _device(name: str) -> str:
 def _source(args: ModelArguments) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(what from_pretrained loads, its keyword arguments, the report's provenance)``."""
     provenance: dict[str, Any] = {"model_revision": args.revision}
-    if args.name in assets.OFFLINE_MODELS:
-        offline = assets.offline_model(args.name)
-        provenance.update(model=offline.hub_id, model_source=offline.source)
-        return str(offline.path()), {}, provenance
+    copy = model_sources.local_copy(args.name)
+    if copy is not None:
+        provenance.update(model=copy.hub_id, model_source=copy.source)
+        return str(copy.path()), {}, provenance
     kwargs: dict[str, Any] = {"revision": args.revision}
     if args.gguf_file:
         kwargs["gguf_file"] = args.gguf_file
         provenance["gguf_file"] = args.gguf_file
-    provenance["model"] = args.name
+    provenance["model"] = model_sources.recorded_model_id(args.name)  # a copy's folder records the Hub id it copies
+    if model_sources.recorded_source(args.name):
+        provenance["model_source"] = model_sources.recorded_source(args.name)
     return args.name, kwargs, provenance
 
 
@@ -160,8 +166,6 @@ def _loading(what: str, args: ModelArguments) -> Iterator[None]:
     """Turn a loading failure (missing files, offline, gated repo, unknown architecture) into one line."""
     try:
         yield
-    except (assets.MissingAssetError, assets.AssetChecksumError):
-        raise
     except StrictDataclassError as err:  # a config field out of range: whatever was loading, the config is at fault
         raise ModelLoadError(
             f"--model {args.name}: its config.json holds an invalid value ({one_line(err)}); "

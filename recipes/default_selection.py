@@ -28,7 +28,7 @@ from statistics import fmean
 
 from transformers import HfArgumentParser
 
-from hf_metaopt import tasks
+from hf_metaopt import offline, tasks  # offline: the models and tasks this recipe selects on
 from hf_metaopt.analysis import AnalysisOptions, analyze_task, prompt_format
 from hf_metaopt.analysis.inference import predict
 from hf_metaopt.analysis.label_balance import count_labels
@@ -40,7 +40,7 @@ from hf_metaopt.loading import ModelArguments, load_model
 class SelectionGrid:
     """The dev grid."""
 
-    tasks: list[str] = field(default_factory=lambda: list(tasks.OFFLINE_TASK_NAMES), metadata={"help": "offline tasks."})
+    tasks: list[str] = field(default_factory=lambda: list(offline.OFFLINE_TASK_NAMES), metadata={"help": "offline tasks."})
     shots: list[int] = field(default_factory=lambda: [8, 16, 32], metadata={"help": "numbers of demonstrations."})
     learning_rates: list[float] = field(default_factory=lambda: [1e-4, 3e-4, 1e-3, 3e-3, 1e-2], metadata={"help": "FT rates."})
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3], metadata={"help": "demonstration draws (at least 3)."})

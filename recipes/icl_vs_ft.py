@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hf_metaopt import sweep
+from hf_metaopt import offline, sweep  # noqa: F401  offline: registers the offline models and tasks
 
 DEFAULT_CONFIG = Path(__file__).with_suffix(".yaml")
 

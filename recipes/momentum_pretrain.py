@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import sys
 
+import hf_metaopt.offline  # noqa: F401  registers the offline corpus and tasks
 from hf_metaopt.pretraining import main, make_parser
 
 __all__ = ["main", "make_parser"]

@@ -15,6 +15,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import pytest  # noqa: E402
 
+import hf_metaopt.offline  # noqa: E402,F401  the tests run what the command line runs: the offline models, tasks, corpus
+
 # Enough English to train a byte-level BPE whose merges make the templates readable.
 TOKENIZER_CORPUS = [
     "Review: a gripping, beautifully acted film. Sentiment: Positive",
@@ -67,21 +69,21 @@ def tiny_tokenizer(tiny_tokenizer_dir):
 @pytest.fixture(scope="session")
 def smollm2_path():
     """The real SmolLM2-135M-Instruct, converted once per test session (about 20 s)."""
-    from hf_metaopt import assets
+    from hf_metaopt import offline
 
     try:
-        assets.locate(assets.SMOLLM2)
-    except assets.MissingAssetError as err:
+        offline.locate(offline.SMOLLM2)
+    except offline.MissingAssetError as err:
         pytest.fail(str(err))
-    return assets.smollm2_dir()
+    return offline.smollm2_dir()
 
 
 @pytest.fixture(scope="session")
 def gemma3_path():
     """The real Gemma-3-270M (base), converted once per test session (about a minute)."""
-    from hf_metaopt import assets
+    from hf_metaopt import offline
 
     try:
-        return assets.gemma3_dir()
-    except assets.MissingAssetError as err:
+        return offline.gemma3_dir()
+    except offline.MissingAssetError as err:
         pytest.fail(str(err))

@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from hf_metaopt.analysis import AnalysisOptions, PromptFormat
-from hf_metaopt.analysis import run_analysis as _run_analysis
+from hf_metaopt.analysis import run_analysis as engine_run_analysis
 
 from toy_reviews import DEMOS, QUERIES, TEMPLATE, WORDS
 OPTS = dict(template=TEMPLATE, label_words=WORDS, learning_rate=0.1, batch_size=2, n_bootstrap=50)
@@ -17,7 +17,7 @@ OPTS = dict(template=TEMPLATE, label_words=WORDS, learning_rate=0.1, batch_size=
 def run_analysis(model, tokenizer, demonstrations, queries, *, template, label_words, separator="\n", **options):
     """The engine with the pipeline's keyword style: the report as a dict."""
     prompt = PromptFormat(template, tuple(label_words) if isinstance(label_words, list) else label_words, separator)
-    return _run_analysis(model, tokenizer, demonstrations, queries, prompt, AnalysisOptions.from_kwargs(**options)).report.to_dict()
+    return engine_run_analysis(model, tokenizer, demonstrations, queries, prompt, AnalysisOptions.from_kwargs(**options)).report.to_dict()
 
 
 def gpt2(n_positions=256):
@@ -199,12 +199,11 @@ def test_length_sorted_batches_report_in_query_order(tiny_tokenizer):
     assert_close(report["kendall"], one_by_one["kendall"])
 
 
-def test_versions_of_a_checkout_that_is_not_installed(monkeypatch):
+def test_versions_of_a_checkout_that_is_not_installed(monkeypatch, tiny_tokenizer):
     """Run from a checkout on PYTHONPATH (a lent GPU machine), hf-metaopt has no distribution metadata."""
     import importlib.metadata
 
     import hf_metaopt
-    from hf_metaopt.analysis.engine import _versions
 
     real = importlib.metadata.version
 
@@ -214,6 +213,6 @@ def test_versions_of_a_checkout_that_is_not_installed(monkeypatch):
         return real(name)
 
     monkeypatch.setattr(importlib.metadata, "version", version)
-    versions = _versions()
+    versions = run_analysis(llama(), tiny_tokenizer, DEMOS, QUERIES, **OPTS)["config"]["versions"]
     assert versions["hf_metaopt"] == hf_metaopt.__version__
     assert versions["peft"] is None and versions["transformers"] == real("transformers")

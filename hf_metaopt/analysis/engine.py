@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..model_sources import recorded_model_id
 from ..torch_utils import context_length, eval_mode
 from .capture import AttentionRecorder
 from .environment import environment
@@ -210,7 +211,7 @@ def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
 def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from .._version import __version__
 
     def installed(name: str) -> str | None:
         try:
@@ -228,7 +229,7 @@ def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int
     ids = list(ids)[:n_used] if ids is not None else list(range(n_used))
     parameter = next(model.parameters())
     return {
-        "model": getattr(model.config, "_name_or_path", None) or type(model).__name__,
+        "model": recorded_model_id(getattr(model.config, "_name_or_path", None) or type(model).__name__),
         "model_revision": getattr(model.config, "_commit_hash", None),
         "task": None,
         **options.to_dict(),

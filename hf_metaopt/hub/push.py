@@ -35,7 +35,7 @@ from typing import Any
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, get_token, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
-from .. import assets
+from ..cache import cache_dir
 from ..fileio import atomic_write_json, atomic_write_text
 from .cards import eval_results_from_report, merge_eval_results, render_analysis_card, write_model_card
 
@@ -237,7 +237,7 @@ def _check_repo_id(repo_id: Any) -> str:
 
 
 def _default_local_dir(kind: str, repo_id: str) -> Path:
-    return assets.cache_dir() / "push" / kind / repo_id.replace("/", "--")
+    return cache_dir() / "push" / kind / repo_id.replace("/", "--")
 
 
 def _files_under(folder: Path, keep) -> list[tuple[str, Path]]:
@@ -373,7 +373,7 @@ def _materialize_report(report_or_dir: Any, run_name: str | None, local_dir: Any
     config = data["config"]
     digest = hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:8]
     name = _run_name(run_name or f"{config.get('task', 'analysis')}-{config.get('method', 'kv')}-seed{config.get('seed', 0)}-{digest}")
-    folder = Path(local_dir) if local_dir is not None else assets.cache_dir() / "push" / "report" / name
+    folder = Path(local_dir) if local_dir is not None else cache_dir() / "push" / "report" / name
     if folder.exists():
         saved = folder / "report.json"
         if not (saved.is_file() and json.loads(saved.read_text()) == data):

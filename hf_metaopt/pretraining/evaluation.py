@@ -94,14 +94,14 @@ def icl_accuracy(model, tokenizer, tasks, shots, n_queries: int, seed: int) -> l
     """
     from ..analysis.inference import predict
     from ..analysis.run import prompt_format
-    from .. import tasks as task_registry
+    from ..tasks.prepare import select_examples
 
     max_positions = model.config.max_position_embeddings
     results = []
     for task in tasks:
         done = set()
         for requested in sorted(set(shots)):
-            chosen = task_registry.select_examples(task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed)
+            chosen = select_examples(task, n_demonstrations=max(requested, 1), n_queries=n_queries, seed=seed)
             demos, queries, spec = list(chosen.demonstrations), chosen.queries, chosen.spec
             encoder = _encoder(tokenizer, spec)
             queries = [q for q in queries if _zero_shot_fits(encoder, q, max_positions)]

@@ -47,7 +47,7 @@ def arm_values(model_args: ModelArguments) -> list[float]:
 
 def build_model(model_args: ModelArguments, momentum: float, tokenizer):
     """A freshly initialised MomentumGPT of the configured size (``momentum=0`` is GPT-2)."""
-    from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+    from ..models.momentum_gpt import MomentumGPTConfig, MomentumGPTForCausalLM
 
     config = MomentumGPTConfig(
         vocab_size=len(tokenizer),
@@ -68,11 +68,11 @@ def build_model(model_args: ModelArguments, momentum: float, tokenizer):
 
 
 def _icl_query_texts(exp_args: ExperimentArguments, seed: int) -> list[str]:
-    from hf_metaopt import tasks
+    from ..tasks.prepare import prepare
 
     texts = []
     for task in exp_args.icl_tasks:
-        _, queries, _ = tasks.prepare(task, n_demonstrations=1, n_queries=exp_args.icl_queries, seed=seed)
+        _, queries, _ = prepare(task, n_demonstrations=1, n_queries=exp_args.icl_queries, seed=seed)
         texts += [str(v) for q in queries for k, v in q.items() if isinstance(v, str)]
     return texts
 

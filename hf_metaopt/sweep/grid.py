@@ -20,6 +20,7 @@ from typing import Any
 from .. import tasks
 from ..analysis.options import AnalysisOptions
 from ..loading import ModelArguments, check_model_reference, model_label
+from ..model_sources import local_copy
 from .config import GRID_AXES, SweepArguments
 
 __all__ = ["Job", "SweepPlan", "grid_point_name", "plan_sweep"]
@@ -148,16 +149,10 @@ def _check_model(name: str) -> str:
 
     args = ModelArguments(model=name)
     check_model_reference(args)
-    hub_id = not Path(name).expanduser().exists() and name not in _offline_names()
+    hub_id = not Path(name).expanduser().exists() and local_copy(name) is None
     if hub_id and constants.is_offline_mode() and not isinstance(try_to_load_from_cache(name, "config.json"), str):
         raise ValueError(f"model {name!r} is not in the local Hub cache and HF_HUB_OFFLINE is set; download it first or unset HF_HUB_OFFLINE.")
     return model_label(args)
-
-
-def _offline_names() -> tuple[str, ...]:
-    from .. import assets
-
-    return tuple(assets.OFFLINE_MODELS)
 
 
 def _labels(models: list[str]) -> dict[str, str]:

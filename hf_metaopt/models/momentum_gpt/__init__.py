@@ -8,7 +8,6 @@ from transformers import (
 )
 
 from .configuration_momentum_gpt import MomentumGPTConfig
-from .conversion import from_gpt2
 from .modeling_momentum_gpt import (
     MomentumGPTForCausalLM,
     MomentumGPTForSequenceClassification,
@@ -16,9 +15,6 @@ from .modeling_momentum_gpt import (
     MomentumGPTPreTrainedModel,
     momentum_term,
 )
-
-# The GPT-2 conversion lives outside the remote-code files; attached here, it is `MomentumGPTForCausalLM.from_gpt2`.
-MomentumGPTForCausalLM.from_gpt2 = staticmethod(from_gpt2)
 
 AutoConfig.register(MomentumGPTConfig.model_type, MomentumGPTConfig)
 AutoModel.register(MomentumGPTConfig, MomentumGPTModel)

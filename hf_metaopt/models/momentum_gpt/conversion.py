@@ -1,7 +1,7 @@
 """GPT-2 checkpoints -> MomentumGPT, through transformers' weight-conversion mapping.
 
-Kept apart from the two remote-code files (configuration_momentum_gpt.py, modeling_momentum_gpt.py): a saved
-MomentumGPT checkpoint never needs it, and the package attaches it as `MomentumGPTForCausalLM.from_gpt2`.
+`MomentumGPTForCausalLM.from_gpt2` calls :func:`from_gpt2` through a relative import, so `save_pretrained` copies
+this file beside the two model files and a remote-code checkpoint has the classmethod too.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from transformers.core_model_loading import (
 from transformers.modeling_utils import LoadStateDictConfig
 
 from .configuration_momentum_gpt import MomentumGPTConfig
-from .modeling_momentum_gpt import MomentumGPTForCausalLM
 
 _QKV = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
 
@@ -82,19 +81,22 @@ def momentum_config_from_gpt2(gpt2_config, momentum: float) -> MomentumGPTConfig
 
 
 def from_gpt2(
+    model_class: type,
     model_or_path: GPT2LMHeadModel | str | os.PathLike,
     momentum: float = 0.0,
     **from_pretrained_kwargs,
-) -> MomentumGPTForCausalLM:
+):
     """Convert a GPT-2 checkpoint: split the fused `c_attn`, transpose the Conv1D weights.
 
     Args:
+        model_class: the class to build, `MomentumGPTForCausalLM` (whose `from_gpt2` passes itself; this module
+            does not import the modeling file, which imports it).
         model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
             `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
         momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
 
     Returns:
-        A `MomentumGPTForCausalLM` with GPT-2's weights, dtype, device, attention implementation and train/eval mode.
+        A `model_class` with GPT-2's weights, dtype, device, attention implementation and train/eval mode.
     """
     if isinstance(model_or_path, (str, os.PathLike)):
         gpt2 = GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)
@@ -107,7 +109,7 @@ def from_gpt2(
         )
     config = momentum_config_from_gpt2(gpt2.config, momentum)
     config._attn_implementation = gpt2.config._attn_implementation
-    model = MomentumGPTForCausalLM(config).to(dtype=gpt2.dtype, device=gpt2.device)
+    model = model_class(config).to(dtype=gpt2.dtype, device=gpt2.device)
     load_config = LoadStateDictConfig(weight_mapping=gpt2_weight_mapping(), device_map={"": gpt2.device})
     info, _ = convert_and_load_state_dict_in_model(model, gpt2.state_dict(), load_config)
     missing = sorted(set(info.missing_keys) - {"lm_head.weight"})  # tied to the token embeddings

