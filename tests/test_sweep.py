@@ -302,12 +302,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path, launcher):
+    """Both launch lines of the sweep module's docstring start 2 workers on CPU that split the jobs."""
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    done = subprocess.run([*torchrun, "-m", "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
+    port = str(_free_port())
+    launch = {
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                     "--master_addr", "127.0.0.1", "--master_port", port],
+        "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                       "--main_process_port", port, "-m"],
+    }[launcher]
+    module = ["-m"] if launcher == "torchrun" else []
+    done = subprocess.run([*launch, *module, "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     loads = re.findall(r"\[process (\d)\] loaded (\S+) on cpu for (\d) job", done.stderr)

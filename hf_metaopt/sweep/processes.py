@@ -8,6 +8,12 @@ its place in the world from the launcher's variables, then hides them, and keeps
 own GPU visible (the local process index-th; round robin when processes outnumber GPUs),
 before CUDA starts.
 The processes meet only at two barriers, through the launcher's key-value store.
+
+Launch line (one worker per process; on a machine without GPUs accelerate's plain
+``--num_processes 2`` uses its single-process launcher, so name the multi-process one)::
+
+    accelerate launch --multi_gpu --num_processes 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
+    torchrun --nproc_per_node 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
 """
 
 from __future__ import annotations
@@ -74,8 +80,8 @@ def _visible_gpus() -> list[str] | None:
 
     if not torch.backends.cuda.is_built():
         return []
-    count = getattr(torch.cuda, "_device_count_nvml", lambda: -1)()  # NVML: counting does not start CUDA
-    return [str(i) for i in range(count)] if count >= 0 else None
+    # Counted through NVML before CUDA starts (torch does not cache a count taken before then).
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _pin_gpu(local_index: int) -> None:
