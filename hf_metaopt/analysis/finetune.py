@@ -215,7 +215,7 @@ def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu
         logging_strategy="steps",
         logging_steps=1,
         logging_nan_inf_filter=False,
-        log_level="error",
+        # log_level stays "passive": any other value would set transformers' verbosity for the whole process.
         eval_strategy="no",
         disable_tqdm=True,
         remove_unused_columns=False,
