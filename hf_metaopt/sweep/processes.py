@@ -23,6 +23,7 @@ a one-process world (accelerate's ``patch_environment``) and restores the launch
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -124,5 +125,21 @@ class SweepProcesses:
             return
         from accelerate.utils import patch_environment
 
-        with patch_environment(**_ONE_PROCESS):
-            yield
+        # TrainingArguments warns that the sweep's process group is not used for DDP, as intended here.
+        logger = logging.getLogger("transformers.training_args")
+        quiet = _WithoutMessage("parallel_mode != ParallelMode.DISTRIBUTED")
+        logger.addFilter(quiet)
+        try:
+            with patch_environment(**_ONE_PROCESS):
+                yield
+        finally:
+            logger.removeFilter(quiet)
+
+
+class _WithoutMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
