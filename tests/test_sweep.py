@@ -162,15 +162,17 @@ def test_grid_progress_puts_analysis_bars_below_every_grid_bar():
         inner.close()
 
 
-def test_process_shares_are_contiguous_balanced_and_cover_every_job():
-    from hf_metaopt.sweep.processes import ProcessLayout
+def test_one_process_runs_every_job_on_the_requested_device():
+    """Not launched: one process, every job its own, nothing pinned; the split between several is checked below."""
+    from hf_metaopt.sweep.processes import SweepProcesses
 
-    for count in (1, 2, 3):
-        for n in range(8):
-            shares = [ProcessLayout(index=i, count=count).share(list(range(n))) for i in range(count)]
-            assert sum(shares, []) == list(range(n))
-            sizes = [len(s) for s in shares]
-            assert sizes == sorted(sizes, reverse=True) and max(sizes) - min(sizes) <= 1
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    processes = SweepProcesses("cpu")
+    assert (processes.layout.index, processes.layout.count, processes.layout.is_main) == (0, 1, True)
+    assert processes.share(list(range(5))) == list(range(5)) and processes.device.type == "cpu"
+    with processes.jobs():
+        processes.wait_for_everyone()
+    assert os.environ.get("CUDA_VISIBLE_DEVICES") == before
 
 
 def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
@@ -302,12 +304,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path, launcher):
+    """Both launch lines of the sweep module's docstring start 2 workers on CPU that split the jobs."""
     out = tmp_path / "two"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                "--master_addr", "127.0.0.1", "--master_port", str(_free_port())]
-    done = subprocess.run([*torchrun, "-m", "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
+    port = str(_free_port())
+    launch = {
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                     "--master_addr", "127.0.0.1", "--master_port", port],
+        "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                       "--main_process_port", port, "-m"],
+    }[launcher]
+    module = ["-m"] if launcher == "torchrun" else []
+    done = subprocess.run([*launch, *module, "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     loads = re.findall(r"\[process (\d)\] loaded (\S+) on cpu for (\d) job", done.stderr)

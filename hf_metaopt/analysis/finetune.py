@@ -33,6 +33,7 @@ training modes and config are as given, and no PEFT layer is left in it.
 from __future__ import annotations
 
 import copy
+import gc
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import PrinterCallback, Trainer, TrainingArguments
 
 from .layout import attention_layers, kv_parameter_names
 from .options import METHODS, AnalysisOptions
@@ -161,11 +163,39 @@ def _collate(batch: list[dict]) -> dict:
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
 
 
-def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool):
-    """The paper's regime as ``TrainingArguments``: plain SGD, constant rate, one epoch, batch 1, in order."""
-    from transformers import TrainingArguments
+class _OneDeviceArguments(TrainingArguments):
+    """``TrainingArguments`` that train on one device: no ``DataParallel`` over the other GPUs.
 
-    return TrainingArguments(
+    With several GPUs visible to one process, ``Trainer`` would wrap the model in
+    ``DataParallel``, whose replicas copy the tensors shared with the input model; the
+    finetuning trains the model where it is.
+    """
+
+    @property
+    def n_gpu(self) -> int:
+        return min(super().n_gpu, 1)
+
+
+class _ModelLossTrainer(Trainer):
+    """A ``Trainer`` whose loss is the model's own: its mean over the example's shifted labels.
+
+    Batch size 1, no accumulation. The default ``compute_loss`` passes the Trainer's token
+    count instead when the model accepts loss kwargs, which divides by one label too many for
+    models whose loss type transformers does not recognise (``GPT2LMHeadModel``), shrinking
+    every step by (N-1)/N. Overriding ``compute_loss`` (with ``loss_is_scaled_for_ga``) is the
+    extension point the ``Trainer`` documents.
+    """
+
+    loss_is_scaled_for_ga = False  # a per-batch mean
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+
+def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool) -> TrainingArguments:
+    """The paper's regime as ``TrainingArguments``: plain SGD, constant rate, one epoch, batch 1, in order, quiet."""
+    return _OneDeviceArguments(
         output_dir=output_dir,
         per_device_train_batch_size=1,
         gradient_accumulation_steps=1,
@@ -185,6 +215,7 @@ def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu
         logging_strategy="steps",
         logging_steps=1,
         logging_nan_inf_filter=False,
+        # log_level stays "passive": any other value would set transformers' verbosity for the whole process.
         eval_strategy="no",
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -193,38 +224,23 @@ def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu
     )
 
 
-def _release(trainer) -> None:
-    """Drop the references a ``Trainer`` keeps to the model, its optimizer and data (accelerate's too)."""
-    trainer.accelerator.free_memory()
-    for name in ("model", "model_wrapped", "optimizer", "lr_scheduler", "train_dataset"):
-        setattr(trainer, name, None)
-    handler = trainer.callback_handler
-    for name in ("model", "optimizer", "lr_scheduler", "train_dataloader", "eval_dataloader"):
-        setattr(handler, name, None)
-
-
 def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: AnalysisOptions, callbacks: Sequence) -> None:
-    """Train ``trained`` in place in the paper's regime; the ``Trainer`` keeps no reference afterwards."""
-    from transformers import PrinterCallback, Trainer
-
+    """Train ``trained`` in place in the paper's regime; nothing of the ``Trainer`` outlives the call."""
     on_cpu = all(p.device.type == "cpu" for p in trained.parameters())
     with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
         args = _training_arguments(out, options.learning_rate, options.seed, on_cpu)
-        trainer = Trainer(
+        trainer = _ModelLossTrainer(
             model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate, callbacks=list(callbacks)
         )
+        # The Trainer's documented way to drop a default callback: with disable_tqdm, PrinterCallback
+        # would print every step's log line to stdout; the losses reach LossRecorder instead.
+        trainer.remove_callback(PrinterCallback)
         try:
-            trainer.remove_callback(PrinterCallback)  # it prints the final log line to stdout
-            # Batch size 1, no accumulation: the model's own mean over its shifted labels is the loss. Passing
-            # the Trainer's token count instead divides by one label too many for models whose loss type
-            # transformers does not recognise (GPT2LMHeadModel), shrinking every step by (N-1)/N.
-            trainer.model_accepts_loss_kwargs = False
-            # One process, several GPUs: Trainer would wrap the model in DataParallel, whose replicas
-            # copy the tensors shared with the input model; the copy trains where the model is.
-            trainer.args._n_gpu = min(trainer.args.n_gpu, 1)
             trainer.train()
         finally:
-            _release(trainer)
+            trainer.accelerator.free_memory()  # accelerate's references to the prepared model and optimizer
+            del trainer
+            gc.collect()
     for p in trained.parameters():
         if p.requires_grad:  # only what trained has gradients; a frozen parameter's are left as they were
             p.grad = None

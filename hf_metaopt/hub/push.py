@@ -2,8 +2,9 @@
 
 Every push first completes a local folder (the checkpoint or the run folder, with its card as
 ``README.md`` written atomically), then sends it in ONE commit with ``HfApi.create_commit``.
-Transient failures (connection errors, 408/429/5xx) are retried with exponential backoff; 401, 403
-and 404 are not. Whatever fails, the local folder stays intact and the error
+Transient failures (connection errors, 408/429/5xx) are retried with huggingface_hub's own backoff
+(the defaults of ``huggingface_hub.utils.http_backoff``: its retried status codes, retries and
+waits), applied to the whole commit; 401, 403 and 404 are not. Whatever fails, the local folder stays intact and the error
 (:class:`HubPushError`) names the repo and the ``hf-metaopt push`` command that retries later.
 The token (``token=``, ``HF_TOKEN`` or the login cache, resolved by huggingface_hub) is scrubbed
 from every message we raise or log. Nothing outside the pushed folder is uploaded: a file that is a
@@ -21,6 +22,7 @@ merge it.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -33,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, get_token, hf_hub_download
-from huggingface_hub.errors import RemoteEntryNotFoundError
+from huggingface_hub.errors import HfHubHTTPError, HTTPError, RemoteEntryNotFoundError
+from huggingface_hub.utils import http_backoff
 
 from ..cache import cache_dir
 from ..fileio import atomic_write_json, atomic_write_text
@@ -46,18 +49,22 @@ __all__ = ["HubPushError", "RetryPolicy", "DEFAULT_RETRY", "push_model", "push_r
 # Serialisation formats that unpickle on load: never uploaded.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_HUB_BACKOFF = inspect.signature(http_backoff).parameters
+TRANSIENT_STATUS = frozenset(_HUB_BACKOFF["retry_on_status_codes"].default)
 REPORT_SUBFOLDER = "icl_analysis"
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff for transient failures: ``attempts`` tries in all, waiting
-    ``base_delay * 2**k`` seconds (at most ``max_delay``) before retry ``k + 1``."""
+    ``base_delay * 2**k`` seconds (at most ``max_delay``) before retry ``k + 1``.
 
-    attempts: int = 4
-    base_delay: float = 1.0
-    max_delay: float = 30.0
+    The defaults are huggingface_hub's (``http_backoff``: ``max_retries`` retries after the first
+    try, waits from ``base_wait_time`` doubling up to ``max_wait_time``)."""
+
+    attempts: int = 1 + _HUB_BACKOFF["max_retries"].default
+    base_delay: float = float(_HUB_BACKOFF["base_wait_time"].default)
+    max_delay: float = float(_HUB_BACKOFF["max_wait_time"].default)
 
     def __post_init__(self):
         if self.attempts < 1:
@@ -107,15 +114,18 @@ def _resolved_token(token: str | bool | None) -> str | None:
 
 
 def _network_cause(err: BaseException | None) -> BaseException | None:
-    """The HTTP error (with a response) or transport error behind ``err``, following its causes."""
-    import httpx2
+    """The HTTP error (with a response) or transport error behind ``err``, following its causes.
 
+    huggingface_hub raises :class:`~huggingface_hub.errors.HfHubHTTPError` for an answer with an
+    error status, and its HTTP client's ``HTTPError`` (the base class huggingface_hub's errors
+    derive from) for a request that got no answer.
+    """
     seen = set()
     while err is not None and id(err) not in seen:
         seen.add(id(err))
-        if getattr(getattr(err, "response", None), "status_code", None) is not None:
+        if isinstance(err, HfHubHTTPError) or getattr(getattr(err, "response", None), "status_code", None) is not None:
             return err
-        if isinstance(err, (httpx2.TransportError, ConnectionError, TimeoutError)):
+        if isinstance(err, (HTTPError, ConnectionError, TimeoutError)):
             return err
         err = err.__cause__ or err.__context__
     return None

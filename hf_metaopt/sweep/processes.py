@@ -1,31 +1,43 @@
 """The processes of a sweep: independent workers that ``accelerate launch`` / ``torchrun`` start.
 
-A sweep's processes are not one data-parallel job: each runs whole analyses of its own,
-and each analysis finetunes with a ``Trainer``, which wraps its model in
-``DistributedDataParallel`` when it sees the launcher's world (``RANK``, ``WORLD_SIZE``,
-``LOCAL_RANK``, ...), and in ``DataParallel`` when it sees several GPUs. So a worker reads
-its place in the world from the launcher's variables, then hides them, and keeps only its
-own GPU visible (the local process index-th; round robin when processes outnumber GPUs),
-before CUDA starts.
-The processes meet only at two barriers, through the launcher's key-value store.
+Launch lines (one worker per process; on a machine without GPUs accelerate's plain
+``--num_processes 2`` picks its single-process launcher, so name the multi-process one)::
+
+    accelerate launch --multi_gpu --num_processes 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
+    torchrun --nproc_per_node 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
+
+The launcher's world is the sweep's. accelerate's ``PartialState`` gives each process its
+place, its share of the pending jobs (``split_between_processes``: contiguous shares in grid
+order) and its device; the processes meet at two barriers (``wait_for_everyone``), on a gloo
+process group, so that processes may share a GPU. With several processes and ``device="auto"``
+each keeps one GPU visible before CUDA starts (the local process index-th, round robin when
+processes outnumber GPUs).
+
+A sweep's processes are not one data-parallel job: each runs whole analyses of its own, and
+each analysis finetunes with a ``Trainer``. ``TrainingArguments`` takes its world from the
+launcher's variables and offers no setting for one process inside a launched world (it would
+wrap the model in ``DistributedDataParallel`` and shard the demonstrations between the
+processes), so the jobs run inside :meth:`SweepProcesses.jobs`, which presents the variables of
+a one-process world (accelerate's ``patch_environment``) and restores the launcher's on exit.
 """
 
 from __future__ import annotations
 
-import datetime
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
-__all__ = ["ProcessLayout", "worker_process"]
+__all__ = ["ProcessLayout", "SweepProcesses", "launched_count"]
 
 T = TypeVar("T")
-# The variables that make accelerate (and so the Trainer) treat a process as one of a distributed job.
-_LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK", "ROLE_WORLD_SIZE")
 # Processes that finish early wait for the others' jobs, which take hours on large models.
-_WAIT = datetime.timedelta(days=7)
+_WAIT = timedelta(days=7)
+# The launcher's variables as a one-process world has them (LOCAL_RANK -1: not launched).
+_ONE_PROCESS = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "-1", "LOCAL_WORLD_SIZE": "1"}
 
 
 @dataclass(frozen=True)
@@ -37,85 +49,97 @@ class ProcessLayout:
     local_index: int = 0
     local_count: int = 1
 
-    @classmethod
-    def from_env(cls) -> "ProcessLayout":
-        """Read ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE`` (one process when unset)."""
-        count = int(os.environ.get("WORLD_SIZE", 1))
-        index = int(os.environ.get("RANK", 0))
-        local_index = int(os.environ.get("LOCAL_RANK", index))
-        return cls(index, count, local_index, int(os.environ.get("LOCAL_WORLD_SIZE", count)))
-
     @property
     def is_main(self) -> bool:
         return self.index == 0
 
-    def share(self, items: Sequence[T]) -> list[T]:
-        """This process's contiguous share of ``items``, as ``PartialState.split_between_processes`` splits them."""
-        per_process, extra = divmod(len(items), self.count)
-        start = self.index * per_process + min(self.index, extra)
-        return list(items[start : start + per_process + (1 if self.index < extra else 0)])
+
+def launched_count() -> int:
+    """How many processes the launcher started (``WORLD_SIZE``; 1 when not launched)."""
+    return int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _connect(layout: ProcessLayout):
-    """The launcher's store (torchrun's agent store, else one rank 0 hosts), under a prefix of our own."""
-    import torch.distributed as dist
-
-    store, _, _ = next(dist.rendezvous("env://", timeout=_WAIT))
-    attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
-    return dist.PrefixStore(f"hf-metaopt-sweep/{attempt}/", store)
-
-
-def _visible_gpus() -> list[str] | None:
-    """The GPUs this process may use, without starting CUDA (``None``: unknown)."""
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, counted without starting CUDA."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         return [d.strip() for d in visible.split(",") if d.strip()]
     import torch
 
-    if not torch.backends.cuda.is_built():
-        return []
-    count = getattr(torch.cuda, "_device_count_nvml", lambda: -1)()  # NVML: counting does not start CUDA
-    return [str(i) for i in range(count)] if count >= 0 else None
+    # NVML-based before CUDA starts: torch does not cache a count taken before then.
+    return [str(i) for i in range(torch.cuda.device_count())]
 
 
 def _pin_gpu(local_index: int) -> None:
     """Keep only this process's GPU visible: the ``local_index``-th, round robin when processes outnumber GPUs."""
     ids = _visible_gpus()
-    if ids == []:
-        return
-    os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_index % len(ids)] if ids else str(local_index)
+    if ids:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_index % len(ids)]
 
 
-@contextmanager
-def worker_process(layout: ProcessLayout, *, pin_gpu: bool = True) -> Iterator[Callable[[str], None]]:
-    """Make this process an independent worker for the block; yield ``barrier(name)`` over all processes.
+class SweepProcesses:
+    """The launcher's world as the sweep uses it: place, share of the jobs, device, barriers.
 
-    With several processes: connect to the launcher's store, hide the launcher's variables
-    (restored on exit) and, with ``pin_gpu``, keep only this process's GPU visible. Must run
-    before CUDA is initialised. With one process, nothing changes and the barrier does nothing.
+    Must be created before CUDA starts when several processes run with ``device="auto"``
+    (each keeps its own GPU). With one process, nothing is pinned and the barriers do nothing.
     """
-    if layout.count == 1:
-        yield lambda name: None
-        return
-    import torch
 
-    if pin_gpu and torch.cuda.is_initialized():
-        raise RuntimeError("CUDA started before the sweep could give each process its own GPU; start the sweep first.")
-    store = _connect(layout)
-    saved = {name: os.environ.pop(name) for name in _LAUNCHER_VARIABLES if name in os.environ}
-    saved_gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if pin_gpu:
-        _pin_gpu(layout.local_index)
+    def __init__(self, device: str = "auto"):
+        import torch
+        from accelerate import PartialState
 
-    def barrier(name: str) -> None:
-        store.set(f"{name}/{layout.index}", "1")
-        store.wait([f"{name}/{i}" for i in range(layout.count)], _WAIT)
+        several = launched_count() > 1
+        if several and device == "auto":
+            if torch.cuda.is_initialized():
+                raise RuntimeError("CUDA started before the sweep could give each process its own GPU; start the sweep first.")
+            _pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
+        cpu = device == "cpu" or not torch.accelerator.is_available()
+        self.state = PartialState(cpu=cpu, **({"backend": "gloo", "timeout": _WAIT} if several else {}))
+        self.layout = ProcessLayout(
+            self.state.process_index,
+            self.state.num_processes,
+            self.state.local_process_index,
+            int(os.environ.get("LOCAL_WORLD_SIZE", self.state.num_processes)),
+        )
+        self.device = self.state.device
 
-    try:
-        yield barrier
-    finally:
-        os.environ.update(saved)
-        if saved_gpus is None:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        else:
-            os.environ["CUDA_VISIBLE_DEVICES"] = saved_gpus
+    def share(self, items: Sequence[T]) -> list[T]:
+        """This process's contiguous share of ``items`` (``PartialState.split_between_processes``)."""
+        with self.state.split_between_processes(list(items)) as mine:
+            return list(mine)
+
+    def wait_for_everyone(self) -> None:
+        """Wait until every process of the sweep gets here."""
+        if self.layout.count > 1:
+            # accelerate's state may since have been re-made by a job's one-process Trainer
+            # (TrainingArguments resets it): the sweep's world is the process group it opened.
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    @contextmanager
+    def jobs(self) -> Iterator[None]:
+        """Run the block's analyses as one-process trainings: the launcher's variables are restored on exit."""
+        if self.layout.count == 1:
+            yield
+            return
+        from accelerate.utils import patch_environment
+
+        # TrainingArguments warns that the sweep's process group is not used for DDP, as intended here.
+        logger = logging.getLogger("transformers.training_args")
+        quiet = _WithoutMessage("parallel_mode != ParallelMode.DISTRIBUTED")
+        logger.addFilter(quiet)
+        try:
+            with patch_environment(**_ONE_PROCESS):
+                yield
+        finally:
+            logger.removeFilter(quiet)
+
+
+class _WithoutMessage(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()

@@ -2,10 +2,10 @@
 
 Every process validates the whole grid (:func:`~hf_metaopt.sweep.grid.plan_sweep`) and
 lists the jobs whose run folders are not complete; once all have listed them, the pending
-jobs are split between the processes in grid order (contiguous shares, as
-``PartialState.split_between_processes`` splits), so each process loads each of its models
-once and runs that model's jobs one after another. The processes are independent workers
-(:mod:`.processes`). Each job reserves its run folder (:class:`~hf_metaopt.runs.RunFolder`)
+jobs are split between the processes in grid order (contiguous shares,
+``PartialState.split_between_processes``), so each process loads each of its models once, on
+the device accelerate gives it, and runs that model's jobs one after another. The processes
+are independent workers (:mod:`.processes`, which also gives the launch lines). Each job reserves its run folder (:class:`~hf_metaopt.runs.RunFolder`)
 and writes it atomically, so a sweep killed at any point resumes with the jobs it had not
 finished. When every process is done, the main process writes ``summary.json``,
 ``summary.md`` and ``summary.png`` into ``output_dir``.
@@ -29,7 +29,7 @@ from ..runs import RunFolder, RunFolderBusy
 from .config import SweepArguments
 from .grid import Job, SweepPlan, plan_sweep
 from .plot import plot
-from .processes import ProcessLayout, worker_process
+from .processes import ProcessLayout, SweepProcesses, launched_count
 from .progress import GridProgress
 from .summary import summarize
 from .table import to_markdown
@@ -52,26 +52,32 @@ def run_sweep(args: SweepArguments, shared: Any) -> dict | None:
     Raises:
         ValueError, FileNotFoundError: the configuration is invalid (before any model loads).
     """
-    layout = ProcessLayout.from_env()
-    if layout.count > 1 and args.device not in ("auto", "cpu"):
+    if launched_count() > 1 and args.device not in ("auto", "cpu"):
         raise ValueError(f"`device` {args.device!r}: with several processes use auto (each process gets its own GPU) or cpu.")
     plan = plan_sweep(args, shared)
+    processes = SweepProcesses(args.device)
+    layout = processes.layout
     if layout.is_main:
         for note in plan.notes:
             _log(layout, f"note: {note}")
-    with worker_process(layout, pin_gpu=args.device == "auto") as barrier:
-        todo = plan.pending()
-        barrier("listed")  # every process lists the same finished folders before any job writes one
-        if layout.is_main:
-            done = len(plan.jobs) - len(todo)
-            _log(layout, f"sweep: {len(plan.jobs)} jobs, {done} already done, {len(todo)} to run on {layout.count} process(es)")
-        try:
-            run_jobs(plan, layout.share(todo), layout)
-        except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the finished run folders stay, a rerun resumes
-            err.add_note(_kept(plan))
-            raise
-        barrier("finished")
+    todo = plan.pending()
+    processes.wait_for_everyone()  # every process lists the same finished folders before any job writes one
+    if layout.is_main:
+        done = len(plan.jobs) - len(todo)
+        _log(layout, f"sweep: {len(plan.jobs)} jobs, {done} already done, {len(todo)} to run on {layout.count} process(es)")
+    try:
+        with processes.jobs():
+            run_jobs(plan, processes.share(todo), layout, device=_device_name(args.device, processes))
+    except KeyboardInterrupt as err:  # Ctrl-C or SIGTERM: the finished run folders stay, a rerun resumes
+        err.add_note(_kept(plan))
+        raise
+    processes.wait_for_everyone()
     return write_summary(plan) if layout.is_main else None
+
+
+def _device_name(requested: str, processes: SweepProcesses) -> str:
+    """The device models load on: as requested with one process; with several, the one accelerate gives this process."""
+    return requested if processes.layout.count == 1 else str(processes.device)
 
 
 def _kept(plan: SweepPlan) -> str:
@@ -101,26 +107,15 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _check_one_gpu(layout: ProcessLayout) -> None:
-    import torch
-
-    if layout.count > 1 and torch.cuda.is_available() and torch.cuda.device_count() > 1:
-        raise RuntimeError(
-            f"process {layout.index} sees {torch.cuda.device_count()} GPUs: CUDA started before the sweep "
-            "gave it its own; start the sweep before anything uses CUDA."
-        )
-
-
-def run_jobs(plan: SweepPlan, jobs: list[Job], layout: ProcessLayout = ProcessLayout()) -> None:
-    """Run ``jobs`` in this process: each model loaded once, its jobs one after another."""
+def run_jobs(plan: SweepPlan, jobs: list[Job], layout: ProcessLayout = ProcessLayout(), *, device: str | None = None) -> None:
+    """Run ``jobs`` in this process: each model loaded once (on ``device``, default the sweep's), its jobs one after another."""
     args = plan.args
     with GridProgress(len(jobs), layout.local_index, layout.local_count, enabled=args.progress) as bar:
         for model, model_jobs in _by_model(jobs).items():
             left = _not_taken(plan, model_jobs, layout, bar)  # another sweep on this output_dir may have run some
             if not left:
                 continue
-            loaded = load_model(ModelArguments(model=model, dtype=args.dtype, device=args.device))
-            _check_one_gpu(layout)
+            loaded = load_model(ModelArguments(model=model, dtype=args.dtype, device=device or args.device))
             _log(layout, f"loaded {model} on {loaded.model.device} for {len(left)} job(s)")
             for job in left:
                 bar.job(job.relative_path.as_posix())
