@@ -109,9 +109,7 @@ def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
         probs /= probs.sum(axis=-1, keepdims=True)
         np.testing.assert_allclose(probs, attn, atol=1e-5)
     # Finetuning moved K/V, but the model itself is untouched.
-    assert np.all(result.dw_ft_norm > 0)
-    assert np.all(np.abs(result.cos_icl_ft) <= 1.0)
-    assert np.all(np.abs(result.cos_icl_zsl) <= 1.0) and np.all(result.w_zsl_norm > 0)
+    assert np.all(result.dw_ft_norm > 0) and np.all(result.w_zsl_norm > 0)
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     as_dict = json.loads(json.dumps(result.to_dict()))
@@ -120,28 +118,25 @@ def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
 
 
 def test_dw_ft_is_a_gradient_step(tiny_tokenizer):
-    # One demonstration = one SGD step; for small learning rates dW_FT is linear in it.
+    # One demonstration = one SGD step; for small learning rates dW_FT is linear in it. The step is
+    # the analysis's finetuning, in the model's float32: at 1e-3 its rounding (~1e-5 of the update)
+    # and the second-order term (~1e-4) both stay below the tolerances.
     model = _gpt2()
-    small = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=1e-6)
-    double = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=2e-6)
+    small = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=1e-3)
+    double = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=2e-3)
     np.testing.assert_allclose(double.dw_ft_norm / small.dw_ft_norm, 2.0, rtol=1e-3)
-    np.testing.assert_allclose(double.cos_icl_ft, small.cos_icl_ft, atol=1e-4)
+    np.testing.assert_allclose(double.cos_icl_ft, small.cos_icl_ft, atol=2e-4)
     # dW_ICL does not depend on the learning rate.
     np.testing.assert_array_equal(double.dw_icl_norm, small.dw_icl_norm)
 
 
-@pytest.mark.parametrize("build", [_gpt2, _llama], ids=["gpt2-fused", "llama-separate"])
-def test_sgd_pass_matches_torch_sgd_on_kv_only(build, tiny_tokenizer):
-    model = build().eval()  # no dropout: both passes must see the same function
-    attns = dual_form._attention_modules(model)
-    ids = [tiny_tokenizer(d)["input_ids"] for d in DEMOS]
-    got = dual_form._sgd_kv(model, attns, ids, 0.05, torch.device("cpu"))
-
+def _torch_sgd_on_kv(model, ids: list[list[int]], learning_rate: float):
+    """A copy of ``model`` after plain ``torch.optim.SGD`` on K/V only (GPT-2's Q columns masked), one step per example."""
     ref = copy.deepcopy(model)
     for p in ref.parameters():
         p.requires_grad_(False)
     params = []
-    for name, module in ref.named_modules():
+    for module in ref.modules():
         if hasattr(module, "c_attn"):
             w, b = module.c_attn.weight, module.c_attn.bias
             d = w.shape[0]
@@ -155,17 +150,71 @@ def test_sgd_pass_matches_torch_sgd_on_kv_only(build, tiny_tokenizer):
             for t in (module.k_proj.weight, module.k_proj.bias, module.v_proj.weight, module.v_proj.bias):
                 t.requires_grad_(True)
                 params.append(t)
-    opt = torch.optim.SGD(params, lr=0.05)
+    opt = torch.optim.SGD(params, lr=learning_rate)
     for x in ids:
         opt.zero_grad()
         inputs = torch.tensor([x])
         ref(input_ids=inputs, labels=inputs).loss.backward()
         opt.step()
+    return ref.eval()
 
-    for a, new in zip(dual_form._attention_modules(ref), got):
-        expected = a.weights()
-        for key in ("k_w", "k_b", "v_w", "v_b"):
-            torch.testing.assert_close(new[key].float(), expected[key], rtol=1e-5, atol=1e-6)
+
+def _kv_heads(attn, x, rope, n_heads):
+    """Per-head keys (RoPE applied, as the model applies it) and values ``[H, T, d]`` of ``attn`` at inputs ``x``."""
+    from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
+
+    with torch.no_grad():
+        if hasattr(attn, "c_attn"):
+            _, k, v = attn.c_attn(x).split(x.shape[-1], dim=-1)
+        else:
+            k, v = attn.k_proj(x), attn.v_proj(x)
+    d = attn.head_dim
+    k, v = (t.view(t.shape[0], -1, d).transpose(0, 1).double() for t in (k, v))  # [kv heads, T, d]
+    if rope is not None:
+        cos, sin = rope
+        k, _ = apply_rotary_pos_emb(k[None], k[None], cos.double(), sin.double())
+        k = k[0]
+    return k.repeat_interleave(n_heads // k.shape[0], dim=0), v.repeat_interleave(n_heads // v.shape[0], dim=0)
+
+
+@pytest.mark.parametrize("build", [_gpt2, _llama], ids=["gpt2-fused", "llama-separate"])
+def test_dw_ft_and_its_cosine_with_dw_icl_by_hand(build, tiny_tokenizer):
+    # By hand: torch SGD on K/V, then dW_FT = sum_j v~_j k~_j^T - sum_j v_j k_j^T over the query tokens'
+    # inputs, dW_ICL = sum_i v_i k_i^T over the demonstration tokens', and their Frobenius cosine per head.
+    model = build()
+    for m in model.modules():  # no dropout: the Trainer's training pass and the reference see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.eval()
+    result = dual_form_check(model, tiny_tokenizer, DEMOS, QUERY, learning_rate=0.05)
+    ref = _torch_sgd_on_kv(model, [tiny_tokenizer(d)["input_ids"] for d in DEMOS], 0.05)
+
+    ids = tiny_tokenizer("\n".join(DEMOS) + "\n")["input_ids"] + tiny_tokenizer(QUERY, add_special_tokens=False)["input_ids"]
+    attns = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
+    inputs = {}
+
+    def keep_inputs(module, args, kwargs):
+        inputs[module] = (args[0] if args else kwargs["hidden_states"], kwargs.get("position_embeddings"))
+
+    hooks = [a.register_forward_pre_hook(keep_inputs, with_kwargs=True) for a in attns]
+    with torch.no_grad():
+        model(input_ids=torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    ref_attns = [m for m in ref.modules() if type(m).__name__.endswith("Attention")]
+    n = result.n_demo_tokens
+    heads = model.config.num_attention_heads
+    for layer, (attn, tuned) in enumerate(zip(attns, ref_attns)):
+        x, rope = inputs[attn]
+        k0, v0 = _kv_heads(attn, x[0], rope, heads)  # original projections, every token
+        k1, v1 = _kv_heads(tuned, x[0, n:], None if rope is None else (rope[0][:, n:], rope[1][:, n:]), heads)
+        w_zsl = torch.einsum("htv,htk->hvk", v0[:, n:], k0[:, n:])
+        dw_ft = (torch.einsum("htv,htk->hvk", v1, k1) - w_zsl).flatten(1)
+        dw_icl = torch.einsum("htv,htk->hvk", v0[:, :n], k0[:, :n]).flatten(1)
+        cos = (dw_icl * dw_ft).sum(-1) / (dw_icl.norm(dim=-1) * dw_ft.norm(dim=-1))
+        np.testing.assert_allclose(result.dw_ft_norm[layer], dw_ft.norm(dim=-1).numpy(), rtol=1e-4)
+        np.testing.assert_allclose(result.dw_icl_norm[layer], dw_icl.norm(dim=-1).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(result.cos_icl_ft[layer], cos.numpy(), atol=1e-4)
 
 
 def test_bad_input(tiny_tokenizer):
