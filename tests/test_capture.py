@@ -98,8 +98,12 @@ def test_unsupported_architecture_is_named():
         AttentionRecorder(torch.nn.Sequential(torch.nn.Linear(4, 4)))
 
 
-def _hooks(model):
-    return sum(len(m._forward_hooks) for m in model.modules())
+def _left_behind(recorder) -> bool:
+    """Whether any of the recorder's attention function or output hooks still runs outside its block."""
+    with recorder.reading([RowSpec(position=6, own=(0, 7))] * 2), torch.no_grad():
+        recorder.model(input_ids=IDS)
+    out = recorder.pop()
+    return out["query"] is not None or out["output"] is not None
 
 
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
@@ -108,11 +112,11 @@ def test_attention_implementation_is_restored_after_the_block_and_after_an_excep
     recorder = AttentionRecorder(model)
     with recorder.recording():
         assert model.config._attn_implementation != impl  # switched to the recorder's own implementation
-    assert model.config._attn_implementation == impl and _hooks(model) == 0
+    assert model.config._attn_implementation == impl and not _left_behind(recorder)
     with pytest.raises(KeyError, match="inside"):
         with recorder.recording(), recorder.reading([RowSpec(position=6, own=(0, 7))] * 2):
             raise KeyError("inside")
-    assert model.config._attn_implementation == impl and _hooks(model) == 0
+    assert model.config._attn_implementation == impl and not _left_behind(recorder)
     with recorder.recording(), recorder.reading([RowSpec(position=6, own=(0, 7))] * 2), torch.no_grad():
         model(input_ids=IDS)  # usable again after the exception, its rows read afresh
     assert recorder.pop()["own"][0].shape == (2, 4, 7)
@@ -144,7 +148,8 @@ def test_nested_and_consecutive_captures_record_the_same(arch, impl):
     with outer.recording(), outer.reading(rows):  # another recorder inside: both see every layer's call
         nested_logits, nested = _record(inner, rows)
     from_outer = outer.pop()
-    assert model.config._attn_implementation == impl and _hooks(model) == 0
+    assert model.config._attn_implementation == impl
+    assert not _left_behind(outer) and not _left_behind(inner)
     for logits in (first_logits, again_logits, nested_logits):
         assert torch.allclose(logits, plain, atol=1e-6)
     for rec in (again, nested, from_outer):
@@ -164,3 +169,17 @@ def test_recorders_on_two_models_nest_without_mixing():
         inside = _record(rec_b, rows)[1]
     assert torch.equal(inside["query"], alone["query"]) and rec_a.pop()["query"].shape == (2, 2, 4, 8)
     assert a.config._attn_implementation == "sdpa" and b.config._attn_implementation == "eager"
+
+
+def test_names_of_recorders_gone_are_reused():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model = llama("sdpa")
+    for _ in range(2):  # warm: the names the first recorders free
+        with AttentionRecorder(model).recording():
+            pass
+    registered = len(ALL_ATTENTION_FUNCTIONS)
+    for _ in range(5):
+        with AttentionRecorder(model).recording():
+            pass
+    assert len(ALL_ATTENTION_FUNCTIONS) == registered

@@ -37,6 +37,7 @@ from __future__ import annotations
 import functools
 import importlib
 import itertools
+import threading
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -54,6 +55,10 @@ from .layout import UnsupportedArchitectureError, attention_layers
 __all__ = ["AttentionRecorder", "NonFiniteError", "RowSpec", "UnsupportedArchitectureError", "check_finite"]
 
 _NAMES = itertools.count()  # next() on a count is atomic: every recorder's names are unique, across threads too
+# Names of recorders that no longer exist, for the next recorder: transformers keeps every registered
+# name, so reusing them bounds its registry by the recorders alive at once, not by all ever made.
+_FREE_NAMES: list[str] = []
+_FREE_LOCK = threading.Lock()
 _LOAD_SDPA = "load the model with attn_implementation='sdpa' (or call model.set_attn_implementation('sdpa'))"
 # Arguments of attention functions that leave the pre-softmax score of every attended key as
 # ``scaling * q.k``: transformers' generic kwargs, plus dropout, windows (read from the mask),
@@ -115,6 +120,11 @@ def _recording_attention(recorder_ref, implementation: str, module, query, key, 
         recorder._on_attention(module, query, key, attention_mask, kwargs)
     attend = _eager_attention(module) if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
     return attend(module, query, key, value, attention_mask, **kwargs)
+
+
+def _release_names(names: dict[str, str]) -> None:
+    with _FREE_LOCK:
+        _FREE_NAMES.extend(names.values())
 
 
 def _implementations(config) -> dict:
@@ -331,19 +341,23 @@ class AttentionRecorder:
 
     # ---------------------------------------------------------------- context
     def _name_for(self, implementation: str) -> str:
-        """This recorder's registered attention name standing for ``implementation`` (registered once)."""
+        """This recorder's attention name standing for ``implementation``, (re)registered with its mask function."""
+        if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+            raise UnsupportedArchitectureError(
+                f"attention implementation {implementation!r} has no mask function in transformers' "
+                f"AttentionMaskInterface, so its masks cannot be reproduced; {_LOAD_SDPA}."
+            )
         name = self._names.get(implementation)
         if name is None:
-            if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
-                raise UnsupportedArchitectureError(
-                    f"attention implementation {implementation!r} has no mask function in transformers' "
-                    f"AttentionMaskInterface, so its masks cannot be reproduced; {_LOAD_SDPA}."
-                )
             # No 'sdpa'/'flash'/'flex' in the name: transformers runs those implementations' own checks on such names.
-            name = f"hf_metaopt_capture_{next(_NAMES)}"
-            AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[implementation])
-            AttentionInterface.register(name, functools.partial(_recording_attention, weakref.ref(self), implementation))
+            with _FREE_LOCK:
+                name = _FREE_NAMES.pop() if _FREE_NAMES else f"hf_metaopt_capture_{next(_NAMES)}"
+            if not self._names:
+                weakref.finalize(self, _release_names, self._names)  # the dict itself: names added later too
             self._names[implementation] = name
+        # Registered at every recording: ``implementation`` may be another recorder's reused name since the last one.
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[implementation])
+        AttentionInterface.register(name, functools.partial(_recording_attention, weakref.ref(self), implementation))
         return name
 
     def _switch(self, models: list[PreTrainedModel], trees: list[dict]) -> None:
