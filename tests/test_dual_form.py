@@ -10,7 +10,6 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
-from hf_metaopt.analysis import dual_form
 from hf_metaopt.analysis.dual_form import dual_form_check, linear_attention_dual
 
 DEMOS = [
