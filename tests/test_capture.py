@@ -96,3 +96,90 @@ def test_training_pass_records_every_token_query():
 def test_unsupported_architecture_is_named():
     with pytest.raises(UnsupportedArchitectureError, match="q_proj/k_proj/v_proj"):
         AttentionRecorder(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
+def _left_behind(recorder) -> bool:
+    """Whether any of the recorder's attention function or output hooks still runs outside its block."""
+    with recorder.reading([RowSpec(position=6, own=(0, 7))] * 2), torch.no_grad():
+        recorder.model(input_ids=IDS)
+    out = recorder.pop()
+    return out["query"] is not None or out["output"] is not None
+
+
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_attention_implementation_is_restored_after_the_block_and_after_an_exception(impl):
+    model = llama(impl)
+    recorder = AttentionRecorder(model)
+    with recorder.recording():
+        assert model.config._attn_implementation != impl  # switched to the recorder's own implementation
+    assert model.config._attn_implementation == impl and not _left_behind(recorder)
+    with pytest.raises(KeyError, match="inside"):
+        with recorder.recording(), recorder.reading([RowSpec(position=6, own=(0, 7))] * 2):
+            raise KeyError("inside")
+    assert model.config._attn_implementation == impl and not _left_behind(recorder)
+    with recorder.recording(), recorder.reading([RowSpec(position=6, own=(0, 7))] * 2), torch.no_grad():
+        model(input_ids=IDS)  # usable again after the exception, its rows read afresh
+    assert recorder.pop()["own"][0].shape == (2, 4, 7)
+
+
+def test_a_recorder_cannot_be_entered_twice_at_once():
+    recorder = AttentionRecorder(llama("sdpa"))
+    with recorder.recording(), pytest.raises(RuntimeError, match="already recording"):
+        with recorder.recording():
+            pass
+
+
+def _record(recorder, rows):
+    with recorder.recording(), recorder.reading(rows), torch.no_grad():
+        logits = recorder.model(input_ids=IDS).logits
+    return logits, recorder.pop()
+
+
+@pytest.mark.parametrize("arch", sorted(BUILDERS))
+@pytest.mark.parametrize("impl", ["eager", "sdpa"])
+def test_nested_and_consecutive_captures_record_the_same(arch, impl):
+    model = BUILDERS[arch](impl)
+    rows = [RowSpec(position=6, own=(0, 7), demo=[1, 2]), RowSpec(position=4, own=(2, 5), demo=[0, 3])]
+    with torch.no_grad():
+        plain = model(input_ids=IDS).logits
+    outer, inner = AttentionRecorder(model), AttentionRecorder(model)
+    first_logits, first = _record(outer, rows)
+    again_logits, again = _record(outer, rows)  # the same recorder, a second time
+    with outer.recording(), outer.reading(rows):  # another recorder inside: both see every layer's call
+        nested_logits, nested = _record(inner, rows)
+    from_outer = outer.pop()
+    assert model.config._attn_implementation == impl
+    assert not _left_behind(outer) and not _left_behind(inner)
+    for logits in (first_logits, again_logits, nested_logits):
+        assert torch.allclose(logits, plain, atol=1e-6)
+    for rec in (again, nested, from_outer):
+        for key in ("query", "output", "demo", "demo_visible", "scaling"):
+            assert torch.equal(rec[key], first[key]), key
+        for key in ("own", "own_visible"):
+            assert all(torch.equal(a, b) for a, b in zip(rec[key], first[key])), key
+
+
+def test_recorders_on_two_models_nest_without_mixing():
+    a, b = llama("sdpa"), gpt2("eager")
+    rec_a, rec_b = AttentionRecorder(a), AttentionRecorder(b)
+    rows = [RowSpec(position=6, own=(0, 7)), RowSpec(position=4, own=(2, 5))]
+    alone = _record(rec_b, rows)[1]
+    with rec_a.recording(), rec_a.reading(rows), torch.no_grad():
+        a(input_ids=IDS)
+        inside = _record(rec_b, rows)[1]
+    assert torch.equal(inside["query"], alone["query"]) and rec_a.pop()["query"].shape == (2, 2, 4, 8)
+    assert a.config._attn_implementation == "sdpa" and b.config._attn_implementation == "eager"
+
+
+def test_names_of_recorders_gone_are_reused():
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    model = llama("sdpa")
+    for _ in range(2):  # warm: the names the first recorders free
+        with AttentionRecorder(model).recording():
+            pass
+    registered = len(ALL_ATTENTION_FUNCTIONS)
+    for _ in range(5):
+        with AttentionRecorder(model).recording():
+            pass
+    assert len(ALL_ATTENTION_FUNCTIONS) == registered

@@ -117,18 +117,20 @@ def test_identity_holds_and_scores_are_the_models(build, tiny_tokenizer):
 
 
 def test_dw_ft_is_a_gradient_step(tiny_tokenizer):
-    # One demonstration = one SGD step; for small learning rates dW_FT is linear in it.
+    # One demonstration = one SGD step; for small learning rates dW_FT is linear in it. The step is
+    # the analysis's finetuning, in the model's float32: at 1e-3 its rounding (~1e-5 of the update)
+    # and the second-order term (~1e-4) both stay below the tolerances.
     model = _gpt2()
-    small = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=1e-6)
-    double = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=2e-6)
+    small = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=1e-3)
+    double = dual_form_check(model, tiny_tokenizer, DEMOS[0], QUERY, learning_rate=2e-3)
     np.testing.assert_allclose(double.dw_ft_norm / small.dw_ft_norm, 2.0, rtol=1e-3)
-    np.testing.assert_allclose(double.cos_icl_ft, small.cos_icl_ft, atol=1e-4)
+    np.testing.assert_allclose(double.cos_icl_ft, small.cos_icl_ft, atol=2e-4)
     # dW_ICL does not depend on the learning rate.
     np.testing.assert_array_equal(double.dw_icl_norm, small.dw_icl_norm)
 
 
-def _kv_sgd_copy(model, demo_ids, learning_rate):
-    """A copy finetuned by torch's SGD (batch 1, in order) on the key and value projections only."""
+def _torch_sgd_on_kv(model, ids: list[list[int]], learning_rate: float):
+    """A copy of ``model`` after plain ``torch.optim.SGD`` on K/V only (GPT-2's Q columns masked), one step per example."""
     ref = copy.deepcopy(model)
     for p in ref.parameters():
         p.requires_grad_(False)
@@ -148,7 +150,7 @@ def _kv_sgd_copy(model, demo_ids, learning_rate):
                 t.requires_grad_(True)
                 params.append(t)
     opt = torch.optim.SGD(params, lr=learning_rate)
-    for x in demo_ids:
+    for x in ids:
         opt.zero_grad()
         inputs = torch.tensor([x])
         ref(input_ids=inputs, labels=inputs).loss.backward()
@@ -156,67 +158,62 @@ def _kv_sgd_copy(model, demo_ids, learning_rate):
     return ref.eval()
 
 
-def _keys_values_query(model, layer, x, position_ids):
-    """Per query head: keys [H, T, d] (after RoPE), values [H, T, d], the last token's query [H, d], in float64."""
-    x = x.double()
-    if hasattr(model, "transformer"):  # GPT-2: fused Conv1D c_attn, x @ W + b, no RoPE
-        attn = model.transformer.h[layer].attn
-        q, k, v = (x @ attn.c_attn.weight.double() + attn.c_attn.bias.double()).split(model.config.n_embd, dim=-1)
-        heads = model.config.n_head
-        q, k, v = (t.view(t.shape[0], heads, -1).transpose(0, 1) for t in (q, k, v))
-        return k, v, q[:, -1]
+def _kv_heads(attn, x, rope, n_heads):
+    """Per-head keys (RoPE applied, as the model applies it) and values ``[H, T, d]`` of ``attn`` at inputs ``x``."""
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb
 
-    attn = model.model.layers[layer].self_attn
-    proj = lambda lin: x @ lin.weight.double().T + lin.bias.double()  # noqa: E731
-    cfg = model.config
-    head_dim = cfg.hidden_size // cfg.num_attention_heads
-    q = proj(attn.q_proj).view(-1, cfg.num_attention_heads, head_dim).transpose(0, 1)[None]
-    k = proj(attn.k_proj).view(-1, cfg.num_key_value_heads, head_dim).transpose(0, 1)[None]
-    v = proj(attn.v_proj).view(-1, cfg.num_key_value_heads, head_dim).transpose(0, 1)
-    cos, sin = model.model.rotary_emb(x[None].float(), position_ids)
-    q, k = apply_rotary_pos_emb(q, k, cos.double(), sin.double())
-    group = cfg.num_attention_heads // cfg.num_key_value_heads
-    return k[0].repeat_interleave(group, 0), v.repeat_interleave(group, 0), q[0, :, -1]
-
-
-def _frobenius_cos(a, b):
-    return float((a * b).sum() / (a.norm() * b.norm()))
-
-
-@pytest.mark.parametrize("build", [_gpt2, _llama], ids=["gpt2-fused", "llama-gqa-rope"])
-def test_update_matrices_match_a_hand_computation(build, tiny_tokenizer):
-    """dW_ICL, W_ZSL, dW_FT and their cosines by hand from docs/analysis.md ("The dual form"): the keys and values of
-    the layer's real attention inputs, dW_FT from a copy finetuned by torch's SGD on K/V only."""
-    model = build().eval()
-    lr = 0.05
-    result = dual_form_check(model, tiny_tokenizer, DEMOS, QUERY, learning_rate=lr)
-    prefix = tiny_tokenizer("\n".join(DEMOS) + "\n")["input_ids"]
-    ids = prefix + tiny_tokenizer(QUERY, add_special_tokens=False)["input_ids"]
-    n = len(prefix)
-    tuned = _kv_sgd_copy(model, [tiny_tokenizer(d)["input_ids"] for d in DEMOS], lr)
-    position_ids = torch.arange(len(ids))[None]
     with torch.no_grad():
-        hidden = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states
-        blocks = model.transformer.h if hasattr(model, "transformer") else model.model.layers
-        for layer, block in enumerate(blocks):
-            norm = block.ln_1 if hasattr(block, "ln_1") else block.input_layernorm
-            x = norm(hidden[layer][0])  # the attention inputs of the ICL pass, shared by both sides
-            k, v, q = _keys_values_query(model, layer, x, position_ids)
-            k_ft, v_ft, _ = _keys_values_query(tuned, layer, x, position_ids)
-            for head in range(k.shape[0]):
-                dw_icl = v[head, :n].T @ k[head, :n]  # sum_i v'_i k'_i^T
-                w_zsl = v[head, n:].T @ k[head, n:]
-                dw_ft = v_ft[head, n:].T @ k_ft[head, n:] - w_zsl
-                assert result.dw_icl_norm[layer, head] == pytest.approx(float(dw_icl.norm()), rel=1e-6)
-                assert result.w_zsl_norm[layer, head] == pytest.approx(float(w_zsl.norm()), rel=1e-6)
-                assert result.dw_ft_norm[layer, head] == pytest.approx(float(dw_ft.norm()), rel=1e-3)
-                assert result.cos_icl_ft[layer, head] == pytest.approx(_frobenius_cos(dw_icl, dw_ft), abs=1e-3)
-                assert result.cos_icl_zsl[layer, head] == pytest.approx(_frobenius_cos(dw_icl, w_zsl), abs=1e-6)
-                f_icl = v[head].T @ (k[head] @ q[head])  # relaxed linear attention over [X'; X]
-                torch.testing.assert_close((w_zsl + dw_icl) @ q[head], f_icl)
-    # finetuning moved K/V in a direction neither parallel nor opposite to ICL's update in every head
-    assert not np.allclose(np.abs(result.cos_icl_ft), 1.0)
+        if hasattr(attn, "c_attn"):
+            _, k, v = attn.c_attn(x).split(x.shape[-1], dim=-1)
+        else:
+            k, v = attn.k_proj(x), attn.v_proj(x)
+    d = attn.head_dim
+    k, v = (t.view(t.shape[0], -1, d).transpose(0, 1).double() for t in (k, v))  # [kv heads, T, d]
+    if rope is not None:
+        cos, sin = rope
+        k, _ = apply_rotary_pos_emb(k[None], k[None], cos.double(), sin.double())
+        k = k[0]
+    return k.repeat_interleave(n_heads // k.shape[0], dim=0), v.repeat_interleave(n_heads // v.shape[0], dim=0)
+
+
+@pytest.mark.parametrize("build", [_gpt2, _llama], ids=["gpt2-fused", "llama-separate"])
+def test_dw_ft_and_its_cosine_with_dw_icl_by_hand(build, tiny_tokenizer):
+    # By hand: torch SGD on K/V, then dW_FT = sum_j v~_j k~_j^T - sum_j v_j k_j^T over the query tokens'
+    # inputs, dW_ICL = sum_i v_i k_i^T over the demonstration tokens', and their Frobenius cosine per head.
+    model = build()
+    for m in model.modules():  # no dropout: the Trainer's training pass and the reference see the same function
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    model.eval()
+    result = dual_form_check(model, tiny_tokenizer, DEMOS, QUERY, learning_rate=0.05)
+    ref = _torch_sgd_on_kv(model, [tiny_tokenizer(d)["input_ids"] for d in DEMOS], 0.05)
+
+    ids = tiny_tokenizer("\n".join(DEMOS) + "\n")["input_ids"] + tiny_tokenizer(QUERY, add_special_tokens=False)["input_ids"]
+    attns = [m for m in model.modules() if type(m).__name__.endswith("Attention")]
+    inputs = {}
+
+    def keep_inputs(module, args, kwargs):
+        inputs[module] = (args[0] if args else kwargs["hidden_states"], kwargs.get("position_embeddings"))
+
+    hooks = [a.register_forward_pre_hook(keep_inputs, with_kwargs=True) for a in attns]
+    with torch.no_grad():
+        model(input_ids=torch.tensor([ids]))
+    for h in hooks:
+        h.remove()
+    ref_attns = [m for m in ref.modules() if type(m).__name__.endswith("Attention")]
+    n = result.n_demo_tokens
+    heads = model.config.num_attention_heads
+    for layer, (attn, tuned) in enumerate(zip(attns, ref_attns)):
+        x, rope = inputs[attn]
+        k0, v0 = _kv_heads(attn, x[0], rope, heads)  # original projections, every token
+        k1, v1 = _kv_heads(tuned, x[0, n:], None if rope is None else (rope[0][:, n:], rope[1][:, n:]), heads)
+        w_zsl = torch.einsum("htv,htk->hvk", v0[:, n:], k0[:, n:])
+        dw_ft = (torch.einsum("htv,htk->hvk", v1, k1) - w_zsl).flatten(1)
+        dw_icl = torch.einsum("htv,htk->hvk", v0[:, :n], k0[:, :n]).flatten(1)
+        cos = (dw_icl * dw_ft).sum(-1) / (dw_icl.norm(dim=-1) * dw_ft.norm(dim=-1))
+        np.testing.assert_allclose(result.dw_ft_norm[layer], dw_ft.norm(dim=-1).numpy(), rtol=1e-4)
+        np.testing.assert_allclose(result.dw_icl_norm[layer], dw_icl.norm(dim=-1).numpy(), rtol=1e-6)
+        np.testing.assert_allclose(result.cos_icl_ft[layer], cos.numpy(), atol=1e-4)
 
 
 def test_bad_input(tiny_tokenizer):

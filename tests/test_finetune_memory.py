@@ -235,6 +235,7 @@ def snapshot(model) -> dict:
         "training": {n: m.training for n, m in model.named_modules()},
         "types": {n: type(m) for n, m in model.named_modules()},
         "config": model.config.to_dict(),
+        "attn_implementation": model.config._attn_implementation,  # the capture's switch is undone
     }
 
 
@@ -243,7 +244,7 @@ def assert_as_given(model, before: dict) -> None:
 
     now = snapshot(model)
     assert now["types"] == before["types"] and not any(isinstance(m, BaseTunerLayer) for m in model.modules())
-    assert "peft_config" not in vars(model) and not any(hasattr(m, "_hf_metaopt_real_impl") for m in model.modules())
+    assert "peft_config" not in vars(model) and now["attn_implementation"] == before["attn_implementation"]
     assert now["storage"] == before["storage"]
     for name, tensor in before["tensors"].items():  # bit-identical: compared as raw bytes
         assert torch.equal(now["tensors"][name].view(torch.uint8), tensor.view(torch.uint8)), name

@@ -1,12 +1,16 @@
 """Record attention at one position per sequence, over the keys each layer attends to.
 
-transformers 5 dispatches attention through ``ALL_ATTENTION_FUNCTIONS`` keyed by
-``config._attn_implementation``. :class:`AttentionRecorder` registers a recording
-function under ``"hf_metaopt_record_<impl>"`` (with ``<impl>``'s mask function, so it
-receives exactly the mask the real implementation would), points the model's config at
-it for the duration of :meth:`AttentionRecorder.recording`, and calls the real
-implementation from inside, so outputs are unchanged. A forward hook on each attention
-module reads the module's output (after the output projection, before the residual).
+transformers 5 dispatches attention through its ``AttentionInterface``, keyed by the model's
+attention implementation. :meth:`AttentionRecorder.recording` registers, for each implementation
+the model uses, a recording function under a name of the recorder's own (with the
+implementation's mask function in ``AttentionMaskInterface``, so it receives exactly the mask
+the real implementation would), switches the model to it with ``set_attn_implementation``, and
+puts the previous implementation back on exit, also when the block raises. The recording
+function calls the implementation it stands for, so outputs are unchanged. Each recorder finds
+its calls by its own names (no shared state between recorders), so recorders on different
+models run side by side and a second recorder may record inside another's block on the same
+model (its function then calls the first one's). A forward hook on each attention module
+reads the module's output (after the output projection, before the residual).
 
 Per layer and per sequence only what the metrics need is kept (CPU float64): the query
 vector of the analysed position per head, its pre-softmax scores (scaled, soft-capped
@@ -30,23 +34,32 @@ half precision produces when an activation overflows, stops the run with
 
 from __future__ import annotations
 
-import sys
+import functools
+import importlib
+import itertools
+import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+from transformers import AttentionInterface, AttentionMaskInterface, PreTrainedModel
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
-from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS, PreTrainedModel
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils.generic import TransformersKwargs
 
 from .layout import UnsupportedArchitectureError, attention_layers
 
 __all__ = ["AttentionRecorder", "NonFiniteError", "RowSpec", "UnsupportedArchitectureError", "check_finite"]
 
-_PREFIX = "hf_metaopt_record_"
-_ACTIVE: list["AttentionRecorder"] = []
+_NAMES = itertools.count()  # next() on a count is atomic: every recorder's names are unique, across threads too
+# Names of recorders that no longer exist, for the next recorder: transformers keeps every registered
+# name, so reusing them bounds its registry by the recorders alive at once, not by all ever made.
+_FREE_NAMES: list[str] = []
+_FREE_LOCK = threading.Lock()
+_LOAD_SDPA = "load the model with attn_implementation='sdpa' (or call model.set_attn_implementation('sdpa'))"
 # Arguments of attention functions that leave the pre-softmax score of every attended key as
 # ``scaling * q.k``: transformers' generic kwargs, plus dropout, windows (read from the mask),
 # causality, and attention sinks (an extra logit in the softmax denominator only).
@@ -89,41 +102,59 @@ class RowSpec:
     demo: Sequence[int] | None = None
 
 
-def _real_attention(module: nn.Module, implementation: str):
-    if implementation == "eager":
-        fn = getattr(sys.modules[type(module).__module__], "eager_attention_forward", None)
-        if fn is None:
-            raise UnsupportedArchitectureError(
-                f"{type(module).__name__}'s module defines no eager_attention_forward; load the model with "
-                "attn_implementation='sdpa' to capture it."
-            )
-        return fn
-    return ALL_ATTENTION_FUNCTIONS[implementation]
+def _eager_attention(module: nn.Module):
+    """The ``eager_attention_forward`` of the module defining ``module``'s class: what its forward falls back to."""
+    fn = getattr(importlib.import_module(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        raise UnsupportedArchitectureError(
+            f"{type(module).__name__}'s module defines no eager_attention_forward, so its eager attention cannot be "
+            f"recorded; {_LOAD_SDPA}."
+        )
+    return fn
 
 
-def _recording_attention(module, query, key, value, attention_mask, **kwargs):
-    implementation = getattr(module, "_hf_metaopt_real_impl", None)
-    if implementation is None:
-        raise RuntimeError("hf_metaopt's recording attention was called outside AttentionRecorder.recording().")
-    for recorder in reversed(_ACTIVE):
-        if id(module) in recorder.layer_of:
-            recorder._on_attention(module, query, key, attention_mask, kwargs)
-            break
-    return _real_attention(module, implementation)(module, query, key, value, attention_mask, **kwargs)
+def _recording_attention(recorder_ref, implementation: str, module, query, key, value, attention_mask, **kwargs):
+    """Registered per recorder and implementation: record (if the recorder still exists), then attend as before."""
+    recorder = recorder_ref()
+    if recorder is not None:
+        recorder._on_attention(module, query, key, attention_mask, kwargs)
+    attend = _eager_attention(module) if implementation == "eager" else ALL_ATTENTION_FUNCTIONS[implementation]
+    return attend(module, query, key, value, attention_mask, **kwargs)
 
 
-def _register(implementation: str) -> str:
-    name = _PREFIX + implementation
-    if name not in ALL_ATTENTION_FUNCTIONS._global_mapping:
-        mask = ALL_MASK_ATTENTION_FUNCTIONS._global_mapping.get(implementation)
-        if mask is None:
-            raise UnsupportedArchitectureError(
-                f"attention implementation {implementation!r} has no mask function in transformers' "
-                "AttentionMaskInterface; load the model with attn_implementation='sdpa' or 'eager'."
-            )
-        ALL_ATTENTION_FUNCTIONS.register(name, _recording_attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask)
-    return name
+def _release_names(names: dict[str, str]) -> None:
+    with _FREE_LOCK:
+        _FREE_NAMES.extend(names.values())
+
+
+def _implementations(config) -> dict:
+    """``config``'s attention implementation and its sub-configs', as ``set_attn_implementation`` takes them."""
+    tree = {"": config._attn_implementation or "eager"}
+    for key in getattr(config, "sub_configs", {}):
+        sub = getattr(config, key, None)
+        if sub is not None:
+            tree[key] = _implementations(sub)
+    return tree
+
+
+def _renamed(tree: dict, rename) -> dict:
+    return {k: _renamed(v, rename) if isinstance(v, dict) else rename(v) for k, v in tree.items()}
+
+
+def _transformers_models(model: nn.Module) -> list[PreTrainedModel]:
+    """The transformers models in ``model`` (itself, or inside a wrapper such as PEFT's), outermost first,
+    one per config."""
+    found, configs = [], set()
+    for module in model.modules():  # pre-order: a model comes before the sub-models it contains
+        if isinstance(module, PreTrainedModel) and id(module.config) not in configs:
+            configs.add(id(module.config))
+            found.append(module)
+    if not found:
+        raise UnsupportedArchitectureError(
+            f"{type(model).__name__} holds no transformers PreTrainedModel; the capture switches attention through "
+            "transformers' set_attn_implementation, so pass a transformers model (or a PEFT model around one)."
+        )
+    return found
 
 
 def _check_kwargs(module: nn.Module, kwargs: dict) -> None:
@@ -198,6 +229,8 @@ class AttentionRecorder:
         self._rows: list[RowSpec] = []
         self._past = 0
         self._skip: int | None = None
+        self._names: dict[str, str] = {}  # implementation -> this recorder's registered name for it
+        self._recording = False
         self.token_queries: list[list[torch.Tensor]] = [[] for _ in self.modules]
         self.scaling: list[float | None] = [None] * len(self.modules)  # each layer's score scale, as last called
         self._clear()
@@ -307,29 +340,70 @@ class AttentionRecorder:
         self._output[self.layer_of[id(module)]] = picked
 
     # ---------------------------------------------------------------- context
+    def _name_for(self, implementation: str) -> str:
+        """This recorder's attention name standing for ``implementation``, (re)registered with its mask function."""
+        if implementation not in ALL_MASK_ATTENTION_FUNCTIONS:
+            raise UnsupportedArchitectureError(
+                f"attention implementation {implementation!r} has no mask function in transformers' "
+                f"AttentionMaskInterface, so its masks cannot be reproduced; {_LOAD_SDPA}."
+            )
+        name = self._names.get(implementation)
+        if name is None:
+            # No 'sdpa'/'flash'/'flex' in the name: transformers runs those implementations' own checks on such names.
+            with _FREE_LOCK:
+                name = _FREE_NAMES.pop() if _FREE_NAMES else f"hf_metaopt_capture_{next(_NAMES)}"
+            if not self._names:
+                weakref.finalize(self, _release_names, self._names)  # the dict itself: names added later too
+            self._names[implementation] = name
+        # Registered at every recording: ``implementation`` may be another recorder's reused name since the last one.
+        AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[implementation])
+        AttentionInterface.register(name, functools.partial(_recording_attention, weakref.ref(self), implementation))
+        return name
+
+    def _switch(self, models: list[PreTrainedModel], trees: list[dict]) -> None:
+        for model, tree in zip(models, trees):  # outermost first: an inner model's own setting has the last word
+            model.set_attn_implementation(tree)
+
     @contextmanager
     def recording(self) -> Iterator["AttentionRecorder"]:
-        """Route the model's attention through the recorder for the ``with`` block."""
-        configs = {id(m.config): m.config for m in self.model.modules() if isinstance(m, PreTrainedModel)}
+        """Route the model's attention through the recorder for the ``with`` block.
+
+        The model's attention implementation (of every sub-model) is put back on exit, also
+        when the block raises. Another recorder may record inside the block, on this model
+        too; this one cannot be entered twice at once.
+
+        Raises:
+            UnsupportedArchitectureError: the implementation cannot be recorded faithfully, or
+                the model does not dispatch attention through transformers' ``AttentionInterface``.
+        """
+        if self._recording:
+            raise RuntimeError("this AttentionRecorder is already recording; use a second AttentionRecorder to nest.")
+        models = _transformers_models(self.model)
+        saved = [_implementations(m.config) for m in models]
         for m in self.modules:
-            config = getattr(m, "config", None) or self.model.config
-            m._hf_metaopt_real_impl = config._attn_implementation or "eager"
-        saved = {}
-        for key, config in configs.items():
-            impl = config._attn_implementation or "eager"
-            if impl.startswith(_PREFIX):
-                raise RuntimeError("AttentionRecorder.recording() is already active on this model.")
-            saved[key] = config._attn_implementation
-            config._attn_implementation_internal = _register(impl)
-        handles = [m.register_forward_hook(self._on_output) for m in self.modules]
-        _ACTIVE.append(self)
+            if (getattr(getattr(m, "config", None), "_attn_implementation", None) or "eager") == "eager":
+                _eager_attention(m)  # refused now, before any pass, if there is none to call
+        recording = [_renamed(tree, self._name_for) for tree in saved]
+        handles = []
+        self._recording = True
         try:
+            self._switch(models, recording)
+            self._check_switched()
+            handles = [m.register_forward_hook(self._on_output) for m in self.modules]
             yield self
         finally:
-            _ACTIVE.remove(self)
             for h in handles:
                 h.remove()
-            for m in self.modules:
-                del m._hf_metaopt_real_impl
-            for key, config in configs.items():
-                config._attn_implementation_internal = saved[key]
+            self._switch(models, saved)
+            self._recording = False
+
+    def _check_switched(self) -> None:
+        names = set(self._names.values())
+        for m in self.modules:
+            config = getattr(m, "config", None)
+            if config is not None and config._attn_implementation not in names:
+                raise UnsupportedArchitectureError(
+                    f"{type(m).__name__} kept attention implementation {config._attn_implementation!r} after "
+                    "set_attn_implementation: its model does not dispatch attention through transformers' "
+                    "AttentionInterface, which the capture records."
+                )

@@ -31,11 +31,12 @@ What exactly is computed (the honest reading for real models):
   label). MomentumGPT's momentum term (an EMA of values added after attention) is
   outside the relaxed attention and not part of the identity.
 
-``dW_FT`` (what the comparison means): a copy-free finetuning of the model's key and
-value projections only (weights and biases, every layer at once; the Q part of a
-fused GPT-2 ``c_attn`` stays fixed) with plain SGD, one step per demonstration, in
-order, on the model's own causal-LM loss over every token of the demonstration, as
-the FT route of the analysis does. The loss goes through the real softmax attention
+``dW_FT`` (what the comparison means): the analysis's own finetuning of the model's key and
+value projections (:func:`.finetune.finetuned`, ``method="kv"``: weights and biases, every
+layer at once; the Q part of a fused GPT-2 ``c_attn`` stays fixed), plain SGD, one step per
+demonstration, in order, on the model's own causal-LM loss over every token of the
+demonstration, in the model's dtype and in training mode (its dropout active, seeded), as the FT route of the analysis
+trains. The loss goes through the real softmax attention
 and all layers, so ``dW_K, dW_V`` are true finetuning updates. With the finetuned
 keys and values ``k~_j, v~_j`` of the same query-context inputs ``X``,
 ``dW_FT = sum_j v~_j k~_j^T - W_ZSL``, i.e. ``F_FT(q) = (W_ZSL + dW_FT) q`` as in the
@@ -54,11 +55,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.func import functional_call
 
 from ..torch_utils import eval_mode
-from .layout import UnsupportedArchitectureError, attention_layers
+from .finetune import finetuned
+from .layout import AttentionLayer, UnsupportedArchitectureError, attention_layers
 from .metrics import cosine
+from .options import AnalysisOptions
 
 __all__ = ["DualFormResult", "dual_form_check", "linear_attention_dual"]
 
@@ -95,49 +97,15 @@ def linear_attention_dual(keys: torch.Tensor, values: torch.Tensor, query: torch
 # ---------------------------------------------------------------- attention layouts
 
 class _Attention:
-    """One attention module's Q/K/V projections in ``nn.Linear`` convention (``y = x W^T + b``)."""
+    """One attention layer's head geometry; its Q/K/V projections come from :mod:`.layout`."""
 
-    def __init__(self, name: str, module: nn.Module, num_heads: int):
-        self.name = name
-        self.module = module
-        self.fused = hasattr(module, "c_attn")
-        self.head_dim = int(getattr(module, "head_dim", 0)) or None
-        if self.fused:
-            self.embed_dim = module.c_attn.weight.shape[0]
-            self.head_dim = self.head_dim or self.embed_dim // num_heads
-        elif self.head_dim is None:
-            self.head_dim = module.q_proj.weight.shape[0] // num_heads
-        self.num_heads = module.q_proj.weight.shape[0] // self.head_dim if not self.fused else num_heads
-        self.num_kv_heads = self.weights()["k_w"].shape[0] // self.head_dim
-        self.scaling = float(getattr(module, "scaling", self.head_dim**-0.5))
-
-    def weights(self) -> dict[str, torch.Tensor | None]:
-        m = self.module
-        if self.fused:
-            # GPT-2 Conv1D: weight [in, 3*D], output split as q | k | v.
-            w, b, d = m.c_attn.weight, m.c_attn.bias, self.embed_dim
-            return {
-                "q_w": w[:, :d].T, "q_b": b[:d],
-                "k_w": w[:, d : 2 * d].T, "k_b": b[d : 2 * d],
-                "v_w": w[:, 2 * d :].T, "v_b": b[2 * d :],
-            }
-        return {
-            f"{p}_w": getattr(m, f"{p}_proj").weight for p in ("q", "k", "v")
-        } | {f"{p}_b": getattr(m, f"{p}_proj").bias for p in ("q", "k", "v")}
-
-    def overrides(self, kv: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
-        """Parameter replacements (for ``functional_call``) that install new K/V weights."""
-        if self.fused:
-            w = self.weights()
-            weight = torch.cat([w["q_w"].detach(), kv["k_w"], kv["v_w"]], dim=0).T
-            bias = torch.cat([w["q_b"].detach(), kv["k_b"], kv["v_b"]])
-            return {f"{self.name}.c_attn.weight": weight, f"{self.name}.c_attn.bias": bias}
-        out = {f"{self.name}.k_proj.weight": kv["k_w"], f"{self.name}.v_proj.weight": kv["v_w"]}
-        if kv["k_b"] is not None:
-            out[f"{self.name}.k_proj.bias"] = kv["k_b"]
-        if kv["v_b"] is not None:
-            out[f"{self.name}.v_proj.bias"] = kv["v_b"]
-        return out
+    def __init__(self, layer: AttentionLayer, num_heads: int):
+        self.layer, self.name, self.module = layer, layer.name, layer.module
+        w = layer.projections()
+        self.head_dim = int(getattr(layer.module, "head_dim", 0)) or w["q_w"].shape[0] // num_heads
+        self.num_heads = w["q_w"].shape[0] // self.head_dim
+        self.num_kv_heads = w["k_w"].shape[0] // self.head_dim
+        self.scaling = float(getattr(layer.module, "scaling", self.head_dim**-0.5))
 
     def project(self, x: torch.Tensor, w: dict[str, Any], rope: tuple[torch.Tensor, torch.Tensor] | None):
         """Per-head q ``[H, T, d]`` and k, v ``[H, T, d]`` (KV groups repeated) in float64."""
@@ -190,7 +158,7 @@ def _attention_modules(model: nn.Module) -> list[_Attention]:
             f"{type(model).__name__} has no attention module with a fused `c_attn` (GPT-2) or "
             "`q_proj`/`k_proj`/`v_proj` (Llama, Gemma, MomentumGPT, ...); dual_form_check supports those layouts."
         ) from None
-    return [_Attention(layer.name, layer.module, num_heads) for layer in layers]
+    return [_Attention(layer, num_heads) for layer in layers]
 
 
 # ---------------------------------------------------------------- result
@@ -272,33 +240,14 @@ def _ids(tokenizer, text: str, special: bool) -> list[int]:
     return list(tokenizer(text, add_special_tokens=special)["input_ids"])
 
 
-def _sgd_kv(model, attns: list[_Attention], demo_ids: list[list[int]], learning_rate: float, device) -> list[dict]:
-    """One SGD pass (batch size 1, in order) over the demonstrations on K/V only; the new K/V tensors per layer.
-
-    The trained tensors are float64 masters cast to the model's dtype for each forward, so
-    ``dW = new - old`` is not rounded to the model's precision even for tiny learning rates.
-    """
-    kv = [
-        {k: (t.detach().double().clone() if t is not None else None) for k, t in a.weights().items() if k[0] in "kv"}
-        for a in attns
-    ]
-    for ids in demo_ids:
-        leaves = [t.requires_grad_(True) for layer in kv for t in layer.values() if t is not None]
-        overrides: dict[str, torch.Tensor] = {}
-        for a, layer in zip(attns, kv):
-            dtype = a.weights()["k_w"].dtype
-            overrides |= a.overrides({k: (t.to(dtype) if t is not None else None) for k, t in layer.items()})
-        inputs = torch.tensor([ids], device=device)
-        loss = getattr(functional_call(model, overrides, args=(), kwargs={"input_ids": inputs, "labels": inputs}), "loss", None)
-        if loss is None:
-            raise TypeError(
-                f"`model` ({type(model).__name__}) returned no loss for `labels`; pass a causal LM "
-                "(e.g. AutoModelForCausalLM), not a base model."
-            )
-        grads = iter(torch.autograd.grad(loss, leaves))
-        with torch.no_grad():
-            kv = [{k: (t - learning_rate * next(grads) if t is not None else None) for k, t in layer.items()} for layer in kv]
-    return kv
+def _finetuned_kv(model, demo_ids: list[list[int]], learning_rate: float) -> list[dict]:
+    """Per layer, the K/V projections after the analysis's K/V finetuning (:func:`.finetune.finetuned`,
+    ``method="kv"``) on the demonstrations, one step each, in order."""
+    with finetuned(model, demo_ids, AnalysisOptions(method="kv", learning_rate=learning_rate)) as tuned:
+        return [
+            {k: (t.detach().clone() if t is not None else None) for k, t in layer.projections().items() if k[0] in "kv"}
+            for layer in attention_layers(tuned.model)
+        ]
 
 
 def _token_ids(model, tokenizer, demos: list[str], query: str, separator: str) -> tuple[list[int], list[int], list[list[int]]]:
@@ -350,7 +299,7 @@ def _layer_check(a: _Attention, inputs: dict[str, Any], kv: dict, n_demo: int) -
     x = inputs["x"].double()
     rope = inputs["rope"]
     rope = (rope[0][0], rope[1][0]) if rope is not None else None
-    weights = a.weights()
+    weights = a.layer.projections()
     q, k, v = a.project(x, weights, rope)
     dual = linear_attention_dual(k, v, q[:, -1], n_demo)
     err = (dual["f_icl"] - dual["f_dual"]).abs().amax(dim=-1)
@@ -398,11 +347,16 @@ def dual_form_check(
     if not isinstance(learning_rate, (int, float)) or not learning_rate > 0:
         raise ValueError(f"`learning_rate` must be a positive number; got {learning_rate!r}.")
     attns = _attention_modules(model)
+    if "labels" not in inspect.signature(model.forward).parameters:
+        raise TypeError(
+            f"`model` ({type(model).__name__}) takes no `labels`, so it has no loss to finetune on; pass a causal LM "
+            "(e.g. AutoModelForCausalLM), not a base model."
+        )
     prefix_ids, query_ids, demo_ids = _token_ids(model, tokenizer, _as_demos(demonstrations), query, separator)
     device = next(model.parameters()).device
     with eval_mode(model):
         captured = _attention_inputs(model, attns, prefix_ids + query_ids, device)
-        new_kv = _sgd_kv(model, attns, demo_ids, float(learning_rate), device)
+    new_kv = _finetuned_kv(model, demo_ids, float(learning_rate))
     rows = [_layer_check(a, captured[a.name], kv, len(prefix_ids)) for a, kv in zip(attns, new_kv)]
     rotary = any(captured[a.name]["rope"] is not None for a in attns)
     stack = lambda key: np.stack([r[key] for r in rows])  # noqa: E731

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 __all__ = ["AttentionLayer", "UnsupportedArchitectureError", "attention_layers", "kv_parameter_names"]
@@ -33,6 +34,22 @@ class AttentionLayer:
     def kv_modules(self) -> list[nn.Module]:
         """The modules holding the key and value projections (the whole ``c_attn`` when fused)."""
         return [self.module.c_attn] if self.fused else [self.module.k_proj, self.module.v_proj]
+
+    def projections(self) -> dict[str, torch.Tensor | None]:
+        """The query, key and value projections in ``nn.Linear`` convention (``y = x W^T + b``).
+
+        ``{"q_w", "q_b", "k_w", "k_b", "v_w", "v_b"}``, views of the module's parameters (a bias
+        is ``None`` where the projection has none). Fused ``c_attn`` is a ``Conv1D`` with weight
+        ``[in, 3 * D]``: its output columns ``[Q | K | V]``, transposed.
+        """
+        if self.fused:
+            weight, bias = self.module.c_attn.weight, self.module.c_attn.bias
+            d = weight.shape[-1] // 3
+            parts = {"q": slice(0, d), "k": slice(d, 2 * d), "v": slice(2 * d, 3 * d)}
+            return {k: t for p, cols in parts.items()
+                    for k, t in ((f"{p}_w", weight[:, cols].T), (f"{p}_b", None if bias is None else bias[cols]))}
+        return {k: t for p in "qkv" for k, t in ((f"{p}_w", getattr(self.module, f"{p}_proj").weight),
+                                                 (f"{p}_b", getattr(self.module, f"{p}_proj").bias))}
 
 
 def _layout(module: nn.Module) -> bool | None:

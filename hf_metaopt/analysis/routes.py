@@ -21,7 +21,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from transformers.cache_utils import LinearAttentionCacheLayerMixin
 
 from ..torch_utils import input_device
 from .capture import AttentionRecorder, RowSpec, check_finite, score_dtype
@@ -30,40 +29,17 @@ __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
 
 
 def expand_cache(cache, batch: int):
-    """A read-only view of a batch-1 cache repeated ``batch`` times, for one forward pass.
+    """A copy of the batch-1 ``cache`` repeated ``batch`` times, for one forward pass; ``cache`` is left as it was.
 
-    Keys and values are expanded views of the prefix's (no copy), and each layer's update
-    runs on a throwaway shallow copy of the layer: the new tokens' keys and values are joined
-    to the prefix's for that layer's attention only, so the repeated prefix never exists for
-    all layers at once, and ``cache`` is left as it was. The recurrent and convolution states
-    of linear-attention cache layers and MomentumGPT's momentum state, small and written during
-    the pass, are real copies, repeated as beam search's index select repeats them.
+    Through the Cache API only: ``copy.deepcopy`` (as transformers' prompt reuse does) and
+    ``reorder_cache`` with every row taken from row 0, which every cache layer implements for
+    what it holds (keys and values, sliding windows, linear-attention states, MomentumGPT's
+    momentum state). ``batch_repeat_interleave`` would do the same for most layers, but static
+    and linear-attention layers lack it, and hybrid layers inherit the key/value-only one.
     """
-    shared = copy.copy(cache)
-    shared.layers = [_expanded_layer(layer, batch) for layer in cache.layers]
-
-    def update(key_states, value_states, layer_idx, *args, **kwargs):
-        return copy.copy(shared.layers[layer_idx]).update(key_states, value_states, *args, **kwargs)
-
-    shared.update = update
-    return shared
-
-
-def _expanded_layer(layer, batch: int):
-    layer = copy.copy(layer)
-    for name, value in list(vars(layer).items()):
-        if isinstance(value, dict):  # per-state dicts (linear attention) are written during the pass
-            setattr(layer, name, dict(value))
-    if isinstance(layer, LinearAttentionCacheLayerMixin):
-        LinearAttentionCacheLayerMixin.reorder_cache(layer, torch.zeros(batch, dtype=torch.long))
-    state = getattr(layer, "momentum_state", None)
-    if isinstance(state, torch.Tensor):  # MomentumGPT: a copy, so a static layer's in-place update stays ours
-        layer.momentum_state = state.index_select(0, torch.zeros(batch, dtype=torch.long, device=state.device))
-    for name in ("keys", "values"):
-        states = getattr(layer, name, None)
-        if isinstance(states, torch.Tensor) and states.dim() == 4:
-            setattr(layer, name, states.expand(batch, -1, -1, -1))
-    return layer
+    expanded = copy.deepcopy(cache)
+    expanded.reorder_cache(torch.zeros(batch, dtype=torch.long))
+    return expanded
 
 
 @dataclass
