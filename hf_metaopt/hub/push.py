@@ -35,6 +35,7 @@ from typing import Any
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, get_token, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
+from ..model_id import hub_model_id
 from .. import assets
 from ..fileio import atomic_write_json, atomic_write_text
 from .cards import eval_results_from_report, merge_eval_results, render_analysis_card, write_model_card
@@ -449,7 +450,7 @@ def push_report(
     """
     _check_repo_id(repo_id)
     folder, data, name = _materialize_report(report_or_dir, run_name, local_dir)
-    model_id = model_id or str(data["config"].get("model") or "")
+    model_id = model_id or hub_model_id(data["config"]) or ""  # never a local model's name or path
     if create_pr is None:
         create_pr = repo_id == model_id
     plots = [p for p in _files_under(folder, lambda rel: rel.suffix.lower() in IMAGE_SUFFIXES)]
