@@ -35,9 +35,9 @@ from typing import Any
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, get_token, hf_hub_download
 from huggingface_hub.errors import RemoteEntryNotFoundError
 
-from ..model_id import hub_model_id
 from .. import assets
 from ..fileio import atomic_write_json, atomic_write_text
+from ..model_id import hub_model_id
 from .cards import eval_results_from_report, merge_eval_results, render_analysis_card, write_model_card
 
 logger = logging.getLogger(__name__)
