@@ -1,6 +1,6 @@
 """Load the model a run analyses: a Hub id, a local folder, or one of the embedded offline models.
 
-:class:`ModelArguments` is parsed by ``HfArgumentParser`` (``hf-metaopt analyze``, the
+:class:`ModelArguments` is parsed by :class:`~hf_metaopt.arguments.MetaoptParser` (``hf-metaopt analyze``, the
 recipes, the sweep). :func:`check_model_reference` runs before anything is loaded, so a
 malformed id or a missing folder fails in a second, not after a download or a long run.
 """

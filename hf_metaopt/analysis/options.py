@@ -1,6 +1,6 @@
 """The options of one ICL-vs-finetuning analysis: one frozen, validated object, one set of defaults.
 
-The pipeline, the command line (``hf-metaopt analyze``, parsed by ``HfArgumentParser``),
+The pipeline, the command line (``hf-metaopt analyze``, parsed by :class:`~hf_metaopt.arguments.MetaoptParser`),
 the recipes and the sweep all build an :class:`AnalysisOptions`; it is written whole into
 ``report["config"]``. Bad values raise ``ValueError`` naming the field and the fix, when
 the object is made, before anything is computed.
