@@ -105,7 +105,7 @@ def check_yaml_values(parser: argparse.ArgumentParser, values: dict[str, Any], p
         where = f"--config '{path}': `{name}`"
         kind = _kind(action)
         if value is None:
-            if action.default is None or action.default is argparse.SUPPRESS:
+            if action.default is None:
                 continue
             raise ValueError(f"{where} is null; give it a value or leave the key out for its default.")
         many = action.nargs in ("+", "*")
@@ -190,16 +190,9 @@ class MetaoptParser(HfArgumentParser):
         args = list(sys.argv[1:] if args is None else args)
         path = self.config_path(args)
         if path:
-            values = self.read_config(path)
-            # argparse checks required flags on the command line only: a YAML value given for one is passed as the flag.
-            args = [f"{a.option_strings[0]}={values[a.dest]}" for a in self._actions
-                    if a.required and a.option_strings and a.dest in values and not _given(a, args)] + args
-            self.set_defaults(**values, config=str(path))
+            self.set_defaults(**self.read_config(path), config=str(path))
         *outputs, remaining = self.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
         if remaining:
             self.error(f"unrecognized arguments: {' '.join(remaining)}")  # argparse's own message and exit status 2
         return tuple(outputs[: len(self.dataclass_types)])
 
-
-def _given(action: argparse.Action, args: Sequence[str]) -> bool:
-    return any(token == flag or token.startswith(flag + "=") for token in args for flag in action.option_strings)
