@@ -1,7 +1,8 @@
-"""Dataclass arguments with YAML defaults: ``--config file.yaml`` sets defaults, flags override them.
+"""One parser for every command: dataclass arguments, ``--config file.yaml`` for defaults, flags override them.
 
-Shared by the recipes, ``hf-metaopt pretrain`` and ``hf-metaopt sweep`` (trl's pattern:
-``HfArgumentParser`` over dataclasses, a YAML file of ``flag_name: value`` for defaults).
+:class:`MetaoptParser` serves ``hf-metaopt analyze``, ``pretrain`` and ``sweep`` and the recipes
+(trl's ``TrlParser`` pattern: ``HfArgumentParser`` over dataclasses, a YAML file of
+``field_name: value`` for defaults).
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from transformers import HfArgumentParser
 
-__all__ = ["apply_yaml_defaults", "parse_with_config", "read_yaml_config"]
+__all__ = ["ConfigError", "MetaoptParser", "check_yaml_values", "read_yaml_config"]
 
 _BOOLEAN_WORDS = ("true", "false", "yes", "no", "y", "n", "1", "0")
 
@@ -103,7 +105,7 @@ def check_yaml_values(parser: argparse.ArgumentParser, values: dict[str, Any], p
         where = f"--config '{path}': `{name}`"
         kind = _kind(action)
         if value is None:
-            if action.default is None or action.default is argparse.SUPPRESS:
+            if action.default is None:
                 continue
             raise ValueError(f"{where} is null; give it a value or leave the key out for its default.")
         many = action.nargs in ("+", "*")
@@ -126,45 +128,71 @@ def check_yaml_values(parser: argparse.ArgumentParser, values: dict[str, Any], p
                 raise ValueError(f"{where} is {item!r}, not one of its choices ({choices}).")
 
 
-def apply_yaml_defaults(parser: argparse.ArgumentParser, path: str | Path) -> None:
-    """Set the parser's defaults from a YAML mapping of ``flag_name: value``."""
-    path = Path(path)
-    values = read_yaml_config(path) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"--config: '{path}' must hold a mapping of argument names to values")
-    known = {action.dest for action in parser._actions}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"--config: '{path}' sets unknown argument(s) {unknown}; see --help for the names")
-    for action in parser._actions:
-        if action.dest in values:
-            action.required = False  # a YAML default satisfies a required flag (e.g. output_dir)
-    check_yaml_values(parser, values, path)
-    parser.set_defaults(**values)
+class ConfigError(ValueError):
+    """A ``--config`` YAML file that cannot serve as defaults; the message is one line naming the file and the key."""
 
 
-def parse_with_config(
-    parser: HfArgumentParser,
-    argv: list[str] | None = None,
-    *,
-    overrides: dict[str, Any] | None = None,
-    default_config: str | Path | None = None,
-) -> tuple[Any, ...]:
-    """Parse ``argv`` (default ``sys.argv[1:]``) into the parser's dataclasses.
+class MetaoptParser(HfArgumentParser):
+    """The parser of every ``hf-metaopt`` command and recipe: dataclass fields are flags, ``--config`` their defaults.
 
-    ``--config`` (default ``default_config``) names the YAML defaults; ``overrides``
-    (values already parsed elsewhere, e.g. by the ``hf-metaopt`` subcommand) take
-    precedence over the YAML file, as flags do.
+    trl's ``TrlParser`` pattern over ``HfArgumentParser``: a YAML mapping of ``field_name: value``
+    becomes the parser's defaults (:meth:`~argparse.ArgumentParser.set_defaults`), checked as the
+    flags would be (:func:`check_yaml_values`), and flags on the command line override it. Each value
+    is parsed once, by argparse, then handed to its dataclass, which validates it.
+
+    A dataclass may declare its own ``config`` field (recorded with the run's arguments); otherwise
+    the parser adds ``--config``.
     """
-    overrides = dict(overrides or {})
-    argv = list(sys.argv[1:] if argv is None and not overrides else argv or [])
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=overrides.pop("config", None) or default_config)
-    known, rest = pre.parse_known_args(argv)
-    if known.config:
-        apply_yaml_defaults(parser, known.config)
-        if any(action.dest == "config" for action in parser._actions):
-            parser.set_defaults(config=str(known.config))  # recorded with the run's arguments
-    if overrides:
-        parser.set_defaults(**overrides)
-    return parser.parse_args_into_dataclasses(args=rest)
+
+    def __init__(self, dataclass_types, *, default_config: str | Path | None = None, **kwargs):
+        super().__init__(dataclass_types, **kwargs)
+        self.default_config = default_config
+        if not any(action.dest == "config" for action in self._actions):
+            self.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of defaults (flags override it).")
+
+    def config_path(self, args: Sequence[str]) -> str | None:
+        """The ``--config`` file named in ``args`` (``--config x`` or ``--config=x``), else :attr:`default_config`."""
+        pre = argparse.ArgumentParser(add_help=False)
+        pre.add_argument("--config", default=None)
+        given = pre.parse_known_args(list(args))[0].config
+        return given or (str(self.default_config) if self.default_config else None)
+
+    def read_config(self, path: str | Path) -> dict[str, Any]:
+        """The YAML defaults in ``path``, checked: a mapping of known argument names to well-typed values.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ConfigError: not a mapping, an unknown key, or a value the flag would refuse (one line).
+        """
+        try:
+            values = read_yaml_config(path)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        values = {} if values is None else values
+        if not isinstance(values, dict):
+            raise ConfigError(f"--config: '{path}' must hold a mapping of argument names to values")
+        known = {action.dest for action in self._actions}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"--config: '{path}' sets unknown argument(s) {unknown}; see --help for the names")
+        try:
+            check_yaml_values(self, values, path)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        return values
+
+    def parse_args_and_config(self, args: Sequence[str] | None = None) -> tuple[Any, ...]:
+        """Parse ``args`` (default ``sys.argv[1:]``) into one instance per dataclass, in order.
+
+        The ``--config`` file's values become the defaults; flags override them. A value a
+        dataclass refuses raises its ``ValueError`` / ``TypeError`` (one line naming the field).
+        """
+        args = list(sys.argv[1:] if args is None else args)
+        path = self.config_path(args)
+        if path:
+            self.set_defaults(**self.read_config(path), config=str(path))
+        *outputs, remaining = self.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+        if remaining:
+            self.error(f"unrecognized arguments: {' '.join(remaining)}")  # argparse's own message and exit status 2
+        return tuple(outputs[: len(self.dataclass_types)])
+

@@ -1,31 +1,38 @@
 """``hf-metaopt`` command line: one subcommand a module in :mod:`hf_metaopt.commands`.
 
-Each command module defines ``register(subparsers)`` (adds its parser and sets
-``func``) so the commands stay independent of each other.
+Each command module defines ``register(subparsers)``, which lists it in ``hf-metaopt --help``.
+``analyze``, ``pretrain`` and ``sweep`` take dataclass flags and parse them themselves, with one
+:class:`~hf_metaopt.arguments.MetaoptParser` each (``main(argv)``, ``--config`` for defaults);
+``tasks`` and ``push`` are plain argparse subcommands (their parser sets ``func``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import signal
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("analyze", "tasks", "push", "pretrain", "sweep")
+from .commands import analyze, pretrain, push, sweep, tasks
+
+# Subcommands, in the order `--help` lists them.
+COMMANDS = {"analyze": analyze, "tasks": tasks, "push": push, "pretrain": pretrain, "sweep": sweep}
+# The commands whose flags are dataclass fields, parsed by the command's own MetaoptParser.
+DATACLASS_COMMANDS = {"analyze": analyze.main, "pretrain": pretrain.main, "sweep": sweep.main}
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """``hf-metaopt``'s parser: the list of commands, and the flags of ``tasks`` and ``push``."""
     parser = argparse.ArgumentParser(
         prog="hf-metaopt",
-        description="In-context learning vs finetuning analysis (Dai et al., 2023) for transformers models.",
+        description="In-context learning vs finetuning analysis (Dai et al., 2023) for transformers models. "
+                    "`hf-metaopt COMMAND --help` shows a command's flags.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        importlib.import_module(f"hf_metaopt.commands.{name}").register(sub)
+    for module in COMMANDS.values():
+        module.register(sub)
     return parser
 
 
@@ -64,25 +71,36 @@ def main(argv: list[str] | None = None) -> int:
     the data, said in one line naming the fix; nothing was written. 130: interrupted (Ctrl-C),
     143: terminated (SIGTERM); nothing half-written is left (a sweep says how many finished runs it keeps).
     """
-    parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DATACLASS_COMMANDS:
+        command, rest = argv[0], argv[1:]
+
+        def run() -> int:
+            return DATACLASS_COMMANDS[command](rest)
+    else:
+        parser = make_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        command = args.command
+
+        def run() -> int:
+            return args.func(args)
     try:
         with _sigterm_cleans_up():
-            result = args.func(args)
+            result = run()
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
-        _error(args.command, err)
+        _error(command, err)
         return getattr(err, "exit_code", 2)
     except OSError as err:  # the system refused something the checks could not foresee (disk full, ...)
-        _error(args.command, err)
+        _error(command, err)
         return getattr(err, "exit_code", 1)
     except KeyboardInterrupt as err:
         how = "terminated (SIGTERM)" if isinstance(err, Terminated) else "interrupted"
         # A command that keeps finished work (a sweep's run folders) says so in a note on the exception.
         kept = getattr(err, "__notes__", None)
-        print(f"hf-metaopt {args.command}: {how}; {kept[-1] if kept else 'nothing was written.'}", file=sys.stderr)
+        print(f"hf-metaopt {command}: {how}; {kept[-1] if kept else 'nothing was written.'}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     return int(result or 0)
 

@@ -1,6 +1,6 @@
 """Load the model a run analyses: a Hub id, a local folder, or a registered local copy (:mod:`hf_metaopt.model_sources`).
 
-:class:`ModelArguments` is parsed by ``HfArgumentParser`` (``hf-metaopt analyze``, the
+:class:`ModelArguments` is parsed by :class:`~hf_metaopt.arguments.MetaoptParser` (``hf-metaopt analyze``, the
 recipes, the sweep). :func:`check_model_reference` runs before anything is loaded, so a
 malformed id or a missing folder fails in a second, not after a download or a long run.
 """
@@ -19,6 +19,7 @@ from typing import Any, Literal
 from huggingface_hub.errors import StrictDataclassError
 
 from . import model_sources
+from .model_id import model_identity
 from .tasks.files import one_line
 
 __all__ = [
@@ -48,17 +49,61 @@ class ModelArguments:
         metadata={"help": f"Hub id, local folder, or an offline model (gemma3, smollm2; default {DEFAULT_MODEL}, "
                  "whose offline copy gemma3 loads while the Hub cannot serve it)."},
     )
+    model_id: str | None = field(
+        default=None,
+        metadata={"help": "the Hub id of a --model given as a local folder, for the report's titles, card and links "
+                  "(default: the folder's name, marked local, and no link)."},
+    )
     gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside --model (dequantised on load)."})
     revision: str | None = field(default=None, metadata={"help": "Hub revision (branch, tag or commit) of --model."})
     device: str = field(default="auto", metadata={"help": "'auto' (CUDA if present, else CPU), 'cpu', 'cuda', 'cuda:1', ..."})
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = field(
         default="float32", metadata={"help": "weights dtype; the analysis runs in it, metrics in float64."}
     )
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "attention kernel passed to from_pretrained: eager, sdpa, flash_attention_2, ... "
+                  "(default: transformers' choice; the analysis records through any of them)."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "allow a Hub model's own modelling code to run (from_pretrained's trust_remote_code)."}
+    )
+    device_map: str | None = field(
+        default=None,
+        metadata={"help": "accelerate's device_map for from_pretrained ('auto' spreads a large model over the GPUs and the CPU); "
+                  "replaces --device."},
+    )
+
+    def __post_init__(self):
+        if self.dtype not in DTYPES:
+            raise ValueError(f"`dtype` is {self.dtype!r}, not one of {list(DTYPES)}.")
+        if self.model_id is not None:
+            model_identity(None, self.model_id)  # a malformed id fails here, before anything loads
 
     @property
     def name(self) -> str:
         """The model asked for, :data:`DEFAULT_MODEL` when none was."""
         return self.model or DEFAULT_MODEL
+
+    @property
+    def torch_dtype(self) -> Any:
+        """:attr:`dtype` as ``from_pretrained`` takes it: a ``torch.dtype``, or ``"auto"`` (the checkpoint's own)."""
+        import torch
+
+        return "auto" if self.dtype == "auto" else getattr(torch, self.dtype)
+
+    def from_pretrained_kwargs(self, what: Literal["tokenizer", "config", "model"] = "model") -> dict[str, Any]:
+        """The keyword arguments of ``Auto*.from_pretrained`` these arguments set (the weights take them all)."""
+        kwargs: dict[str, Any] = {"revision": self.revision}
+        if self.trust_remote_code:
+            kwargs["trust_remote_code"] = True
+        if what == "model":
+            kwargs["dtype"] = self.torch_dtype
+            if self.attn_implementation:
+                kwargs["attn_implementation"] = self.attn_implementation
+            if self.device_map:
+                kwargs["device_map"] = self.device_map
+        return kwargs
 
 
 @dataclass
@@ -149,13 +194,13 @@ def _source(args: ModelArguments) -> tuple[str, dict[str, Any], dict[str, Any]]:
     provenance: dict[str, Any] = {"model_revision": args.revision}
     copy = model_sources.local_copy(args.name)
     if copy is not None:
-        provenance.update(model=copy.hub_id, model_source=copy.source)
+        provenance.update(model=copy.hub_id, model_id=copy.hub_id, model_source=copy.source)
         return str(copy.path()), {}, provenance
-    kwargs: dict[str, Any] = {"revision": args.revision}
+    kwargs: dict[str, Any] = {}
     if args.gguf_file:
         kwargs["gguf_file"] = args.gguf_file
         provenance["gguf_file"] = args.gguf_file
-    provenance["model"] = model_sources.recorded_model_id(args.name)  # a copy's folder records the Hub id it copies
+    provenance.update(model_identity(args.name, args.model_id))  # a copy's folder records the Hub id it copies
     if model_sources.recorded_source(args.name):
         provenance["model_source"] = model_sources.recorded_source(args.name)
     return args.name, kwargs, provenance
@@ -183,7 +228,7 @@ def load_tokenizer(args: ModelArguments) -> Any:
     check_model_reference(args)
     source, kwargs, _ = _source(args)
     with _loading("tokenizer", args):
-        return AutoTokenizer.from_pretrained(source, **kwargs)
+        return AutoTokenizer.from_pretrained(source, **kwargs, **args.from_pretrained_kwargs("tokenizer"))
 
 
 def load_config(args: ModelArguments) -> Any:
@@ -193,7 +238,7 @@ def load_config(args: ModelArguments) -> Any:
     check_model_reference(args)
     source, kwargs, _ = _source(args)
     with _loading("config", args):
-        return AutoConfig.from_pretrained(source, **kwargs)
+        return AutoConfig.from_pretrained(source, **kwargs, **args.from_pretrained_kwargs("config"))
 
 
 def load_model(args: ModelArguments, tokenizer: Any = None) -> LoadedModel:
@@ -204,12 +249,12 @@ def load_model(args: ModelArguments, tokenizer: Any = None) -> LoadedModel:
     Raises:
         ModelLoadError: the files could not be loaded; one line naming the cause.
     """
-    import torch
     from transformers import AutoModelForCausalLM
 
     tokenizer = tokenizer if tokenizer is not None else load_tokenizer(args)
     source, kwargs, provenance = _source(args)
-    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     with _loading("weights", args):
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs).to(_device(args.device)).eval()
-    return LoadedModel(model, tokenizer, provenance)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs, **args.from_pretrained_kwargs("model"))
+        if not args.device_map:  # with a device_map, accelerate has placed the weights
+            model = model.to(_device(args.device))
+    return LoadedModel(model.eval(), tokenizer, provenance)

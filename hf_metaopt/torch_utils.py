@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,9 +32,12 @@ def input_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def context_length(model: nn.Module) -> int | None:
-    """The longest sequence the model's positions allow, from its config (``None``: unbounded or unknown)."""
-    config = model.config
+def context_length(model: nn.Module | Any) -> int | None:
+    """The longest sequence the model's positions allow, from its config (``None``: unbounded or unknown).
+
+    ``model``: a model, or its ``PretrainedConfig`` alone (before the weights load).
+    """
+    config = getattr(model, "config", model)
     for name in ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length"):
         value = getattr(config, name, None)
         if isinstance(value, int) and value > 0:

@@ -26,12 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
 
-from transformers import HfArgumentParser
-
 from hf_metaopt import offline, tasks  # offline: the models and tasks this recipe selects on
 from hf_metaopt.analysis import AnalysisOptions, analyze_task, prompt_format
 from hf_metaopt.analysis.inference import predict
 from hf_metaopt.analysis.label_balance import count_labels
+from hf_metaopt.arguments import MetaoptParser
 from hf_metaopt.fileio import atomic_write_json, atomic_write_text
 from hf_metaopt.loading import ModelArguments, load_model
 
@@ -129,7 +128,7 @@ def to_markdown(model: str, icl_rows: list[dict], ft_rows: list[dict], chosen: d
 
 
 def main(argv: list[str] | None = None) -> dict:
-    grid, model_args = HfArgumentParser((SelectionGrid, ModelArguments)).parse_args_into_dataclasses(args=argv)
+    grid, model_args = MetaoptParser((SelectionGrid, ModelArguments)).parse_args_and_config(argv)
     if len(grid.seeds) < 3:
         raise SystemExit(f"--seeds: give at least 3 demonstration draws (got {grid.seeds}); one or two follow their label balance.")
     loaded = load_model(model_args)

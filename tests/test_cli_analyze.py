@@ -202,3 +202,48 @@ def test_tasks_list_and_export(monkeypatch, tmp_path, capsys):
     assert (tmp_path / "lm" / "rt_subjectivity" / "test.jsonl").exists()
     assert _main(monkeypatch, "tasks", "export", tmp_path / "lm2", "--tasks", "nope") == 2
     assert not (tmp_path / "lm2").exists()
+
+
+def test_analyze_takes_a_yaml_config_and_flags_override_it(tmp_path):
+    from hf_metaopt.commands.analyze import parse
+
+    config = tmp_path / "run.yaml"
+    config.write_text("task: rt_sentiment\nlearning_rate: 1e-2\nn_queries: 7\ndtype: bfloat16\nprogress: false\n")
+    model_args, task_args, options, _, out = parse(["--config", str(config), "--learning-rate", "1e-3"])
+    assert options.learning_rate == 1e-3 and options.n_queries == 7  # the flag over the file, the file over the default
+    assert task_args.task == "rt_sentiment" and model_args.dtype == "bfloat16" and out.progress is False
+    assert options.n_demonstrations == 32  # untouched by either
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("n_querys: 3\n", "sets unknown argument(s) ['n_querys']"),
+        ("dtype: float64\n", "`dtype` is 'float64', not one of its choices"),
+        ("n_queries: many\n", "`n_queries` must be an integer; got 'many'"),
+        ("- a list\n", "must hold a mapping of argument names to values"),
+    ],
+)
+def test_analyze_refuses_a_bad_yaml_config_in_one_line(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert cli.main(["analyze", "--config", str(config), "--output-dir", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_model_arguments_reach_from_pretrained(tiny_model_dir):
+    import torch
+
+    from hf_metaopt.loading import ModelArguments, ModelLoadError, load_model
+
+    args = ModelArguments(model=str(tiny_model_dir), dtype="bfloat16", attn_implementation="eager", device="cpu")
+    assert args.torch_dtype is torch.bfloat16 and ModelArguments(dtype="auto").torch_dtype == "auto"
+    assert next(load_model(args).model.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ModelLoadError, match="no-such-kernel"):  # the name reached from_pretrained, which refused it
+        load_model(ModelArguments(model=str(tiny_model_dir), attn_implementation="no-such-kernel", device="cpu"))
+    with pytest.raises(ValueError, match="`dtype` is 'float64'"):
+        ModelArguments(dtype="float64")
+    with pytest.raises(ValueError, match="`model_id` must be a Hub id"):
+        ModelArguments(model_id="not a repo")

@@ -147,8 +147,11 @@ def test_analysis_card_round_trips_eval_results_and_embeds_plots():
 
 
 def test_analysis_card_of_a_local_model_has_no_base_model():
-    card = ModelCard(str(render_analysis_card(make_report(model="/tmp"))))
-    assert card.data.base_model is None and card.data.model_name == "/tmp"
+    # A 0.1 report recorded the local path as the model: the card names the folder, marked local, and links nothing.
+    text = str(render_analysis_card(make_report(model="/tmp")))
+    card = ModelCard(text)
+    assert card.data.base_model is None and card.data.model_name == "tmp (local)"
+    assert "/tmp" not in text.replace("tmp (local)", "") and "huggingface.co//" not in text
 
 
 def test_merge_eval_results_keeps_the_body_and_other_metadata():

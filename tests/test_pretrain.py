@@ -324,12 +324,10 @@ def test_streamed_corpus_holds_out_the_first_documents(corpus_dir, tiny_tokenize
 
 
 def test_cli_flags_override_the_yaml_and_yaml_overrides_defaults(tmp_path):
-    from hf_metaopt.cli import make_parser
+    from hf_metaopt.commands.pretrain import make_parser
 
     config = tmp_path / "c.yaml"
     config.write_text("output_dir: runs/x\nhidden_size: 64\nmax_steps: 7\n")
-    ns = make_parser().parse_args(["pretrain", "--config", str(config), "--max_steps", "3"])
-    given = {k: v for k, v in vars(ns).items() if k not in ("command", "func")}
-    assert set(given) == {"config", "max_steps"}  # parser defaults do not mask the YAML
-    model_args, _, _, training_args = parse_args([], overrides=given)
+    model_args, _, exp_args, training_args = parse_args(["--config", str(config), "--max_steps", "3"], parser=make_parser())
     assert model_args.hidden_size == 64 and training_args.max_steps == 3 and training_args.output_dir == "runs/x"
+    assert model_args.num_hidden_layers == 2 and exp_args.config == str(config)  # untouched defaults; the file is recorded

@@ -92,7 +92,7 @@ def test_shared_options_take_analysis_options_defaults_and_flags_override(tmp_pa
         (["--methods", "kv", "sgd"], r"`methods`: `method` must be one of"),
         (["--learning_rates", "0.01", "-1"], r"`learning_rates`: `learning_rate` must be a number > 0"),
         (["--controls", "random"], r"`controls`: `control` must be one of"),
-        (["--n_queries", "0"], r"sweep options: `n_queries` must be a positive integer"),
+        (["--n_queries", "0"], r"`n_queries` must be a positive integer"),  # refused as it is parsed
         (["--seeds", "1", "1"], r"`seeds` repeats \['1'\]"),
         (["--models", "./no/such/folder"], r"no such folder"),
         (["--models", "someone/not-downloaded"], r"not in the local Hub cache"),

@@ -24,24 +24,25 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..model_sources import recorded_model_id
 from ..torch_utils import context_length, eval_mode
 from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
-from .inference import check_causal_lm, length_batches, resolve_pad_id
+from .inference import check_causal_lm, length_batches
+from ..model_id import model_identity
 from .label_balance import label_balance_notes, label_counts, prediction_counts
 from .notes import accuracy_notes, finetuning_notes, visibility_notes
 from .options import AnalysisOptions
 from .progress import AnalysisProgress
-from .prompts import IclPrefix, PromptEncoder, PromptFormat, validate_examples
+from .plan import AnalysisPlan, plan_analysis
+from .prompts import IclPrefix, PromptEncoder, PromptFormat
 from .report import ICLAnalysisReport
 from .routes import RouteRunner
 from .scores import ScoreCollector
 from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
-__all__ = ["AnalysisResult", "run_analysis"]
+__all__ = ["AnalysisResult", "run_analysis", "run_planned"]
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_analysis(
     extra: Mapping[str, Any] | None = None,
     progress: bool = False,
 ) -> AnalysisResult:
-    """Run the whole analysis (``docs/analysis.md``) and return its report.
+    """Run the whole analysis (``docs/analysis.md``) and return its report: :func:`~.plan.plan_analysis`, then :func:`run_planned`.
 
     Args:
         model, tokenizer: a transformers causal LM and its tokenizer; the model is not modified.
@@ -88,23 +89,35 @@ def run_analysis(
     """
     options = options or AnalysisOptions()
     check_causal_lm(model)
-    encoder = PromptEncoder(tokenizer, prompt, options.start_token)
-    demos = validate_examples(demonstrations, "demonstrations", prompt)
-    queries = validate_examples(queries, "queries", prompt)
-    notes = list(notes) + encoder.notes
-    if len(demos) > options.max_demonstrations:
-        notes.append(f"used the first {options.max_demonstrations} of {len(demos)} demonstrations (max_demonstrations).")
-        demos = demos[: options.max_demonstrations]
-    pad_id, pad_notes = resolve_pad_id(tokenizer)
-    notes += pad_notes
+    plan = plan_analysis(tokenizer, demonstrations, queries, prompt, options, max_length=context_length(model),
+                         provenance=provenance, notes=notes)
+    return run_planned(model, plan, options, extra=extra, progress=progress)
+
+
+def run_planned(
+    model: nn.Module,
+    plan: AnalysisPlan,
+    options: AnalysisOptions,
+    *,
+    provenance: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> AnalysisResult:
+    """Run the analysis of ``plan`` (:mod:`.plan`, made with this model's tokenizer and context length) on ``model``.
+
+    ``provenance``: more facts for ``report["config"]`` (where the model came from), beside the plan's.
+    """
+    check_causal_lm(model)
+    encoder, demos, queries, prompt = plan.encoder, plan.demonstrations, plan.queries, plan.encoder.prompt
+    notes = list(plan.notes)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
-        main = _analyze_model(model, encoder, demos, queries, options, pad_id, bar, skip)
+        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip)
         notes += main.notes
         controls = {}
         if options.control == "untrained":
-            control = _analyze_model(_untrained_copy(model, options.seed), encoder, demos, queries, options, pad_id, bar,
-                                     "not run for the untrained control")
+            control = _analyze_model(_untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
+                                     bar, "not run for the untrained control")
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
             controls["untrained"]["finetuning"] = control.finetuning
@@ -112,19 +125,19 @@ def run_analysis(
     counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
-    config = _config(model, encoder, options, main.n_used, len(queries), provenance or {})
+    config = _config(model, encoder, options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
     report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "config": config,
               "notes": notes, **(extra or {})}
     return AnalysisResult(ICLAnalysisReport(report), notes)
 
 
-def _analyze_model(model, encoder: PromptEncoder, demos, queries, options: AnalysisOptions, pad_id: int, bar,
+def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
                    skip_stability: str | None) -> _ModelRun:
-    prefix, notes = encoder.fit_prefix(demos, queries, context_length(model))
+    notes: list[str] = []
     query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
-    examples = [encoder.training_ids(d) for d in demos[: prefix.n_demonstrations]]
+    examples = [encoder.start_ids + ids for ids in prefix.demo_ids]  # each training example: start token + d_i
     losses, updates = LossRecorder(), None if skip_stability else ParameterUpdates()
     loss_before = demonstration_loss(model, examples)
     with _finetune_and_record(model, encoder, examples, prefix, options, bar, losses, updates) as (tuned, token_queries):
@@ -222,6 +235,12 @@ def _versions() -> dict:
     return {name.replace("-", "_"): installed(name) for name in ("hf-metaopt", "transformers", "torch", "peft")}
 
 
+def _identity(model) -> dict:
+    """``model`` and ``model_id`` (:func:`~hf_metaopt.model_id.model_identity`): never the local path the weights came from."""
+    name_or_path = getattr(model.config, "_name_or_path", None)
+    return model_identity(name_or_path) if name_or_path else {"model": type(model).__name__, "model_id": None}
+
+
 def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int, n_queries: int, provenance: Mapping) -> dict:
     """``report["config"]``: every option, the prompt, what was used, and where the model came from."""
     facts = dict(provenance)
@@ -229,7 +248,7 @@ def _config(model, encoder: PromptEncoder, options: AnalysisOptions, n_used: int
     ids = list(ids)[:n_used] if ids is not None else list(range(n_used))
     parameter = next(model.parameters())
     return {
-        "model": recorded_model_id(getattr(model.config, "_name_or_path", None) or type(model).__name__),
+        **_identity(model),
         "model_revision": getattr(model.config, "_commit_hash", None),
         "task": None,
         **options.to_dict(),

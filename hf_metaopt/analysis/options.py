@@ -1,6 +1,6 @@
 """The options of one ICL-vs-finetuning analysis: one frozen, validated object, one set of defaults.
 
-The pipeline, the command line (``hf-metaopt analyze``, parsed by ``HfArgumentParser``),
+The pipeline, the command line (``hf-metaopt analyze``, parsed by :class:`~hf_metaopt.arguments.MetaoptParser`),
 the recipes and the sweep all build an :class:`AnalysisOptions`; it is written whole into
 ``report["config"]``. Bad values raise ``ValueError`` naming the field and the fix, when
 the object is made, before anything is computed.
@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["AnalysisOptions", "CONTROLS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS", "check_learning_rate"]
+__all__ = ["AnalysisOptions", "SharedOptions", "CONTROLS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS", "check_learning_rate"]
 
 METHODS = ("kv", "lora", "full")
 POSITIONS = ("prediction", "label")
@@ -45,16 +45,12 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 
 
 @dataclass(frozen=True)
-class AnalysisOptions:
-    """What one analysis does with a model and a task (every field has a CLI flag of the same name)."""
+class SharedOptions:
+    """The analysis options a sweep does not vary: every :class:`AnalysisOptions` field but the grid axes
+    (``seed``, ``learning_rate``, ``method``, ``control``, ``balanced_demonstrations``), validated the same way."""
 
     n_demonstrations: int = field(
         default=32, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
-    )
-    balanced_demonstrations: bool = field(
-        default=False,
-        metadata={"help": "a class-balanced draw of the k demonstrations (label counts differ by at most one, labels interleaved "
-                  "in a seeded order) instead of the paper's unbalanced one; given demonstrations: chosen from them."},
     )
     n_queries: int | None = field(
         default=200, metadata={"help": "queries from --split (shuffled with seed 1, capped at this many)."}
@@ -62,19 +58,11 @@ class AnalysisOptions:
     split: Literal["train", "dev", "test"] = field(
         default="test", metadata={"help": "the split queries come from (dev for model selection)."}
     )
-    learning_rate: float = field(default=1e-2, metadata={"help": "finetuning SGD learning rate (constant, no momentum)."})
-    method: Literal["kv", "lora", "full"] = field(
-        default="kv", metadata={"help": "what finetuning trains: kv (key/value projections), lora (PEFT on k/v) or full."}
-    )
-    seed: int = field(default=1, metadata={"help": "demonstration shuffle, training and bootstrap seed."})
     position: Literal["prediction", "label"] = field(
         default="prediction", metadata={"help": "where metrics are read: prediction (last prompt token) or label (first label token appended)."}
     )
     start_token: str | None = field(
         default="auto", metadata={"help": "token starting every sequence: auto (BOS, else EOS), a token string, or none."}
-    )
-    control: Literal["untrained"] | None = field(
-        default=None, metadata={"help": "untrained: also analyse a randomly initialised copy (Deutch et al.)."}
     )
     max_demonstrations: int = field(default=32, metadata={"help": "at most this many demonstrations in context."})
     batch_size: int = field(default=8, metadata={"help": "queries per forward pass."})
@@ -98,20 +86,44 @@ class AnalysisOptions:
             _positive_int(name, getattr(self, name))
         _positive_int("n_queries", self.n_queries, allow_none=True)
         _positive_int("kendall_queries", self.kendall_queries, allow_none=True)
-        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ValueError(f"`seed` must be an integer; got {self.seed!r}.")
-        _choice("method", self.method, METHODS)
         _choice("position", self.position, POSITIONS)
-        _choice("control", self.control, CONTROLS)
         _choice("split", self.split, SPLITS)
-        for name in ("fast", "balanced_demonstrations", "stability_check"):
+        for name in ("fast", "stability_check"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"`{name}` must be True or False; got {getattr(self, name)!r}.")
         if isinstance(self.start_token, str) and self.start_token.strip().lower() in ("none", ""):
             object.__setattr__(self, "start_token", None)  # the command line's way to say None
         if self.start_token is not None and not isinstance(self.start_token, str):
             raise ValueError(f"`start_token` must be 'auto', a token string or None; got {self.start_token!r}.")
+
+
+@dataclass(frozen=True)
+class AnalysisOptions(SharedOptions):
+    """What one analysis does with a model and a task (every field has a CLI flag of the same name)."""
+
+    balanced_demonstrations: bool = field(
+        default=False,
+        metadata={"help": "a class-balanced draw of the k demonstrations (label counts differ by at most one, labels interleaved "
+                  "in a seeded order) instead of the paper's unbalanced one; given demonstrations: chosen from them."},
+    )
+    learning_rate: float = field(default=1e-2, metadata={"help": "finetuning SGD learning rate (constant, no momentum)."})
+    method: Literal["kv", "lora", "full"] = field(
+        default="kv", metadata={"help": "what finetuning trains: kv (key/value projections), lora (PEFT on k/v) or full."}
+    )
+    seed: int = field(default=1, metadata={"help": "demonstration shuffle, training and bootstrap seed."})
+    control: Literal["untrained"] | None = field(
+        default=None, metadata={"help": "untrained: also analyse a randomly initialised copy (Deutch et al.)."}
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "learning_rate", check_learning_rate(self.learning_rate))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"`seed` must be an integer; got {self.seed!r}.")
+        _choice("method", self.method, METHODS)
+        _choice("control", self.control, CONTROLS)
+        if not isinstance(self.balanced_demonstrations, bool):
+            raise ValueError(f"`balanced_demonstrations` must be True or False; got {self.balanced_demonstrations!r}.")
 
     @classmethod
     def from_kwargs(cls, base: "AnalysisOptions | None" = None, **kwargs: Any) -> "AnalysisOptions":

@@ -24,7 +24,10 @@ from typing import Any
 
 from ..tasks.spec import template_fields
 
-__all__ = ["IclPrefix", "PromptEncoder", "PromptFormat", "demonstration_text", "resolve_start_token", "validate_examples"]
+__all__ = [
+    "IclPrefix", "PromptEncoder", "PromptFormat", "demonstration_text", "resolve_start_token", "spaced_label_words",
+    "validate_examples",
+]
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,25 @@ def _label_index(label: Any, where: str, label_words: Sequence[str]) -> int:
     return label
 
 
+def spaced_label_words(prompt: PromptFormat) -> tuple[PromptFormat, list[str]]:
+    """The label-word rule (``docs/analysis.md``, "Prompts"): ``(prompt, notes)``.
+
+    After a template that ends in a visible character (``"... Sentiment:"``), a label word without
+    leading whitespace would be glued to it (``"Sentiment:Negative"``), a string the model never
+    reads in text; such a word gets a leading space, as ``--label-words`` gives every word, and a
+    note says so. A template that ends in whitespace keeps its words as given.
+    """
+    if not prompt.template or prompt.template[-1].isspace():
+        return prompt, []
+    bare = [w for w in prompt.label_words if not w[:1].isspace()]
+    if not bare:
+        return prompt, []
+    words = tuple(w if w[:1].isspace() else " " + w for w in prompt.label_words)
+    note = (f"label words {bare} have no leading space after the template's last character {prompt.template[-1]!r}: "
+            f"used {list(words)}, as --label-words does (end the template with a space to keep the words as given).")
+    return PromptFormat(prompt.template, words, prompt.separator), [note]
+
+
 def demonstration_text(example: Mapping, prompt: PromptFormat) -> str:
     """``template.format(**example) + label_words[example["label"]]``."""
     return prompt.template.format(**example) + prompt.label_words[example["label"]]
@@ -155,10 +177,11 @@ class PromptEncoder:
 
     def __init__(self, tokenizer: Any, prompt: PromptFormat, start_token: str | None = "auto"):
         self.tokenizer = tokenizer
-        self.prompt = prompt
+        self.prompt, spacing_notes = spaced_label_words(prompt)
         self.start_ids, self.start_token, self.notes = resolve_start_token(tokenizer, start_token)
+        self.notes = spacing_notes + self.notes
         self.separator_ids = self._encode(prompt.separator) if prompt.separator else []
-        self.label_ids = [self._encode(w) for w in prompt.label_words]
+        self.label_ids = [self._encode(w) for w in self.prompt.label_words]
         self._check_label_tokens()
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..model_id import display_name
 from .report_finetuning import finetuning_section
 
 __all__ = ["PLOT_FILES", "SETTINGS", "markdown", "metric_rows"]
@@ -57,7 +58,7 @@ def _header(data: dict[str, Any]) -> list[str]:
     cfg = data.get("config", {})
     start = cfg.get("start_token_used", cfg.get("start_token"))
     return [
-        f"# ICL vs finetuning: {cfg.get('model', 'model')} on {cfg.get('task') or 'custom data'}",
+        f"# ICL vs finetuning: {display_name(cfg)} on {cfg.get('task') or 'custom data'}",
         "",
         f"{cfg.get('n_demonstrations', '?')} demonstrations, {len(data.get('labels', []))} queries, method "
         f"`{cfg.get('method', '?')}`, learning rate {cfg.get('learning_rate', '?')}, position `{cfg.get('position', '?')}`, "

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import atomic_write_bytes
+from ..model_id import display_name
 from .report_markdown import SETTINGS
 
 __all__ = ["plots"]
@@ -95,7 +96,7 @@ def plots(data: dict[str, Any], directory: Path) -> list[Path]:
     """Write accuracy.png, simaou.png, simam.png and kendall.png into ``directory``; return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
     cfg = data.get("config", {})
-    subtitle = f"{cfg.get('model', '')} / {cfg.get('task') or 'custom data'}"
+    subtitle = f"{display_name(cfg)} / {cfg.get('task') or 'custom data'}"
     control = (data.get("controls") or {}).get("untrained") or {}
     paths = [_accuracy_plot(data, control, subtitle, directory / "accuracy.png")]
     for name, (title, series) in _curves(data, control).items():

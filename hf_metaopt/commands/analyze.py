@@ -1,32 +1,31 @@
 """``hf-metaopt analyze``: the ICL-vs-finetuning analysis of one model on one task.
 
-A thin layer: the flags are the fields of the library's dataclasses (``HfArgumentParser``):
-:class:`~hf_metaopt.loading.ModelArguments`, :class:`~hf_metaopt.tasks.TaskArguments`,
-:class:`~hf_metaopt.analysis.AnalysisOptions`, :class:`~hf_metaopt.analysis.selection.SelectionArguments`
-and :class:`OutputArguments`. Everything that can be checked before loading a model is
-checked first; then :func:`~hf_metaopt.analysis.analyze_task` runs and the run folder is written.
-With no arguments it runs the embedded offline default.
+A thin layer: the flags are the fields of the library's dataclasses (:class:`~hf_metaopt.arguments.MetaoptParser`,
+``--config file.yaml`` for their defaults): :class:`~hf_metaopt.loading.ModelArguments`,
+:class:`~hf_metaopt.tasks.TaskArguments`, :class:`~hf_metaopt.analysis.AnalysisOptions`,
+:class:`~hf_metaopt.analysis.selection.SelectionArguments` and :class:`OutputArguments`. Everything
+that can be checked before loading a model is checked first (the run's plan,
+:func:`~hf_metaopt.analysis.plan.plan_task`); then the engine runs that plan and the run folder is
+written. With no arguments it runs the embedded offline default.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
-
-from transformers import HfArgumentParser
 
 from ..analysis.options import AnalysisOptions
 from ..analysis.selection import SelectionArguments
+from ..arguments import ConfigError, MetaoptParser
 from ..loading import ModelArguments
 from ..tasks.arguments import TaskArguments
+from .formatting import HelpFormatter
 
-__all__ = ["HelpFormatter", "OutputArguments", "make_parser", "register", "run"]
+__all__ = ["HelpFormatter", "OutputArguments", "main", "make_parser", "parse", "register", "run"]
 
 HELP = "compare in-context learning with finetuning (Dai et al., 2023) for a model on a task"
 
@@ -45,34 +44,18 @@ class OutputArguments:
 DATACLASSES = (ModelArguments, TaskArguments, AnalysisOptions, SelectionArguments, OutputArguments)
 
 
-def make_parser() -> HfArgumentParser:
-    """The flags of ``hf-metaopt analyze``, generated from the dataclasses above."""
-    return HfArgumentParser(DATACLASSES, add_help=False)
+DESCRIPTION = (HELP + ". With no arguments: the embedded offline default (Gemma-3-270M base on bbc_news, 32 demonstrations). "
+               "--config FILE.yaml sets defaults (field_name: value), flags override it.")
 
 
-class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """``--help`` with each flag's default, unless its help names the default already (``--model``), and with
-    ``--no-x`` switches described as what they do rather than as a copy of ``--x``'s help."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        if action.nargs == 0 and action.const is False and action.option_strings[0].startswith("--no"):
-            positive = "--" + action.dest.replace("_", "-")
-            own = re.search(r"\(--no-[\w-]+: ([^)]*)\)", text)
-            if own:
-                return f"{own.group(1)} (turns {positive} off)."
-            return "do not " + re.sub(r"\s*\([^)]*\)", "", text).rstrip(".") + f" (turns {positive} off)."
-        if re.search(r"\bdefault\b", text):
-            return text
-        return super()._get_help_string(action)
+def make_parser() -> MetaoptParser:
+    """The flags of ``hf-metaopt analyze``, generated from the dataclasses above (plus ``--config``)."""
+    return MetaoptParser(DATACLASSES, prog="hf-metaopt analyze", description=DESCRIPTION, formatter_class=HelpFormatter)
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "analyze", help=HELP, parents=[make_parser()], formatter_class=HelpFormatter,
-        description=HELP + ". With no arguments: the embedded offline default (Gemma-3-270M base on bbc_news, 32 demonstrations).",
-    )
-    parser.set_defaults(func=run)
+    """List ``analyze`` in ``hf-metaopt --help``; :func:`main` parses its flags."""
+    subparsers.add_parser("analyze", help=HELP, add_help=False)
 
 
 def _flag_names(message: str) -> str:
@@ -80,13 +63,19 @@ def _flag_names(message: str) -> str:
     return re.sub(r"`([a-z_]+)`", lambda m: "--" + m.group(1).replace("_", "-"), message)
 
 
-def parse(args: argparse.Namespace) -> tuple[Any, ...]:
-    """The dataclasses of the parsed flags; bad values raise ``ValueError`` naming the flag."""
-    values = {k: v for k, v in vars(args).items() if k not in ("command", "func")}
+def parse(argv: Sequence[str] | None = None) -> tuple[Any, ...]:
+    """The dataclasses of ``argv`` (``--config`` defaults, flags over them); a bad value raises ``ValueError`` naming the flag."""
     try:
-        return make_parser().parse_dict(values, allow_extra_keys=True)
+        return make_parser().parse_args_and_config(argv)
+    except ConfigError:
+        raise
     except (ValueError, TypeError) as err:
         raise ValueError(_flag_names(str(err))) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hf-metaopt analyze ARGS``: parse once, then :func:`run`."""
+    return run(*parse(argv))
 
 
 def _check_push(out: OutputArguments) -> None:
@@ -155,50 +144,40 @@ def _progress_bars(enabled: bool) -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _check_data(spec, data, options, selection_args) -> None:
-    from .. import tasks
-
-    tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
-    if selection_args.select_on:
-        tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
-
-
-def _split_line(spec, data, options) -> str:
+def _split_line(spec, data, n_demos: int, n_queries: int, split: str) -> str:
     """How a data file's rows were split: the pool the demonstrations come from and the queries."""
-    from .. import tasks
-
-    n_demos, n_queries = tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
     sizes = {role: len(data[role]) if role in data else 0 for role in ("train", "dev", "test")}
     return (f"data {spec.data_path}: {sizes['train']} train rows (the {n_demos} demonstrations are drawn from them), "
-            f"{sizes['dev']} dev, {sizes['test']} test; {n_queries} {options.split} rows are the queries "
+            f"{sizes['dev']} dev, {sizes['test']} test; {n_queries} {split} rows are the queries "
             "(--test-size sets a single file's test share).")
 
 
-def _check_model_fit(model_args, tokenizer, spec, options, selection_args, data) -> None:
-    """What the tokenizer and the config tell before the weights load.
-
-    The label words must start with different tokens, batches need a pad (or EOS) token,
-    and at least one demonstration must fit the model's context next to the longest query.
-    """
+def _plan(model_args, tokenizer, spec, options, selection_args, data):
+    """The run's plan (examples, prefix fit) from the tokenizer and the config, before the weights load; ``None``
+    when the dev-split selection picks the seed first. Prints how a data file was split."""
     from .. import tasks
-    from ..analysis import prompt_format
-    from ..analysis.inference import resolve_pad_id
-    from ..analysis.prompts import PromptEncoder
+    from ..analysis.plan import plan_task
     from ..loading import load_config
     from ..torch_utils import context_length
 
-    encoder = PromptEncoder(tokenizer, prompt_format(spec), options.start_token)
-    resolve_pad_id(tokenizer)
-    if selection_args.select_on:
-        return  # the demonstrations depend on the seed the selection picks
-    # context_length reads only model.config, which is all there is before the weights load.
-    length = context_length(SimpleNamespace(config=load_config(model_args)))
-    chosen = tasks.select_examples(spec, options.n_demonstrations, options.n_queries, options.seed, split=options.split, data=data,
-                                   balanced=options.balanced_demonstrations)
-    encoder.fit_prefix(chosen.demonstrations[: options.max_demonstrations], chosen.queries, length)
+    if selection_args.select_on:  # the selection picks the seed, hence the examples: check what holds for every seed
+        from ..analysis.inference import resolve_pad_id
+        from ..analysis.plan import prompt_format
+        from ..analysis.prompts import PromptEncoder
+
+        PromptEncoder(tokenizer, prompt_format(spec), options.start_token)
+        resolve_pad_id(tokenizer)
+        tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, selection_args.select_on)
+        plan, counts = None, tasks.check_sizes(spec, data, options.n_demonstrations, options.n_queries, options.split)
+    else:
+        plan = plan_task(tokenizer, spec, options, max_length=context_length(load_config(model_args)), data=data)
+        counts = (len(plan.provenance["demonstration_ids"]), len(plan.queries))
+    if spec.data_path:
+        print(_split_line(spec, data, *counts, options.split), file=sys.stderr)
+    return plan
 
 
-def _analyze(model_args, tokenizer, spec, options, selection_args, data, out):
+def _analyze(model_args, tokenizer, spec, options, selection_args, data, out, plan):
     from ..analysis import analyze_task
     from ..analysis.selection import select
     from ..loading import load_model
@@ -209,7 +188,8 @@ def _analyze(model_args, tokenizer, spec, options, selection_args, data, out):
         options, extra["selection"] = select(loaded.model, loaded.tokenizer, spec, options, selection_args, data=data, progress=out.progress)
         print(f"selected on dev: learning rate {options.learning_rate:g}, seed {options.seed}", file=sys.stderr)
     return analyze_task(
-        loaded.model, loaded.tokenizer, spec, options, data=data, provenance=loaded.provenance, extra=extra, progress=out.progress
+        loaded.model, loaded.tokenizer, spec, options, data=data, provenance=loaded.provenance, extra=extra, progress=out.progress,
+        plan=plan,
     )
 
 
@@ -224,18 +204,19 @@ def _save(folder, report) -> None:
         raise
 
 
-def run(args: argparse.Namespace) -> int:
+def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisOptions, selection_args: SelectionArguments,
+        out: OutputArguments) -> int:
     """Check everything that can be checked, load the model, analyse, write the run folder, push.
 
     Every check that needs no model weights runs first: arguments, data, model reference,
-    Hub settings, the run folder (reserved and locked), the tokenizer and the context length.
+    Hub settings, the run folder (reserved and locked), the tokenizer and the context length
+    (the run's plan: its examples and the ICL prefix that fits).
     """
     from .. import tasks
     from ..analysis.report import PLOT_FILES
     from ..loading import check_model_reference, load_tokenizer, model_label
     from ..runs import RunFolder, default_run_dir
 
-    model_args, task_args, options, selection_args, out = parse(args)
     spec = tasks.resolve_task(task_args)
     if selection_args.select_on:
         selection_args.grids()
@@ -244,12 +225,9 @@ def run(args: argparse.Namespace) -> int:
     run_dir = out.output_dir or default_run_dir(spec.name, model_label(model_args))
     with _progress_bars(out.progress), RunFolder(run_dir) as folder:
         data = spec.load()
-        _check_data(spec, data, options, selection_args)
-        if spec.data_path:
-            print(_split_line(spec, data, options), file=sys.stderr)
         tokenizer = load_tokenizer(model_args)
-        _check_model_fit(model_args, tokenizer, spec, options, selection_args, data)
-        result = _analyze(model_args, tokenizer, spec, options, selection_args, data, out)
+        plan = _plan(model_args, tokenizer, spec, options, selection_args, data)
+        result = _analyze(model_args, tokenizer, spec, options, selection_args, data, out, plan)
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
         print(_summary_line(result.report))

@@ -2,14 +2,31 @@
 
 from __future__ import annotations
 
-from .config_command import register_config_command
+from collections.abc import Sequence
+
+from .formatting import HelpFormatter
+
+__all__ = ["main", "make_parser", "register"]
 
 HELP = "pretrain GPT vs MomentumGPT arms and compare perplexity and in-context accuracy"
+EXAMPLE = "hf-metaopt pretrain --config recipes/configs/momentum_tiny.yaml --seeds 0 1 2"
+
+
+def make_parser():
+    """The experiment's parser (:func:`hf_metaopt.pretraining.make_parser`) as ``hf-metaopt pretrain``."""
+    from ..pretraining import make_parser
+
+    return make_parser(prog="hf-metaopt pretrain", description=f"{HELP}. Example: {EXAMPLE}", formatter_class=HelpFormatter)
 
 
 def register(subparsers) -> None:
-    """Add ``pretrain`` with the recipe's flags (its ``make_parser()``); YAML defaults via ``--config``."""
-    from ..pretraining import arguments, main
+    """List ``pretrain`` in ``hf-metaopt --help``; :func:`main` parses its flags."""
+    subparsers.add_parser("pretrain", help=HELP, add_help=False)
 
-    example = "hf-metaopt pretrain --config recipes/configs/momentum_tiny.yaml --seeds 0 1 2"
-    register_config_command(subparsers, "pretrain", HELP, example, arguments.make_parser, main)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hf-metaopt pretrain ARGS``: YAML defaults via ``--config``, flags override them."""
+    from ..pretraining import main
+
+    main(argv, parser=make_parser())
+    return 0

@@ -7,14 +7,31 @@ between the processes.
 
 from __future__ import annotations
 
-from .config_command import register_config_command
+from collections.abc import Sequence
+
+from .formatting import HelpFormatter
+
+__all__ = ["main", "make_parser", "register"]
 
 HELP = "run a resumable grid of analyses (several processes under accelerate launch) and summarise it"
+EXAMPLE = "hf-metaopt sweep --config recipes/configs/sweep_offline.yaml --seeds 1 2"
+
+
+def make_parser():
+    """The sweep's parser (:func:`hf_metaopt.sweep.make_parser`) as ``hf-metaopt sweep``."""
+    from ..sweep import make_parser
+
+    return make_parser(prog="hf-metaopt sweep", description=f"{HELP}. Example: {EXAMPLE}", formatter_class=HelpFormatter)
 
 
 def register(subparsers) -> None:
-    """Add ``sweep`` with the sweep's flags; YAML defaults via ``--config``."""
-    from ..sweep import main, make_parser
+    """List ``sweep`` in ``hf-metaopt --help``; :func:`main` parses its flags."""
+    subparsers.add_parser("sweep", help=HELP, add_help=False)
 
-    example = "hf-metaopt sweep --config recipes/configs/sweep_offline.yaml --seeds 1 2"
-    register_config_command(subparsers, "sweep", HELP, example, make_parser, main)
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hf-metaopt sweep ARGS``: YAML defaults via ``--config``, flags override them."""
+    from ..sweep import main
+
+    main(argv, parser=make_parser())
+    return 0

@@ -20,6 +20,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..analysis.report import metric_rows
 from ..fileio import atomic_write_text
+from ..model_id import display_name, hub_model_id
 from ..tasks.paper import PAPER_TASKS
 
 __all__ = [
@@ -434,23 +435,25 @@ def render_analysis_card(
     """
     data = _report_dict(report)
     config = data["config"]
-    model_id = model_id or str(config.get("model") or "unknown model")
+    model_id = model_id or hub_model_id(config)  # a local model has none: its name is shown, with no link
+    model_name = model_id or display_name(config)
     dataset_id, dataset_config, split = dataset_of(config)
     task = str(config.get("task") or "custom")
     metadata: dict[str, Any] = {
         "library_name": "transformers",
         "tags": ["hf-metaopt", "icl-analysis"],
-        "model_name": model_id,
+        "model_name": model_name,
         "eval_results": eval_results_from_report(data),
     }
-    if is_hub_repo_id(model_id):
+    if model_id and is_hub_repo_id(model_id):
         metadata["base_model"] = model_id
     if task.lower() in PAPER_TASK_DATASETS or config.get("dataset"):
         metadata["datasets"] = [dataset_id]
     return ModelCard.from_template(
         ModelCardData(**metadata),
         template_path=str(template_path("icl_analysis.md")),
-        model_id=model_id,
+        model_name=model_name,
+        model_link=f"https://huggingface.co/{model_id}" if model_id and is_hub_repo_id(model_id) else None,
         model_revision=config.get("model_revision"),
         task=task,
         dataset_id=dataset_id if dataset_id != task else None,

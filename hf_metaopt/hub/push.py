@@ -40,6 +40,7 @@ from huggingface_hub.utils import http_backoff
 
 from ..cache import cache_dir
 from ..fileio import atomic_write_json, atomic_write_text
+from ..model_id import hub_model_id
 from .cards import eval_results_from_report, merge_eval_results, render_analysis_card, write_model_card
 
 logger = logging.getLogger(__name__)
@@ -459,7 +460,7 @@ def push_report(
     """
     _check_repo_id(repo_id)
     folder, data, name = _materialize_report(report_or_dir, run_name, local_dir)
-    model_id = model_id or str(data["config"].get("model") or "")
+    model_id = model_id or hub_model_id(data["config"]) or ""  # never a local model's name or path
     if create_pr is None:
         create_pr = repo_id == model_id
     plots = [p for p in _files_under(folder, lambda rel: rel.suffix.lower() in IMAGE_SUFFIXES)]

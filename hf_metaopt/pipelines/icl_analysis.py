@@ -17,6 +17,7 @@ tokenizer and device handling are Pipeline's. Every option is a field of
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -27,12 +28,14 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .. import tasks
 from ..analysis import inference
-from ..analysis.engine import run_analysis
+from ..analysis.engine import run_planned
 from ..analysis.options import AnalysisOptions
+from ..analysis.plan import plan_analysis, plan_task
 from ..analysis.prompts import PromptFormat, validate_examples
 from ..analysis.report import ICLAnalysisReport
-from ..analysis.run import analyze_task
+from ..model_id import model_identity
 from ..tasks.balance import balanced_draw
+from ..torch_utils import context_length
 
 __all__ = ["ICLAnalyzer", "TASK_NAME"]
 
@@ -48,6 +51,7 @@ class _Request:
     queries: Any = None
     provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    progress: bool = False
 
 
 def _prompt(template: str | None, label_words: Sequence[str] | None, separator: str | None) -> PromptFormat:
@@ -63,11 +67,26 @@ def _prompt(template: str | None, label_words: Sequence[str] | None, separator: 
     return PromptFormat(template, tuple(label_words), "\n" if separator is None else separator)
 
 
-def _balanced(request: _Request) -> _Request:
-    """The request with a class-balanced draw of its demonstrations (the rule of ``tasks.select_examples``)."""
-    rows = validate_examples(request.demonstrations, "demonstrations", request.prompt)
+def _drawn(request: _Request, explicit: bool) -> _Request:
+    """The request with ``n_demonstrations`` of its given demonstrations, as a data file's train rows are drawn.
+
+    ``n_demonstrations`` passed: refused if more than were given (as ``--n-demonstrations`` is for a
+    ``--data-file``), else the first that many (or, with ``balanced_demonstrations``, a class-balanced
+    draw, the rule of ``tasks.select_examples``). Not passed: all of them (balanced: up to the default).
+    """
     options = request.options
-    positions, notes = balanced_draw([r["label"] for r in rows], options.n_demonstrations, request.prompt.label_words, options.seed)
+    if not explicit and not options.balanced_demonstrations:
+        return request
+    rows = validate_examples(request.demonstrations, "demonstrations", request.prompt)
+    if explicit and options.n_demonstrations > len(rows):
+        raise ValueError(
+            f"`demonstrations` holds {len(rows)} examples, fewer than the {options.n_demonstrations} demonstrations asked for; "
+            f"pass n_demonstrations={len(rows)} (--n-demonstrations {len(rows)}) or more demonstrations."
+        )
+    if not options.balanced_demonstrations:
+        positions, notes = list(range(options.n_demonstrations)), []
+    else:
+        positions, notes = balanced_draw([r["label"] for r in rows], options.n_demonstrations, request.prompt.label_words, options.seed)
     return replace(request, demonstrations=[rows[i] for i in positions], provenance={"demonstration_ids": positions}, notes=notes)
 
 
@@ -79,15 +98,24 @@ class ICLAnalyzer(Pipeline):
     template, label words and separator unless given). ``label_words`` is a list of words used as
     given, or one comma-separated string read as ``--label-words`` is (each word gets a leading
     space: ``"Negative,Positive"`` is ``(" Negative", " Positive")``). A template field that is
-    ``None`` or NaN in an example is refused (it would be printed as "None"). Every other keyword is an
-    :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``, ``n_queries``,
-    ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
+    ``None`` or NaN in an example is refused (it would be printed as "None"). Label words follow the
+    rule of ``docs/analysis.md`` ("Prompts"): after a template ending in a visible character such as
+    ``:``, a word without a leading space gets one, with a note (the command line does the same).
+
+    ``progress``: show progress bars (default ``None``: when stderr is a terminal, as tqdm and the
+    Trainer do; ``hf-metaopt analyze --progress/--no-progress``). ``model_id``: the Hub id of a
+    model loaded from a local folder, for the report's titles, card and links (default: its
+    ``config._name_or_path`` if that is a Hub id, else the folder's name, marked local, no link).
+
+    Every other keyword is an :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``,
+    ``n_queries``, ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
     ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``,
     ``balanced_demonstrations``). Given demonstrations are used as given (up to
-    ``max_demonstrations``); with ``balanced_demonstrations=True`` a class-balanced
-    ``n_demonstrations`` of them are chosen (per label the first in the given order,
-    interleaved in seeded rounds) and ``report["config"]["demonstrations_used"]`` holds their
-    positions in the given list.
+    ``max_demonstrations``, those that fit the context); ``n_demonstrations=k`` passed uses the
+    first k and refuses fewer than k given, as ``--n-demonstrations`` does for a ``--data-file``;
+    with ``balanced_demonstrations=True`` a class-balanced ``n_demonstrations`` of them are chosen
+    (per label the first in the given order, interleaved in seeded rounds). Either way
+    ``report["config"]["demonstrations_used"]`` holds their positions in the given list.
     """
 
     _load_processor = False
@@ -111,30 +139,39 @@ class ICLAnalyzer(Pipeline):
         return self.postprocess(self._forward(request))
 
     def preprocess(self, inputs: dict) -> _Request:
-        """Split prompt and task arguments from the options, and validate them all before any compute."""
+        """Split prompt, task and run arguments from the options, and validate them all before any compute."""
         inputs = dict(inputs)
         task = inputs.pop("task", None)
         prompt_args = {k: inputs.pop(k, None) for k in ("template", "label_words", "separator")}
         demonstrations, queries = inputs.pop("demonstrations", None), inputs.pop("queries", None)
+        progress = inputs.pop("progress", None)
+        progress = sys.stderr.isatty() if progress is None else progress
+        if not isinstance(progress, bool):
+            raise ValueError(f"`progress` must be True, False or None (None: on when stderr is a terminal); got {progress!r}.")
+        model_id = inputs.pop("model_id", None)
+        identity = model_identity(None, model_id) if model_id is not None else {}
         options = AnalysisOptions.from_kwargs(**inputs)
         if task is None:
             prompt = _prompt(**prompt_args)
-            request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries)
-            return _balanced(request) if options.balanced_demonstrations else request
+            request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries, progress=progress)
+            request = _drawn(request, explicit="n_demonstrations" in inputs)
+            return replace(request, provenance={**request.provenance, **identity})
         if demonstrations is not None or queries is not None:
             raise ValueError("pass either `task=` or `demonstrations` and `queries`, not both.")
         spec = tasks.get_task(task)
         overrides = {k: (tasks.parse_label_words(v) if k == "label_words" and isinstance(v, str) else tuple(v) if k == "label_words" else v)
                      for k, v in prompt_args.items() if v is not None}
-        return _Request(options, task=replace(spec, **overrides) if overrides else spec)
+        return _Request(options, task=replace(spec, **overrides) if overrides else spec, provenance=identity, progress=progress)
 
     def _forward(self, request: _Request) -> ICLAnalysisReport:
+        # The same two steps as `hf-metaopt analyze`: plan (examples, prefix fit), then run the plan.
+        length = context_length(self.model)
         if request.task is not None:
-            return analyze_task(self.model, self.tokenizer, request.task, request.options).report
-        return run_analysis(
-            self.model, self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options,
-            provenance=request.provenance, notes=request.notes,
-        ).report
+            plan = plan_task(self.tokenizer, request.task, request.options, max_length=length)
+        else:
+            plan = plan_analysis(self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options,
+                                 max_length=length, notes=request.notes)
+        return run_planned(self.model, plan, request.options, provenance=request.provenance, progress=request.progress).report
 
     def postprocess(self, report: ICLAnalysisReport) -> ICLAnalysisReport:
         return report

@@ -21,10 +21,10 @@ __all__ = [
 ]
 
 
-def main(argv: list[str] | None = None, overrides: dict | None = None) -> dict | None:
-    """Parse ``argv`` (YAML ``--config`` + flags; ``overrides`` as already parsed flags),
-    run the experiment, print the comparison table and return its summary."""
-    args = parse_args(argv, overrides)
+def main(argv: list[str] | None = None, parser=None) -> dict | None:
+    """Parse ``argv`` (YAML ``--config`` + flags; ``parser`` from :func:`make_parser`), run the experiment,
+    print the comparison table and return its summary."""
+    args = parse_args(argv, parser)
     summary = run_experiment(*args)
     if summary is not None:
         print(to_markdown(summary))

@@ -1,4 +1,4 @@
-"""Arguments of the momentum-attention pretraining experiment, parsed by ``HfArgumentParser``.
+"""Arguments of the momentum-attention pretraining experiment, parsed by :class:`~hf_metaopt.arguments.MetaoptParser`.
 
 Three dataclasses of our own plus :class:`transformers.TrainingArguments` (every
 Trainer flag: schedule, batch size, checkpoints, ``push_to_hub`` ...). A YAML file
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
 from ..analysis.options import check_learning_rate
-from ..arguments import parse_with_config
+from ..arguments import MetaoptParser
 
 __all__ = [
     "ModelArguments",
@@ -107,19 +107,18 @@ class ExperimentArguments:
     )
 
 
-def make_parser() -> HfArgumentParser:
+def make_parser(**kwargs) -> MetaoptParser:
     """The parser shared by ``recipes/momentum_pretrain.py`` and ``hf-metaopt pretrain``."""
-    return HfArgumentParser((ModelArguments, DataArguments, ExperimentArguments, TrainingArguments))
+    return MetaoptParser((ModelArguments, DataArguments, ExperimentArguments, TrainingArguments), **kwargs)
 
 
-def parse_args(argv: list[str] | None = None, overrides: dict | None = None):
-    """Parse ``argv`` (default ``sys.argv[1:]``) with ``--config`` YAML defaults.
+def parse_args(argv: list[str] | None = None, parser: MetaoptParser | None = None):
+    """Parse ``argv`` (default ``sys.argv[1:]``) with ``--config`` YAML defaults; flags override the file.
 
-    ``overrides`` (already parsed values, e.g. from ``hf-metaopt pretrain``) take
-    precedence over the YAML file, like flags. Returns ``(model_args, data_args,
-    experiment_args, training_args)``, validated.
+    ``parser``: one made by :func:`make_parser` (``hf-metaopt pretrain`` names its program). Returns
+    ``(model_args, data_args, experiment_args, training_args)``, validated.
     """
-    model_args, data_args, exp_args, training_args = parse_with_config(make_parser(), argv, overrides=overrides)
+    model_args, data_args, exp_args, training_args = (parser or make_parser()).parse_args_and_config(argv)
     validate_args(model_args, data_args, exp_args, training_args)
     return model_args, data_args, exp_args, training_args
 

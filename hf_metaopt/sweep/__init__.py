@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 
-def main(argv: list[str] | None = None, *, overrides: dict | None = None, default_config: str | Path | None = None) -> dict | None:
-    """Parse the sweep's arguments (YAML ``--config`` + flags) and run it; the summary on the main process."""
-    args, shared = parse_args(argv, overrides=overrides, default_config=default_config)
+def main(argv: list[str] | None = None, *, default_config: str | Path | None = None, parser=None) -> dict | None:
+    """Parse the sweep's arguments (YAML ``--config`` + flags; ``parser`` from :func:`make_parser`) and run it;
+    the summary on the main process."""
+    args, shared = parse_args(argv, default_config=default_config, parser=parser)
     return run_sweep(args, shared)

@@ -1,25 +1,23 @@
 """The sweep's configuration: grid axes as lists, plus the options every job shares.
 
-Two dataclasses parsed by ``HfArgumentParser`` with YAML defaults (``--config``; flags
-override the file): :class:`SweepArguments` (the grid's axes, where runs go, how models
-load) and :class:`SharedOptions`, the fields of
-:class:`~hf_metaopt.analysis.AnalysisOptions` that are not grid axes, with its defaults
-and help texts (generated from it, so the defaults live in one place). Values are
-checked when each job's :class:`~hf_metaopt.analysis.AnalysisOptions` is built
-(:func:`hf_metaopt.sweep.grid.plan_sweep`), before any model loads.
+Two dataclasses parsed by :class:`~hf_metaopt.arguments.MetaoptParser` with YAML defaults
+(``--config``; flags override the file): :class:`SweepArguments` (the grid's axes, where runs
+go, how models load) and :class:`~hf_metaopt.analysis.options.SharedOptions`, the fields of
+:class:`~hf_metaopt.analysis.AnalysisOptions` that are not grid axes (its base class, so the
+defaults and checks live in one place). Values are checked when parsed, and each job's
+options when :func:`hf_metaopt.sweep.grid.plan_sweep` builds them, before any model loads.
 """
 
 from __future__ import annotations
 
+import sys
 import typing
-from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from transformers import HfArgumentParser
-
-from ..analysis.options import AnalysisOptions
-from ..arguments import parse_with_config
+from ..analysis.options import AnalysisOptions, SharedOptions
+from ..arguments import MetaoptParser, read_yaml_config
 from ..loading import DEFAULT_MODEL, ModelArguments
 from ..tasks import DEFAULT_TASK
 
@@ -34,26 +32,6 @@ _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, 
 
 def _default(cls: type, name: str) -> Any:
     return next(f.default for f in fields(cls) if f.name == name)
-
-
-def _copied_fields(cls: type, skip: tuple[str, ...]) -> list:
-    """``cls``'s fields but ``skip`` (resolved types, defaults, help) for ``make_dataclass``."""
-    hints = typing.get_type_hints(cls)
-    copied = []
-    for f in fields(cls):
-        if f.name in skip:
-            continue
-        default = {"default": f.default} if f.default is not MISSING else {"default_factory": f.default_factory}
-        copied.append((f.name, hints[f.name], field(**default, metadata=dict(f.metadata))))
-    return copied
-
-
-SharedOptions = make_dataclass("SharedOptions", _copied_fields(AnalysisOptions, skip=tuple(GRID_AXES)), frozen=True)
-SharedOptions.__module__ = __name__
-SharedOptions.__doc__ = (
-    "The analysis options every job of the sweep shares: AnalysisOptions' fields except the grid axes "
-    f"({', '.join(GRID_AXES)}), with its defaults."
-)
 
 
 @dataclass(frozen=True)
@@ -138,48 +116,45 @@ def _example(name: str) -> str:
     return {"models": DEFAULT_MODEL, "tasks": DEFAULT_TASK}.get(name, "...")
 
 
-def make_parser() -> HfArgumentParser:
+def make_parser(default_config: str | Path | None = None, **kwargs: Any) -> MetaoptParser:
     """The sweep's flags: :class:`SweepArguments` and :class:`SharedOptions` (shared by the recipe and the CLI)."""
-    return HfArgumentParser((SweepArguments, SharedOptions))
+    return MetaoptParser((SweepArguments, SharedOptions), default_config=default_config, **kwargs)
 
 
 def parse_args(
-    argv: list[str] | None = None, *, overrides: dict | None = None, default_config: str | Path | None = None
-) -> tuple[SweepArguments, Any]:
-    """``(SweepArguments, SharedOptions)`` from YAML defaults (``--config``) and flags.
+    argv: list[str] | None = None, *, default_config: str | Path | None = None, parser: MetaoptParser | None = None
+) -> tuple[SweepArguments, SharedOptions]:
+    """``(SweepArguments, SharedOptions)`` from YAML defaults (``--config``) and flags (default ``sys.argv[1:]``).
+
+    ``parser``: one made by :func:`make_parser` (``hf-metaopt sweep`` names its program).
 
     Raises:
         ValueError: the ``--config`` file is empty, or neither it nor the flags name any of the
             grid's lists (a typo'd or empty file would otherwise run the whole default grid).
     """
-    _check_config_names_a_grid(argv, overrides or {}, default_config)
-    return tuple(parse_with_config(make_parser(), argv, overrides=overrides, default_config=default_config))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = parser or make_parser(default_config)
+    _check_config_names_a_grid(parser, argv)
+    return parser.parse_args_and_config(argv)
 
 
 GRID_LISTS = ("models", "tasks", *GRID_AXES.values())
 
 
-def _check_config_names_a_grid(argv: list[str] | None, overrides: dict, default_config: str | Path | None) -> None:
-    import argparse
-    import sys
-
-    from ..arguments import read_yaml_config
-
-    argv = list(sys.argv[1:] if argv is None and not overrides else argv or [])
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--config", default=None)
-    config = overrides.get("config") or pre.parse_known_args(argv)[0].config or default_config
+def _check_config_names_a_grid(parser: MetaoptParser, argv: list[str]) -> None:
+    config = parser.config_path(argv)
     if not config or not Path(config).is_file():
-        return  # no file, or a missing one (which parse_with_config reports)
+        return  # no file, or a missing one (which the parser reports)
     values = read_yaml_config(config)
     if values is None or values == {}:
         raise ValueError(f"--config: '{config}' is empty; a sweep config names its grid, e.g. models: [gemma3] and "
                          "tasks: [rt_sentiment] (see recipes/configs/sweep_offline.yaml).")
-    given = set(values) if isinstance(values, dict) else set()
-    given |= set(overrides) | {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
-    known = {f.name for cls in (SweepArguments, SharedOptions) for f in fields(cls)} | {"config"}
-    if isinstance(values, dict) and set(values) - known:
+    if not isinstance(values, dict):
+        return  # the parser says what a config must hold
+    known = {f.name for cls in (SweepArguments, SharedOptions) for f in fields(cls)}
+    if set(values) - known:
         return  # a misspelt key: the parser names it, which says more than "no grid"
-    if isinstance(values, dict) and not given & set(GRID_LISTS):
+    given = set(values) | {token[2:].split("=", 1)[0].replace("-", "_") for token in argv if token.startswith("--")}
+    if not given & set(GRID_LISTS):
         raise ValueError(f"--config: '{config}' sets none of the grid's lists ({', '.join(GRID_LISTS)}), so the sweep would "
                          "run the default grid; name at least models and tasks in it or as flags.")
