@@ -9,13 +9,10 @@ Each command module defines ``register(subparsers)``, which lists it in ``hf-met
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from .commands import analyze, pretrain, push, sweep, tasks
+from .commands.signals import Terminated, sigterm_cleans_up
 
 # Subcommands, in the order `--help` lists them.
 COMMANDS = {"analyze": analyze, "tasks": tasks, "push": push, "pretrain": pretrain, "sweep": sweep}
@@ -34,27 +31,6 @@ def make_parser() -> argparse.ArgumentParser:
     for module in COMMANDS.values():
         module.register(sub)
     return parser
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a scheduler's time limit, ``kill``), raised so the run cleans up as after Ctrl-C."""
-
-
-def _raise_terminated(signum, frame) -> None:
-    raise Terminated()
-
-
-@contextmanager
-def _sigterm_cleans_up() -> Iterator[None]:
-    """While a command runs, SIGTERM unwinds it like Ctrl-C instead of ending the process on the spot."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _error(command: str, err: BaseException) -> None:
@@ -88,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         def run() -> int:
             return args.func(args)
     try:
-        with _sigterm_cleans_up():
+        with sigterm_cleans_up():
             result = run()
     except (ValueError, TypeError, FileNotFoundError, FloatingPointError) as err:
         _error(command, err)

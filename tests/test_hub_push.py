@@ -17,7 +17,7 @@ from huggingface_hub import HfApi, ModelCard, hf_hub_download
 from hub_server import HUB_TOKEN, hub, make_report, make_run_dir  # noqa: F401  (hub is a fixture)
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 
-import hf_metaopt.hub.push as push_module
+import hf_metaopt.hub.upload as upload_module
 from hf_metaopt.cli import main
 from hf_metaopt.hub import HubPushError, RetryPolicy, eval_results_from_report, push_model, push_report
 
@@ -27,7 +27,7 @@ INPUT = torch.tensor([[5, 17, 42, 7, 99, 3]])
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch):
-    monkeypatch.setattr(push_module, "DEFAULT_RETRY", FAST)
+    monkeypatch.setattr(upload_module, "DEFAULT_RETRY", FAST)
 
 
 @pytest.fixture
@@ -290,7 +290,7 @@ def test_push_an_in_memory_report_saves_it_first(hub, tmp_path):
 
 
 def test_scrub_masks_tokens_but_not_ordinary_text():
-    from hf_metaopt.hub.push import scrub
+    from hf_metaopt.hub.upload import scrub
 
     text = f"failed with {HUB_TOKEN} and Authorization: Bearer xyz in /home/u/.cache/hf_metaopt/push"
     assert scrub(text, "xyz-custom") == "failed with *** and Authorization: Bearer *** in /home/u/.cache/hf_metaopt/push"

@@ -75,7 +75,7 @@ class Case:
 
 
 def _card(report: dict) -> str:
-    from hf_metaopt.hub.cards import render_analysis_card
+    from hf_metaopt.analysis.report_card import render_analysis_card
 
     return str(render_analysis_card(report))
 

@@ -82,7 +82,8 @@ def test_bad_repo_id_is_refused_before_anything_is_written(own_tmp):
     assert list(own_tmp.iterdir()) == []
 
 
-def test_the_analysis_layer_does_not_load_the_hub_layer_until_a_push():
-    code = "import sys, hf_metaopt.analysis.report; print(sorted(m for m in sys.modules if m.startswith('hf_metaopt.hub')))"
+def test_the_analysis_layer_loads_only_the_generic_hub_modules_below_it():
+    # The upload and the card helpers sit below analysis; the pushes that load run folders sit above it.
+    code = "import sys, hf_metaopt.analysis.report; print('hf_metaopt.hub.push' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.strip() == "False"

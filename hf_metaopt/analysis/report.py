@@ -62,12 +62,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_write_json, atomic_write_text, folder_mode
+from ..hub.upload import HubPushError, check_repo_id
 from .report_base import ReportPart, report_part
 from .report_markdown import PLOT_FILES, markdown, metric_rows
 from .report_parts import (
     AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
 )
 from .report_plots import plots
+from .report_push import push_analysis, stage_report
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -229,24 +231,21 @@ class ICLAnalysisReport(ReportPart):
     ) -> CommitInfo:
         """Push the report (card, ``report.json``, ``report.md``, plots) to ``repo_id`` in one commit.
 
-        The report is saved into a temporary folder and pushed by :func:`hf_metaopt.hub.push_report`,
-        the one implementation of a report push (the command line's ``hf-metaopt push`` uses it too):
+        The report is saved into a temporary folder and pushed as :func:`hf_metaopt.hub.push_report`
+        pushes it (both end in :func:`~hf_metaopt.analysis.report_push.push_analysis`, the one
+        implementation of a report push; the command line's ``hf-metaopt push`` uses it too):
         the files go under ``icl_analysis/<run name>/``, the eval results into the repo's root card,
         transient failures are retried and the token never shows in a message. ``create_pr=None``
         opens a pull request exactly when ``repo_id`` is the analysed model's repo; ``private=None``
         makes a new repo public. Returns the ``huggingface_hub.CommitInfo``. If the push fails, the
         folder is kept and the :class:`~hf_metaopt.hub.HubPushError` says where and how to push it later.
-
-        Layering: ``hf_metaopt.hub`` sits above ``analysis`` (its cards read reports), so this
-        method imports it when called rather than at module import: the analysis layer never
-        loads the Hub layer unless a push is asked for, and the push logic is not written twice.
         """
-        from ..hub.push import HubPushError, push_report
-
         staging = Path(tempfile.mkdtemp(prefix="hf-metaopt-push-"))
         try:
-            info = push_report(self, repo_id, token=token, private=bool(private), create_pr=create_pr, revision=revision,
-                               commit_message=commit_message, local_dir=staging / "report")
+            check_repo_id(repo_id)
+            folder, data, name = stage_report(self, None, staging / "report")
+            info = push_analysis(folder, data, name, repo_id, token=token, private=bool(private), create_pr=create_pr,
+                                 revision=revision, commit_message=commit_message)
         except HubPushError:
             raise  # the folder stays: the error names it and the command that pushes it later
         except BaseException:

@@ -24,6 +24,7 @@ from ..arguments import ConfigError, MetaoptParser
 from ..loading import ModelArguments
 from ..tasks.arguments import TaskArguments
 from .formatting import HelpFormatter
+from .signals import Terminated
 
 __all__ = ["HelpFormatter", "OutputArguments", "main", "make_parser", "parse", "register", "run"]
 
@@ -111,8 +112,6 @@ def _push(run_dir, repo_id: str, token: str | None) -> int:
 
         info = push_report(run_dir, repo_id, token=token)
     except KeyboardInterrupt as err:
-        from ..cli import Terminated
-
         how, code = ("terminated (SIGTERM)", 143) if isinstance(err, Terminated) else ("interrupted", 130)
         print(f"hf-metaopt analyze: {how} while pushing; the run is saved in {run_dir}; {later}", file=sys.stderr)
         return code

@@ -3,16 +3,25 @@
     from hf_metaopt.hub import push_model, push_report
     push_model(model, "alice/momentum-gpt-small", perplexities={"valid@256": 19.4})
     push_report("runs/sst2-seed1", "alice/icl-analyses")
+
+Layers: :mod:`~hf_metaopt.hub.upload` (the one commit, retried, token-safe) and
+:mod:`~hf_metaopt.hub.cards` (the checkpoint card, card helpers) know nothing of analysis reports
+and sit below :mod:`hf_metaopt.analysis`, whose reports push through them (the analysis card is
+:mod:`hf_metaopt.analysis.report_card`); :mod:`~hf_metaopt.hub.push` (``push_model``,
+``push_report``) sits above analysis and loads run folders. It is imported on first use (as
+transformers' lazy ``__init__`` does), so importing a report, which imports the upload, never
+needs the layer above it.
 """
 
-from .cards import (
-    eval_results_from_report,
-    merge_eval_results,
-    render_analysis_card,
-    render_model_card,
-    write_model_card,
-)
-from .push import DEFAULT_RETRY, HubPushError, RetryPolicy, push_model, push_report
+from __future__ import annotations
+
+from typing import Any
+
+from ..analysis.report_card import eval_results_from_report, render_analysis_card
+from .cards import merge_eval_results, render_model_card, write_model_card
+from .upload import DEFAULT_RETRY, HubPushError, RetryPolicy
+
+_PUSHES = ("push_model", "push_report")
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -26,3 +35,16 @@ __all__ = [
     "render_model_card",
     "write_model_card",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUSHES:
+        from . import push
+
+        globals().update({n: getattr(push, n) for n in _PUSHES})  # later lookups skip this hook
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUSHES))
