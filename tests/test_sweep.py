@@ -179,13 +179,13 @@ def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
     from hf_metaopt.sweep import processes
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    processes._pin_gpu(1)
+    processes.pin_gpu(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    processes._pin_gpu(2)  # more processes than GPUs: they share
+    processes.pin_gpu(2)  # more processes than GPUs: they share
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    processes._pin_gpu(1)  # no GPU: stays on CPU
+    processes.pin_gpu(1)  # no GPU: stays on CPU
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 

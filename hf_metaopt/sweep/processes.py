@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-__all__ = ["ProcessLayout", "SweepProcesses", "launched_count"]
+__all__ = ["ProcessLayout", "SweepProcesses", "launched_count", "pin_gpu"]
 
 T = TypeVar("T")
 # Processes that finish early wait for the others' jobs, which take hours on large models.
@@ -70,8 +70,8 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _pin_gpu(local_index: int) -> None:
-    """Keep only this process's GPU visible: the ``local_index``-th, round robin when processes outnumber GPUs."""
+def pin_gpu(local_index: int) -> None:
+    """Keep only this process's GPU visible (``CUDA_VISIBLE_DEVICES``): the ``local_index``-th, round robin when processes outnumber GPUs."""
     ids = _visible_gpus()
     if ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_index % len(ids)]
@@ -92,7 +92,7 @@ class SweepProcesses:
         if several and device == "auto":
             if torch.cuda.is_initialized():
                 raise RuntimeError("CUDA started before the sweep could give each process its own GPU; start the sweep first.")
-            _pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
+            pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
         cpu = device == "cpu" or not torch.accelerator.is_available()
         self.state = PartialState(cpu=cpu, **({"backend": "gloo", "timeout": _WAIT} if several else {}))
         self.layout = ProcessLayout(
