@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-__all__ = ["ProcessLayout", "SweepProcesses", "launched_count", "pin_gpu"]
+__all__ = ["ProcessLayout", "SweepProcesses", "launched_count", "one_process_launch_note", "pin_gpu"]
 
 T = TypeVar("T")
 # Processes that finish early wait for the others' jobs, which take hours on large models.
@@ -52,6 +52,19 @@ class ProcessLayout:
     @property
     def is_main(self) -> bool:
         return self.index == 0
+
+
+def one_process_launch_note() -> str | None:
+    """A note when ``accelerate launch`` asked for several processes but started one (its single-process launcher).
+
+    That launcher sets ``MASTER_ADDR`` for a multi-process run but starts one process with no
+    ``WORLD_SIZE``: on a machine without GPUs, ``--num_processes 2`` alone gives one worker.
+    """
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in os.environ
+    if launched_by_accelerate and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        return ("accelerate launch started one process; for several workers on a machine without GPUs add --multi_gpu "
+                "(accelerate launch --multi_gpu --num_processes 2 -m hf_metaopt.cli sweep ...) or use torchrun --nproc_per_node 2.")
+    return None
 
 
 def launched_count() -> int:
