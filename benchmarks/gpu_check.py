@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import HfArgumentParser
 from transformers.utils import logging as hf_logging
 
 from hf_metaopt import offline
+from hf_metaopt.arguments import MetaoptParser
 from hf_metaopt.analysis import AnalysisOptions, analyze_task
 from hf_metaopt.loading import ModelArguments, load_model
 
@@ -172,7 +172,7 @@ def _write(args: CheckArguments, device_name: str, rows: list[dict], errors: lis
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    (args,) = HfArgumentParser(CheckArguments).parse_args_into_dataclasses(args=argv)
+    (args,) = MetaoptParser(CheckArguments).parse_args_and_config(argv)
     hf_logging.disable_progress_bar()  # the progress lines below say what runs; keep the output short
     if args.model_files and not args.random_init:
         raise SystemExit("--model_files holds configs and tokenizers without weights: pass --random_init with it.")

@@ -75,13 +75,13 @@ def deep_copy_route(model, examples, options, *, on_train_start=None, callbacks=
     tuned = copy.deepcopy(model)
     trained = tuned
     if options.method == "kv":
-        ft._prepare_kv(tuned)
+        ft.prepare_kv(tuned)
     elif options.method == "lora":
-        trained = ft._prepare_lora(tuned, options.seed)
+        trained = ft.prepare_lora(tuned, options.seed)
     else:
         tuned.requires_grad_(True)
-    args = ft._training_arguments("unused-output-dir", options.learning_rate, options.seed, on_cpu=True)
-    trainer = Trainer(model=trained, args=args, train_dataset=ft._ExampleDataset(examples), data_collator=ft._collate,
+    args = ft.training_arguments("unused-output-dir", options.learning_rate, options.seed, on_cpu=True)
+    trainer = Trainer(model=trained, args=args, train_dataset=ft.ExampleDataset(examples), data_collator=ft.collate_examples,
                       callbacks=list(callbacks))
     trainer.remove_callback(PrinterCallback)
     trainer.model_accepts_loss_kwargs = False
@@ -340,7 +340,7 @@ def test_finetuned_tensors_are_released_before_the_untrained_control(tiny_tokeni
     """With the garbage collector off, only reference counts free memory: nothing (recorder, Trainer,
     optimizer, accelerate) may still hold the finetuned parameters when the control is built."""
     held: list[weakref.ref] = []
-    real_finetuned, real_control = engine.finetuned, engine._untrained_copy
+    real_finetuned, real_control = engine.finetuned, engine.untrained_copy
 
     @contextmanager
     def watched(model, *args, **kwargs):
@@ -358,7 +358,7 @@ def test_finetuned_tensors_are_released_before_the_untrained_control(tiny_tokeni
         return real_control(model, seed)
 
     monkeypatch.setattr(engine, "finetuned", watched)
-    monkeypatch.setattr(engine, "_untrained_copy", control)
+    monkeypatch.setattr(engine, "untrained_copy", control)
     gc.collect()
     gc.disable()
     try:

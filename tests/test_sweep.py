@@ -179,13 +179,13 @@ def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
     from hf_metaopt.sweep import processes
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    processes._pin_gpu(1)
+    processes.pin_gpu(1)
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "5"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5")
-    processes._pin_gpu(2)  # more processes than GPUs: they share
+    processes.pin_gpu(2)  # more processes than GPUs: they share
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "4"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
-    processes._pin_gpu(1)  # no GPU: stays on CPU
+    processes.pin_gpu(1)  # no GPU: stays on CPU
     assert os.environ["CUDA_VISIBLE_DEVICES"] == ""
 
 
@@ -355,3 +355,19 @@ def test_jobs_another_sweep_finished_or_holds_are_skipped(single_run, tiny_model
     err = capsys.readouterr().err
     assert "finished meanwhile by another sweep; skipped" in err and "skipped, another run" in err and "is writing" in err
     assert not analysed and not (out / second.relative_path).exists()
+
+
+def test_a_one_process_accelerate_launch_is_named(monkeypatch):
+    """accelerate's single-process launcher (plain --num_processes 2 without GPUs) sets MASTER_ADDR but starts one
+    process: the sweep says how to get several workers instead of silently running one."""
+    from hf_metaopt.sweep.processes import one_process_launch_note
+
+    for name in ("ACCELERATE_MIXED_PRECISION", "MASTER_ADDR", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert one_process_launch_note() is None  # not launched
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    assert one_process_launch_note() is None  # accelerate launch --num_processes 1
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    assert "--multi_gpu" in one_process_launch_note()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert one_process_launch_note() is None  # the multi-process launcher did start 2

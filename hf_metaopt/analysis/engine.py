@@ -42,7 +42,7 @@ from .scores import ScoreCollector
 from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
-__all__ = ["AnalysisResult", "run_analysis", "run_planned"]
+__all__ = ["AnalysisResult", "run_analysis", "run_planned", "untrained_copy"]
 
 
 @dataclass
@@ -116,7 +116,7 @@ def run_planned(
         notes += main.notes
         controls = {}
         if options.control == "untrained":
-            control = _analyze_model(_untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
+            control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
                                      bar, "not run for the untrained control")
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
@@ -212,7 +212,8 @@ def _recording_queries(recorder: AttentionRecorder, skip: int, tracking):
         yield recorder
 
 
-def _untrained_copy(model: nn.Module, seed: int) -> nn.Module:
+def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
+    """The untrained control: ``model``'s architecture freshly initialised from ``seed``, on its device and dtype."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)

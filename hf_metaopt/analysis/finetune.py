@@ -46,7 +46,10 @@ from transformers import PrinterCallback, Trainer, TrainingArguments
 from .layout import attention_layers, kv_parameter_names
 from .options import METHODS, AnalysisOptions
 
-__all__ = ["METHODS", "FinetunedModel", "finetune_model", "finetuned", "kv_parameter_names"]
+__all__ = [
+    "METHODS", "ExampleDataset", "FinetunedModel", "collate_examples", "finetune_model", "finetuned", "kv_parameter_names", "prepare_kv",
+    "prepare_lora", "training_arguments",
+]
 
 
 @dataclass
@@ -76,7 +79,8 @@ def _mask_query_columns(c_attn: nn.Module) -> None:
         c_attn.bias.register_hook(zero_q)
 
 
-def _prepare_kv(model: nn.Module) -> None:
+def prepare_kv(model: nn.Module) -> None:
+    """Make only the key and value projections of ``model`` trainable (GPT-2's fused Q columns get a zero gradient)."""
     model.requires_grad_(False)
     for layer in attention_layers(model):
         for sub in layer.kv_modules():
@@ -97,7 +101,8 @@ def _lora_config(model: nn.Module):
     return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["k_proj", "v_proj"], bias="none")
 
 
-def _prepare_lora(model: nn.Module, seed: int) -> nn.Module:
+def prepare_lora(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` wrapped by PEFT with rank-8 LoRA adapters on ``k_proj``/``v_proj``, initialised from ``seed``."""
     from peft import get_peft_model
 
     config = _lora_config(model)
@@ -146,7 +151,9 @@ def _kv_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for layer in attention_layers(model) for sub in layer.kv_modules() for p in sub.parameters()]
 
 
-class _ExampleDataset(torch.utils.data.Dataset):
+class ExampleDataset(torch.utils.data.Dataset):
+    """Training examples (token-id lists) as the Trainer reads them: ``input_ids``, ``attention_mask``, ``labels``."""
+
     def __init__(self, examples: Sequence[Sequence[int]]):
         self.examples = [list(e) for e in examples]
 
@@ -158,8 +165,8 @@ class _ExampleDataset(torch.utils.data.Dataset):
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids.clone()}
 
 
-def _collate(batch: list[dict]) -> dict:
-    # Batch size is 1: nothing to pad.
+def collate_examples(batch: list[dict]) -> dict:
+    """Stack :class:`ExampleDataset` items; batches hold one example, so nothing is padded."""
     return {k: torch.stack([b[k] for b in batch]) for k in batch[0]}
 
 
@@ -193,7 +200,7 @@ class _ModelLossTrainer(Trainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
 
-def _training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool) -> TrainingArguments:
+def training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool) -> TrainingArguments:
     """The paper's regime as ``TrainingArguments``: plain SGD, constant rate, one epoch, batch 1, in order, quiet."""
     return _OneDeviceArguments(
         output_dir=output_dir,
@@ -228,9 +235,9 @@ def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: Analy
     """Train ``trained`` in place in the paper's regime; nothing of the ``Trainer`` outlives the call."""
     on_cpu = all(p.device.type == "cpu" for p in trained.parameters())
     with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
-        args = _training_arguments(out, options.learning_rate, options.seed, on_cpu)
+        args = training_arguments(out, options.learning_rate, options.seed, on_cpu)
         trainer = _ModelLossTrainer(
-            model=trained, args=args, train_dataset=_ExampleDataset(examples), data_collator=_collate, callbacks=list(callbacks)
+            model=trained, args=args, train_dataset=ExampleDataset(examples), data_collator=collate_examples, callbacks=list(callbacks)
         )
         # The Trainer's documented way to drop a default callback: with disable_tqdm, PrinterCallback
         # would print every step's log line to stdout; the losses reach LossRecorder instead.
@@ -311,7 +318,7 @@ def _lora_in_place(model: nn.Module, examples, options: AnalysisOptions, on_trai
     """LoRA adapters trained on ``model`` itself, disabled outside ``active()``, removed on exit."""
     state = _ModelState.of(model)
     try:
-        peft_model = _prepare_lora(model, options.seed)
+        peft_model = prepare_lora(model, options.seed)
         with on_train_start(model) if on_train_start is not None else nullcontext():
             _train(peft_model, examples, options, callbacks)
         peft_model.base_model.disable_adapter_layers()
@@ -366,14 +373,14 @@ def _trainable(model: nn.Module, options: AnalysisOptions) -> tuple[nn.Module, n
     """``(copy, module to train)``: the K/V copy sharing frozen tensors, else a full copy (LoRA-wrapped)."""
     if options.method == "kv":
         tuned = _trainable_copy(model) if _offloaded(model) else _kv_copy(model)
-        _prepare_kv(tuned)
+        prepare_kv(tuned)
         shared = {p.data_ptr() for p in model.parameters()}
         if any(p.data_ptr() in shared for p in tuned.parameters() if p.requires_grad):
             raise RuntimeError("a trained K/V parameter shares storage with the input model; refusing to train it.")
         return tuned, tuned
     tuned = _trainable_copy(model)
     if options.method == "lora":
-        return tuned, _prepare_lora(tuned, options.seed)
+        return tuned, prepare_lora(tuned, options.seed)
     return tuned.requires_grad_(True), tuned
 
 

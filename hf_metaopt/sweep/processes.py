@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-__all__ = ["ProcessLayout", "SweepProcesses", "launched_count"]
+__all__ = ["ProcessLayout", "SweepProcesses", "launched_count", "one_process_launch_note", "pin_gpu"]
 
 T = TypeVar("T")
 # Processes that finish early wait for the others' jobs, which take hours on large models.
@@ -54,6 +54,19 @@ class ProcessLayout:
         return self.index == 0
 
 
+def one_process_launch_note() -> str | None:
+    """A note when ``accelerate launch`` asked for several processes but started one (its single-process launcher).
+
+    That launcher sets ``MASTER_ADDR`` for a multi-process run but starts one process with no
+    ``WORLD_SIZE``: on a machine without GPUs, ``--num_processes 2`` alone gives one worker.
+    """
+    launched_by_accelerate = "ACCELERATE_MIXED_PRECISION" in os.environ
+    if launched_by_accelerate and "MASTER_ADDR" in os.environ and "WORLD_SIZE" not in os.environ:
+        return ("accelerate launch started one process; for several workers on a machine without GPUs add --multi_gpu "
+                "(accelerate launch --multi_gpu --num_processes 2 -m hf_metaopt.cli sweep ...) or use torchrun --nproc_per_node 2.")
+    return None
+
+
 def launched_count() -> int:
     """How many processes the launcher started (``WORLD_SIZE``; 1 when not launched)."""
     return int(os.environ.get("WORLD_SIZE", 1))
@@ -70,8 +83,8 @@ def _visible_gpus() -> list[str]:
     return [str(i) for i in range(torch.cuda.device_count())]
 
 
-def _pin_gpu(local_index: int) -> None:
-    """Keep only this process's GPU visible: the ``local_index``-th, round robin when processes outnumber GPUs."""
+def pin_gpu(local_index: int) -> None:
+    """Keep only this process's GPU visible (``CUDA_VISIBLE_DEVICES``): the ``local_index``-th, round robin when processes outnumber GPUs."""
     ids = _visible_gpus()
     if ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ids[local_index % len(ids)]
@@ -92,7 +105,7 @@ class SweepProcesses:
         if several and device == "auto":
             if torch.cuda.is_initialized():
                 raise RuntimeError("CUDA started before the sweep could give each process its own GPU; start the sweep first.")
-            _pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
+            pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
         cpu = device == "cpu" or not torch.accelerator.is_available()
         self.state = PartialState(cpu=cpu, **({"backend": "gloo", "timeout": _WAIT} if several else {}))
         self.layout = ProcessLayout(

@@ -29,7 +29,7 @@ from ..runs import RunFolder, RunFolderBusy
 from .config import SweepArguments
 from .grid import Job, SweepPlan, plan_sweep
 from .plot import plot
-from .processes import ProcessLayout, SweepProcesses, launched_count
+from .processes import ProcessLayout, SweepProcesses, launched_count, one_process_launch_note
 from .progress import GridProgress
 from .summary import summarize
 from .table import to_markdown
@@ -58,8 +58,9 @@ def run_sweep(args: SweepArguments, shared: Any) -> dict | None:
     processes = SweepProcesses(args.device)
     layout = processes.layout
     if layout.is_main:
-        for note in plan.notes:
-            _log(layout, f"note: {note}")
+        for note in [*plan.notes, one_process_launch_note()]:
+            if note:
+                _log(layout, f"note: {note}")
     todo = plan.pending()
     processes.wait_for_everyone()  # every process lists the same finished folders before any job writes one
     if layout.is_main:
