@@ -86,11 +86,15 @@ def _child(args) -> None:
     import transformers  # noqa: F401
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer  # noqa: F401
 
-    from hf_metaopt import offline, tasks
+    from hf_metaopt import tasks
     from hf_metaopt.analysis import AnalysisOptions, run_analysis
     from hf_metaopt.analysis.run import prompt_format
 
-    path = offline.model_path(args.child)
+    try:
+        from hf_metaopt import offline  # registers the offline tasks too
+    except ImportError:  # refs before 0.2 (--before) kept the offline assets in hf_metaopt.assets
+        from hf_metaopt import assets as offline
+    path = offline.model_path(args.child) if hasattr(offline, "model_path") else offline.offline_model(args.child).path()
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
     weights = sum(t.numel() * t.element_size() for t in {id(p): p for p in model.parameters()}.values())
