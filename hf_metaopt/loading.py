@@ -19,7 +19,7 @@ from typing import Any, Literal
 from huggingface_hub.errors import StrictDataclassError
 
 from . import model_sources
-from .model_id import model_identity
+from .model_id import is_hub_id, model_identity
 from .tasks.files import one_line
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
 # copy, used while the Hub cannot serve it (see hf_metaopt.offline).
 DEFAULT_MODEL = "google/gemma-3-270m"
 DTYPES = ("float32", "bfloat16", "float16", "auto")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 # What from_pretrained reads weights from, in a model folder.
 _WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.bin", "*.bin.index.json", "*.pt", "*.pth")
 
@@ -141,7 +140,7 @@ def check_model_reference(args: ModelArguments) -> None:
             )
         _check_model_folder(path, name, args.gguf_file)
         return
-    if not _REPO_ID.match(name) or ".." in name or len(name) > 96:
+    if not is_hub_id(name):
         raise ValueError(
             f"--model {name!r} is neither a folder nor a valid Hub id ('owner/name': letters, digits, '-', '_', '.'); "
             f"or use an offline model ({', '.join(model_sources.local_copy_names()) or 'none registered'})."

@@ -238,15 +238,9 @@ def test_a_link_inside_the_folder_is_followed_and_nothing_else_leaves(hub, check
 
 
 def test_the_hub_token_is_in_no_file_pretraining_writes(hub, tmp_path, tiny_tokenizer_dir, capsys):
-    from test_pretrain import WORDS, tiny_argv
+    from test_pretrain import tiny_argv, word_corpus
 
-    import random
-
-    rng = random.Random(0)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(40):
-        (corpus / f"doc{i:03d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(60)) + ".")
+    corpus = word_corpus(tmp_path / "corpus")
     out = tmp_path / "run"
     argv = tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "2", "--save_steps", "1", "--eval_steps", "1",
                      "--push_to_hub", "--hub_repo_prefix", "alice/tok", "--hub_token", HUB_TOKEN)
@@ -265,15 +259,9 @@ def test_the_hub_token_is_in_no_file_pretraining_writes(hub, tmp_path, tiny_toke
 
 
 def test_a_pretraining_rerun_reuses_its_arms_only_with_the_same_settings(tmp_path, tiny_tokenizer_dir, capsys):
-    import random
+    from test_pretrain import tiny_argv, word_corpus
 
-    from test_pretrain import WORDS, tiny_argv
-
-    rng = random.Random(0)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(40):
-        (corpus / f"doc{i:03d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(60)) + ".")
+    corpus = word_corpus(tmp_path / "corpus")
     out = tmp_path / "run"
     steps = ("--save_steps", "1", "--eval_steps", "1")
     assert cli.main(["pretrain", *tiny_argv(out, corpus, tiny_tokenizer_dir, "--max_steps", "2", *steps)]) == 0

@@ -40,6 +40,17 @@ def corpus_dir(tmp_path_factory):
     return folder
 
 
+def word_corpus(folder, n_documents: int = 40):
+    """``folder`` filled with ``n_documents`` text files of 60 random WORDS each (seeded: the same every time)."""
+    import random
+
+    rng = random.Random(0)
+    folder.mkdir()
+    for i in range(n_documents):
+        (folder / f"doc{i:03d}.txt").write_text(" ".join(rng.choice(WORDS) for _ in range(60)) + ".")
+    return folder
+
+
 def tiny_argv(output_dir, corpus_dir, tokenizer_dir, *extra):
     return [
         "--output_dir", str(output_dir), "--corpus", str(corpus_dir), "--tokenizer_name", str(tokenizer_dir),

@@ -17,8 +17,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from ..hub.cards import is_hub_repo_id, template_path
-from ..model_id import display_name, hub_model_id
+from ..hub.cards import template_path
+from ..model_id import display_name, hub_model_id, is_hub_id
 from ..tasks.paper import PAPER_TASKS
 from .report_markdown import metric_rows
 
@@ -227,7 +227,7 @@ def render_analysis_card(
         "model_name": model_name,
         "eval_results": eval_results_from_report(data),
     }
-    if model_id and is_hub_repo_id(model_id):
+    if model_id and is_hub_id(model_id):
         metadata["base_model"] = model_id
     if task.lower() in PAPER_TASK_DATASETS or config.get("dataset"):
         metadata["datasets"] = [dataset_id]
@@ -235,7 +235,7 @@ def render_analysis_card(
         ModelCardData(**metadata),
         template_path=str(template_path("icl_analysis.md")),
         model_name=model_name,
-        model_link=f"https://huggingface.co/{model_id}" if model_id and is_hub_repo_id(model_id) else None,
+        model_link=f"https://huggingface.co/{model_id}" if model_id and is_hub_id(model_id) else None,
         model_revision=config.get("model_revision"),
         task=task,
         dataset_id=dataset_id if dataset_id != task else None,

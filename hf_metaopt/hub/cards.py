@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,6 @@ from ..fileio import atomic_write_text
 
 __all__ = [
     "CHECKPOINT_CARD_FIELDS",
-    "is_hub_repo_id",
     "merge_eval_results",
     "render_model_card",
     "template_path",
@@ -50,7 +48,6 @@ CHECKPOINT_CARD_FIELDS = (
     "card_data",
 )
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
 def template_path(name: str) -> Path:
@@ -62,11 +59,6 @@ def template_path(name: str) -> Path:
         f"card template {name!r} not found in hf_metaopt/hub/model_cards; reinstall hf-metaopt "
         "(the templates ship in the package)."
     )
-
-
-def is_hub_repo_id(value: Any) -> bool:
-    """Whether ``value`` looks like a Hub repo id (``name`` or ``namespace/name``), not a local path."""
-    return isinstance(value, str) and bool(_REPO_ID.match(value)) and not os.path.exists(value)
 
 
 # -- checkpoint card ------------------------------------------------------------------------------
@@ -172,7 +164,7 @@ def _checkpoint_metadata(fields: Mapping[str, Any], repo_id: str, is_momentum: b
     """The card's metadata (license, tags, base model, data sets, model-index) from the fields."""
     datasets = _str_list("datasets", fields.get("datasets"))
     base_model = fields.get("base_model")
-    if base_model is not None and not is_hub_repo_id(base_model):
+    if base_model is not None and not is_hub_id(base_model):
         raise ValueError(f"base_model must be a Hub model id such as 'openai-community/gpt2'; got {base_model!r}.")
     tags = ["hf-metaopt"] + (["momentum-attention"] if is_momentum else []) + _str_list("tags", fields.get("tags"))
     metadata = {

@@ -12,7 +12,7 @@ OFFLINE_DATASET = "hf-metaopt-offline"  # the packaged BBC News + Rotten Tomatoe
 def corpus_dataset(context: dict) -> tuple[str, str | None, bool]:
     """``(dataset type, config, is a Hub id)`` of an arm's corpus, for the card's model-index: the Hub
     dataset id, the local file or folder's name, or :data:`OFFLINE_DATASET`."""
-    from ..hub.cards import is_hub_repo_id
+    from ..model_id import is_hub_id
     from .arguments import OFFLINE_CORPUS
 
     corpus = context.get("corpus_id")
@@ -20,7 +20,7 @@ def corpus_dataset(context: dict) -> tuple[str, str | None, bool]:
         return context.get("corpus") or "unknown", None, False
     if corpus == OFFLINE_CORPUS:
         return OFFLINE_DATASET, None, False
-    if is_hub_repo_id(corpus):
+    if is_hub_id(corpus):
         return corpus, context.get("corpus_config"), True
     return Path(corpus).name or corpus, None, False
 
