@@ -200,8 +200,9 @@ def _source(args: ModelArguments) -> tuple[str, dict[str, Any], dict[str, Any]]:
         kwargs["gguf_file"] = args.gguf_file
         provenance["gguf_file"] = args.gguf_file
     provenance.update(model_identity(args.name, args.model_id))  # a copy's folder records the Hub id it copies
-    if model_sources.recorded_source(args.name):
-        provenance["model_source"] = model_sources.recorded_source(args.name)
+    source = model_sources.recorded_source(args.name)
+    if source:
+        provenance["model_source"] = source
     return args.name, kwargs, provenance
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..fileio import atomic_write_text
+from ..model_id import is_hub_id
 
 __all__ = [
     "CHECKPOINT_CARD_FIELDS",
