@@ -21,8 +21,8 @@ COLORS = {
     "baseline": "#999999",   # random-vector / random-score baselines
     "paper": "#d55e00",      # Dai et al.'s numbers
 }
-# Series of one metric family drawn together (SimAM before / after / delta, token / example level, ...).
-FAMILY_COLORS = ("#0072b2", "#009e73", "#cc79a7", "#56b4e9", "#e69f00", "#d55e00")
+# Series of one family drawn together (SimAM before / after / delta, tasks, ...): none of them a setting's colour.
+FAMILY_COLORS = ("#009e73", "#cc79a7", "#56b4e9", "#882255", "#44aa99", "#332288")
 
 # Line styles by role: the metric itself, its variant, a random baseline, a control.
 DASHES = {"solid": ("-", "solid"), "dashed": ("--", "dash"), "dotted": (":", "dot"), "dashdot": ("-.", "dashdot")}

@@ -65,7 +65,7 @@ def accuracy_figure(data: Mapping[str, Any]) -> Any:
     return fig
 
 
-def _add_panel(fig: Any, shown: PanelCurves, row: int, col: int, legend: set[str]) -> None:
+def _add_panel(fig: Any, shown: PanelCurves, row: int, col: int, legend: set[str], band_name: str) -> None:
     for i, curve in enumerate(shown.curves):
         hue = color(curve.key, i)
         layers = list(range(len(curve.values)))
@@ -75,7 +75,7 @@ def _add_panel(fig: Any, shown: PanelCurves, row: int, col: int, legend: set[str
             fig.add_scatter(x=layers, y=high, mode="lines", line=dict(width=0), hoverinfo="skip", showlegend=False,
                             legendgroup="band", row=row, col=col)
             fig.add_scatter(x=layers, y=low, mode="lines", line=dict(width=0), fill="tonexty", fillcolor=_rgba(hue, 0.18),
-                            name="95% interval over queries", legendgroup="band", showlegend="band" not in legend,
+                            name=band_name, legendgroup="band", showlegend="band" not in legend,
                             hoverinfo="skip", row=row, col=col)
             legend.add("band")
         template = "%{y:.3f}" + (" [%{customdata[0]:.3f}, %{customdata[1]:.3f}]" if curve.band else "")
@@ -89,8 +89,8 @@ def _add_panel(fig: Any, shown: PanelCurves, row: int, col: int, legend: set[str
     fig.update_xaxes(title_text="layer", row=row, col=col, range=[-0.5, n - 0.5], dtick=1 if n <= 20 else None, **_AXIS)
 
 
-def curves_figure(title: str, panels: list[PanelCurves]) -> Any:
-    """One family's per-layer curves as plotly subplots (the same panels as its PNG)."""
+def curves_figure(title: str, panels: list[PanelCurves], band_name: str = "95% interval over queries") -> Any:
+    """Per-layer curves as plotly subplots, one panel each (a family's are the panels of its PNG)."""
     from plotly.subplots import make_subplots
 
     columns = 2 if len(panels) in (2, 4) else min(3, len(panels))
@@ -99,7 +99,7 @@ def curves_figure(title: str, panels: list[PanelCurves]) -> Any:
                         vertical_spacing=0.18 if rows > 1 else 0.1)
     legend: set[str] = set()
     for i, shown in enumerate(panels):
-        _add_panel(fig, shown, i // columns + 1, i % columns + 1, legend)
+        _add_panel(fig, shown, i // columns + 1, i % columns + 1, legend, band_name)
     height = 320 * rows + 170
     margin = dict(l=60, r=20, t=90, b=80)
     # The legend below the x-axis titles of the bottom row: ~55 px under the plot area.

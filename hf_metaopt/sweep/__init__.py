@@ -5,7 +5,7 @@
 
 Under ``accelerate launch --num_processes N`` the jobs are split between the processes;
 each writes one run folder per job, a rerun skips the finished ones, and the main process
-writes ``summary.json``, ``summary.md`` and ``summary.png`` (:mod:`.runner`).
+writes ``summary.json``, ``summary.md``, ``summary.png`` and ``summary.html`` (:mod:`.runner`).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the device accelerate gives it, and runs that model's jobs one after another. Th
 are independent workers (:mod:`.processes`, which also gives the launch lines). Each job reserves its run folder (:class:`~hf_metaopt.runs.RunFolder`)
 and writes it atomically, so a sweep killed at any point resumes with the jobs it had not
 finished. When every process is done, the main process writes ``summary.json``,
-``summary.md`` and ``summary.png`` into ``output_dir``.
+``summary.md``, ``summary.png`` and ``summary.html`` into ``output_dir``.
 """
 
 from __future__ import annotations
@@ -32,11 +32,12 @@ from .plot import plot
 from .processes import ProcessLayout, SweepProcesses, launched_count, one_process_launch_note
 from .progress import GridProgress
 from .summary import summarize
+from .summary_html import summary_html
 from .table import to_markdown
 
 __all__ = ["SUMMARY_FILES", "run_job", "run_jobs", "run_sweep", "write_summary"]
 
-SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
+SUMMARY_FILES = ("summary.json", "summary.md", "summary.png", "summary.html")
 
 
 def _log(layout: ProcessLayout, message: str) -> None:
@@ -171,7 +172,7 @@ def _read_reports(plan: SweepPlan) -> list[tuple[Job, dict]]:
 
 
 def write_summary(plan: SweepPlan) -> dict:
-    """Write summary.json, summary.md and summary.png into ``output_dir`` from the finished runs; return the summary."""
+    """Write summary.json, summary.md, summary.png and summary.html into ``output_dir`` from the finished runs; return the summary."""
     args, out = plan.args, Path(plan.args.output_dir)
     grid = {name: getattr(args, name) for name in ("models", "tasks", "seeds", "learning_rates", "methods", "controls", "balanced")}
     grid["model_labels"] = dict(plan.labels)
@@ -181,4 +182,5 @@ def write_summary(plan: SweepPlan) -> dict:
     atomic_write_json(out / SUMMARY_FILES[0], summary)
     atomic_write_text(out / SUMMARY_FILES[1], to_markdown(summary, SUMMARY_FILES[2]))
     atomic_write_bytes(out / SUMMARY_FILES[2], plot(summary))
+    atomic_write_text(out / SUMMARY_FILES[3], summary_html(summary, out))
     return summary
