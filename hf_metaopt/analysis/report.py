@@ -70,7 +70,7 @@ from .report_parts import (
     AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
 )
 from .report_plots import plots
-from .report_push import push_analysis, stage_report
+from .report_push import HTML_FILE, push_analysis, stage_report
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
@@ -80,7 +80,6 @@ __all__ = ["HTML_FILE", "ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "met
 # Keys every report holds (the pipeline's documented contract).
 REQUIRED_KEYS = ("accuracy", "predictions", "labels", "rec2ftp", "simaou", "simam", "kendall", "config")
 REPORT_FILE = "report.json"
-HTML_FILE = "report.html"
 
 
 @report_part
