@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from .palette import COLORS, FAMILY_COLORS
+
 __all__ = ["DTYPES", "figure_json", "pack_array", "pack_json", "plotly_bundle", "render", "script_json"]
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -90,7 +92,8 @@ def _environment(extra: tuple[str, ...]):
 def render(template: str, *, templates: Path | None = None, **context: Any) -> str:
     """Fill ``template`` (from this package's ``templates/``, or first from ``templates``) with ``context``.
 
-    Every page gets ``plotly_js`` (the packed bundle) besides ``context``.
+    Every page gets ``plotly_js`` (the packed bundle) and ``palette`` (:mod:`.palette`'s colours) besides ``context``.
     """
     env = _environment((str(templates),) if templates else ())
-    return env.get_template(template).render(plotly_js=plotly_bundle(), **context)
+    palette = {**COLORS, "family": list(FAMILY_COLORS)}
+    return env.get_template(template).render(plotly_js=plotly_bundle(), palette=palette, **context)

@@ -1,7 +1,8 @@
 """The data of report.html's per-query explorer, taken from a run's per-query scores (``scores.safetensors``).
 
 For every query: its prompt text, gold label, the ZSL / ICL / FT predictions and label-word
-log-probabilities, and each metric per layer (``metric/<name>``, ``[Q, L]``). For the inspected
+log-probabilities, and each metric per layer (``metric/<name>``, ``[Q, L]``) with its per-query random
+baseline (``metric/<name>_random``) where it has one; metrics of one value per query (``[Q]``) apart. For the inspected
 queries (the first ``n_inspect``), per layer and demonstration token: the ICL attention mass
 (summed over heads, and per head), the FT side's score and whether the layer attends to the token
 (``docs/analysis.md``, "Attention windows"). The page shades the tokens with them.
@@ -59,7 +60,10 @@ def explorer_data(data: Mapping[str, Any], scores: Any) -> dict[str, Any] | None
     arrays, meta = scores.arrays, dict(scores.meta)
     config = data.get("config") or {}
     labels = np.asarray(arrays["labels"])
-    metric_names = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("metric/"))
+    names = sorted(k.split("/", 1)[1] for k in arrays if k.startswith("metric/"))
+    # Per (query, layer) metrics and their per-query random baselines (``<name>_random``); [Q] metrics apart.
+    metric_names = [n for n in names if np.ndim(arrays[f"metric/{n}"]) == 2 and not n.endswith("_random")]
+    query_metrics = [n for n in names if np.ndim(arrays[f"metric/{n}"]) == 1 and not n.endswith("_random")]
     recall = data.get("topk_recall") or {}
     out: dict[str, Any] = {
         "n_queries": int(labels.shape[0]),
@@ -68,6 +72,9 @@ def explorer_data(data: Mapping[str, Any], scores: Any) -> dict[str, Any] | None
         "predictions": {r: pack_array(arrays[f"predictions/{r}"], "int32") for r in ROUTES},
         "logprobs": {r: pack_array(arrays[f"logprobs/{r}"], "float32") for r in ROUTES},
         "metrics": {name: pack_array(arrays[f"metric/{name}"], "float32") for name in metric_names},
+        "random": {name: pack_array(arrays[f"metric/{name}_random"], "float32") for name in metric_names
+                   if f"metric/{name}_random" in arrays},
+        "query_metrics": {name: pack_array(arrays[f"metric/{name}"], "float32") for name in query_metrics},
         "kendall_queries": (data.get("kendall") or {}).get("n_queries"),
         "top_k": {level: (recall.get(level) or {}).get("k") for level in ("token_level", "example_level")},
         "texts": pack_json({"queries": _meta_list(meta, "queries", []),

@@ -27,6 +27,7 @@ async function explorerMain(page) {
   const label = (name) => (METRIC_NAMES[name] || name).replace("top-k", ex.top_k && name.startsWith("recall_")
     ? "top-" + (name === "recall_token" ? ex.top_k.token_level : ex.top_k.example_level) : "top-k");
   const metric = (name, q, l) => ex.metrics[name].values[q * L + l];
+  const random = (name, q, l) => (ex.random[name] ? ex.random[name].values[q * L + l] : NaN);
   const meanOver = (name, q) => {
     let s = 0, n = 0;
     for (let l = 0; l < L; l++) { const v = metric(name, q, l); if (!Number.isNaN(v)) { s += v; n++; } }
@@ -117,14 +118,20 @@ async function explorerMain(page) {
     for (const name of names) {
       const tr = body.insertRow();
       tr.dataset.metric = name;
-      [label(name), HFM.fmt(metric(name, q, l)), HFM.fmt(meanOver(name, q))].forEach((text, i) => {
-        const td = tr.insertCell(); td.textContent = text; if (i) td.className = "num";
-      });
+      [label(name), HFM.fmt(metric(name, q, l)), ex.random[name] ? HFM.fmt(random(name, q, l)) : "", HFM.fmt(meanOver(name, q))]
+        .forEach((text, i) => { const td = tr.insertCell(); td.textContent = text; if (i) td.className = "num"; });
+    }
+    for (const name of Object.keys(ex.query_metrics || {}).sort()) {
+      const tr = body.insertRow();
+      tr.dataset.metric = name;
+      [label(name) + " (one value per query)", HFM.fmt(ex.query_metrics[name].values[q]), "", ""]
+        .forEach((text, i) => { const td = tr.insertCell(); td.textContent = text; if (i) td.className = "num"; });
     }
     const shown = names.filter((n) => AGREEMENT.includes(n));
-    const traces = (shown.length ? shown : names.slice(0, 4)).map((name) => ({
+    const traces = (shown.length ? shown : names.slice(0, 4)).map((name, i) => ({
       x: ex.layers, y: Array.from({ length: L }, (_, k) => { const v = metric(name, q, k); return Number.isNaN(v) ? null : v; }),
       mode: "lines+markers", name: label(name), hovertemplate: "%{y:.3f}",
+      line: { color: HFM.palette.family[i % HFM.palette.family.length] },
     }));
     const layout = {
       template: "none", height: 280, margin: { l: 50, r: 10, t: 30, b: 100 }, hovermode: "x unified",
@@ -213,8 +220,8 @@ async function explorerMain(page) {
     const hidden = "outside this layer's attention window";
     const describeIcl = (t) => keep[t] ? `ICL attention mass ${Number(icl[t]).toPrecision(4)} (${headName}), rank ${iclRank.rank[t]} of ${iclRank.n}` : hidden;
     const describeFt = (t) => keep[t] ? `FT score ${Number(raw[t]).toPrecision(4)}, softmax ${ftMass[t].toPrecision(4)}, rank ${ftRank.rank[t]} of ${ftRank.n}` : hidden;
-    const maxIcl = panel($("icl-tokens"), tokens, owner, icl, keep, iclRank, k, "0,114,178", describeIcl);
-    const maxFt = panel($("ft-tokens"), tokens, owner, ftMass, keep, ftRank, k, "230,159,0", describeFt);
+    const maxIcl = panel($("icl-tokens"), tokens, owner, icl, keep, iclRank, k, HFM.rgb(HFM.palette.icl), describeIcl);
+    const maxFt = panel($("ft-tokens"), tokens, owner, ftMass, keep, ftRank, k, HFM.rgb(HFM.palette.ft), describeFt);
     $("icl-scale").textContent = `0 to ${maxIcl.toPrecision(3)}, ${headName}; ${iclRank.n} of ${T} tokens attended`;
     $("ft-scale").textContent = `0 to ${maxFt.toPrecision(3)}` + (state.head === "sum" ? "" : " (the FT side is summed over heads)");
     for (const container of [$("icl-tokens"), $("ft-tokens")]) {

@@ -86,6 +86,13 @@ const HFM = (() => {
     }
   }
 
-  return { unpack, unpackAll, draw, fmt, start, showError, config: CONFIG };
+  // hf_metaopt/analysis/palette.py's colours: the same setting has the same colour in every chart.
+  const palette = JSON.parse(document.getElementById("palette").textContent);
+
+  function rgb(hex) {
+    return [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16)).join(",");
+  }
+
+  return { unpack, unpackAll, draw, fmt, start, showError, config: CONFIG, palette, rgb };
 })();
 {% endraw %}
