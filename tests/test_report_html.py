@@ -143,6 +143,10 @@ def test_the_explorer_packs_the_scores_layout():
     inspect = explorer["inspect"]
     for key in ("icl_mass", "icl_mass_heads", "ft_score", "icl_score"):  # float16: three significant digits
         np.testing.assert_allclose(unpack(inspect[key]), arrays[f"inspect/{key}"], rtol=1e-3, atol=1e-7)
+    score, visible = arrays["inspect/ft_score"][1, 0], arrays["inspect/visible"][1, 0]  # FT's softmax over the attended tokens
+    softmax = np.exp(score[visible] - score[visible].max()) / np.exp(score[visible] - score[visible].max()).sum()
+    np.testing.assert_allclose(unpack(inspect["ft_mass"])[1, 0][visible], softmax, rtol=1e-3)
+    assert not unpack(inspect["ft_mass"])[1, 0][~visible].any()
     np.testing.assert_array_equal(unpack(inspect["visible"]).astype(bool), arrays["inspect/visible"])
     texts = json.loads(gzip.decompress(base64.b64decode(explorer["texts"]["data"])))
     assert texts["demo_tokens"] == scores.meta["demo_tokens"] and texts["queries"] == scores.meta["queries"]
@@ -155,9 +159,13 @@ def test_the_default_run_page_stays_under_5_mb_and_says_what_it_left_out(monkeyp
     scores = layout_scores(q=200, layers=18, n=16, t=600, heads=4, n_labels=5)
     page = report_html(data, scores)
     assert len(page.encode()) <= report_html_module.PAGE_BUDGET < 5_000_000
-    monkeypatch.setattr(report_html_module, "PAGE_BUDGET", len(page.encode()) - 100_000)
+    explorer = page_data(page)["explorer"]
+    optional = {"icl_mass_heads": "the per-head ICL attention", "ft_score": "the raw FT scores", "icl_score": "the ICL pre-softmax scores"}
+    for key, what in optional.items():  # each optional array is in the page or named as left out
+        assert (key in explorer["inspect"]) != (what in explorer["left_out"])
+    monkeypatch.setattr(report_html_module, "PAGE_BUDGET", 1_000_000)  # room for none of them
     page = report_html(data, scores)
     explorer = page_data(page)["explorer"]
-    # The per-head masses are the largest: they go first, the smaller ICL scores still fit.
-    assert explorer["left_out"] == ["the per-head ICL attention"] and "icl_mass_heads" not in explorer["inspect"]
-    assert "icl_score" in explorer["inspect"] and "Left out of this page to keep it small: the per-head ICL attention" in page
+    assert explorer["left_out"] == list(optional.values()) and not set(optional) & set(explorer["inspect"])
+    assert {"icl_mass", "ft_mass", "visible"} <= set(explorer["inspect"])  # what the shading needs is always there
+    assert "Left out of this page to keep it small: the per-head ICL attention, the raw FT scores" in page

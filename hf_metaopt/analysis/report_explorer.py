@@ -4,12 +4,13 @@ For every query: its prompt text, gold label, the ZSL / ICL / FT predictions and
 log-probabilities, and each metric per layer (``metric/<name>``, ``[Q, L]``) with its per-query random
 baseline (``metric/<name>_random``) where it has one; metrics of one value per query (``[Q]``) apart. For the inspected
 queries (the first ``n_inspect``), per layer and demonstration token: the ICL attention mass
-(summed over heads, and per head), the FT side's score and whether the layer attends to the token
+(summed over heads, and per head), the FT side's score and its softmax (:func:`ft_mass`), and whether
+the layer attends to the token
 (``docs/analysis.md``, "Attention windows"). The page shades the tokens with them.
 
 Everything numeric is packed (:func:`~hf_metaopt.analysis.html_page.pack_array`): per-query metrics
 and log-probabilities as float32, per-token values as float16 (about three significant digits,
-what a shade or a tooltip shows). The per-head masses and the ICL pre-softmax scores are optional:
+what a shade or a tooltip shows). The per-head masses and the raw scores of both sides are optional:
 :func:`explorer_data` adds them while the page stays under its size budget and lists what it left
 out (the file keeps everything).
 """
@@ -23,11 +24,12 @@ import numpy as np
 
 from .html_page import pack_array, pack_json
 
-__all__ = ["OPTIONAL_ARRAYS", "explorer_data", "optional_arrays"]
+__all__ = ["OPTIONAL_ARRAYS", "explorer_data", "ft_mass", "optional_arrays"]
 
 ROUTES = ("zsl", "icl", "ft")
 # Optional per-token arrays, most useful first: (key in the scores, what the page calls it).
-OPTIONAL_ARRAYS = (("inspect/icl_mass_heads", "the per-head ICL attention"), ("inspect/icl_score", "the ICL pre-softmax scores"))
+OPTIONAL_ARRAYS = (("inspect/icl_mass_heads", "the per-head ICL attention"), ("inspect/ft_score", "the raw FT scores"),
+                   ("inspect/icl_score", "the ICL pre-softmax scores"))
 
 
 def _meta_list(meta: Mapping[str, Any], key: str, default: Any = None) -> Any:
@@ -48,6 +50,22 @@ def _layers(arrays: Mapping[str, Any], meta: Mapping[str, Any], metric_names: li
     if isinstance(layers, (int, np.integer)):
         return list(range(int(layers)))
     return list(range(np.asarray(arrays[f"metric/{metric_names[0]}"]).shape[1])) if metric_names else []
+
+
+def ft_mass(ft_score: Any, visible: Any) -> np.ndarray:
+    """The FT side's attention mass: per (query, layer), the softmax of the FT scores over the tokens the layer
+    attends to (0 elsewhere), as the example-level Kendall reads it (``docs/analysis.md``, "Metrics").
+
+    Computed here in float64, not in the page: a softmax of float16 scores would be off by up to
+    |score| x 1e-3 in relative terms. A (query, layer) that attends to no token gets zeros.
+    """
+    score = np.asarray(ft_score, dtype=np.float64)
+    keep = np.asarray(visible, dtype=bool)
+    shifted = np.where(keep, score, -np.inf)
+    top = shifted.max(axis=-1, keepdims=True)
+    weights = np.where(keep, np.exp(shifted - np.where(np.isfinite(top), top, 0.0)), 0.0)
+    total = weights.sum(axis=-1, keepdims=True)
+    return np.divide(weights, total, out=np.zeros_like(weights), where=total > 0)
 
 
 def explorer_data(data: Mapping[str, Any], scores: Any) -> dict[str, Any] | None:
@@ -89,7 +107,7 @@ def explorer_data(data: Mapping[str, Any], scores: Any) -> dict[str, Any] | None
             "query_index": pack_array(arrays["inspect/query_index"], "int32"),
             "demo_owner": pack_array(np.asarray(_meta_list(meta, "demo_owner", [])), "int32"),
             "icl_mass": pack_array(arrays["inspect/icl_mass"], "float16"),
-            "ft_score": pack_array(arrays["inspect/ft_score"], "float16"),
+            "ft_mass": pack_array(ft_mass(arrays["inspect/ft_score"], arrays["inspect/visible"]), "float16"),
             "visible": pack_array(np.asarray(arrays["inspect/visible"], dtype=bool), "uint8"),
         }
     return out

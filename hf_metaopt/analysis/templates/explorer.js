@@ -206,20 +206,16 @@ async function explorerMain(page) {
       const h = Number(state.head), start = ((i * L + l) * H + h) * T;
       icl = ins.icl_mass_heads.values.subarray(start, start + T);
     }
-    const raw = ins.ft_score.values.subarray(base, base + T);
-    let top = -Infinity;
-    for (let t = 0; t < T; t++) if (keep[t]) top = Math.max(top, raw[t]);
-    const ftMass = new Float64Array(T);
-    let total = 0;
-    for (let t = 0; t < T; t++) if (keep[t]) { ftMass[t] = Math.exp(raw[t] - top); total += ftMass[t]; }
-    for (let t = 0; t < T; t++) ftMass[t] = total > 0 ? ftMass[t] / total : 0;
+    const raw = ins.ft_score ? ins.ft_score.values.subarray(base, base + T) : null;
+    const ftMass = ins.ft_mass.values.subarray(base, base + T);  // softmax over the attended tokens, computed in float64
     const iclRank = ranks(icl, keep), ftRank = ranks(ftMass, keep);
     const k = Math.min(ex.top_k.token_level || 0, iclRank.n);
     const tokens = texts.demo_tokens, owner = ins.demo_owner.values;
     const headName = state.head === "sum" ? "summed over heads" : "head " + state.head;
     const hidden = "outside this layer's attention window";
     const describeIcl = (t) => keep[t] ? `ICL attention mass ${Number(icl[t]).toPrecision(4)} (${headName}), rank ${iclRank.rank[t]} of ${iclRank.n}` : hidden;
-    const describeFt = (t) => keep[t] ? `FT score ${Number(raw[t]).toPrecision(4)}, softmax ${ftMass[t].toPrecision(4)}, rank ${ftRank.rank[t]} of ${ftRank.n}` : hidden;
+    const describeFt = (t) => keep[t] ? (raw ? `FT score ${Number(raw[t]).toPrecision(4)}, ` : "") +
+      `softmax ${Number(ftMass[t]).toPrecision(4)}, rank ${ftRank.rank[t]} of ${ftRank.n}` : hidden;
     const maxIcl = panel($("icl-tokens"), tokens, owner, icl, keep, iclRank, k, HFM.rgb(HFM.palette.icl), describeIcl);
     const maxFt = panel($("ft-tokens"), tokens, owner, ftMass, keep, ftRank, k, HFM.rgb(HFM.palette.ft), describeFt);
     $("icl-scale").textContent = `0 to ${maxIcl.toPrecision(3)}, ${headName}; ${iclRank.n} of ${T} tokens attended`;
