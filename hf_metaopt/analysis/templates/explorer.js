@@ -209,7 +209,8 @@ async function explorerMain(page) {
     const raw = ins.ft_score ? ins.ft_score.values.subarray(base, base + T) : null;
     const ftMass = ins.ft_mass.values.subarray(base, base + T);  // softmax over the attended tokens, computed in float64
     const iclRank = ranks(icl, keep), ftRank = ranks(ftMass, keep);
-    const k = Math.min(ex.top_k.token_level || 0, iclRank.n);
+    // Outline each side's top k only when they are a choice (with k >= the tokens attended, every one is in it).
+    const k = (ex.top_k.token_level || 0) < iclRank.n ? ex.top_k.token_level : 0;
     const tokens = texts.demo_tokens, owner = ins.demo_owner.values;
     const headName = state.head === "sum" ? "summed over heads" : "head " + state.head;
     const hidden = "outside this layer's attention window";
@@ -218,8 +219,13 @@ async function explorerMain(page) {
       `softmax ${Number(ftMass[t]).toPrecision(4)}, rank ${ftRank.rank[t]} of ${ftRank.n}` : hidden;
     const maxIcl = panel($("icl-tokens"), tokens, owner, icl, keep, iclRank, k, HFM.rgb(HFM.palette.icl), describeIcl);
     const maxFt = panel($("ft-tokens"), tokens, owner, ftMass, keep, ftRank, k, HFM.rgb(HFM.palette.ft), describeFt);
-    $("icl-scale").textContent = `0 to ${maxIcl.toPrecision(3)}, ${headName}; ${iclRank.n} of ${T} tokens attended`;
-    $("ft-scale").textContent = `0 to ${maxFt.toPrecision(3)}` + (state.head === "sum" ? "" : " (the FT side is summed over heads)");
+    if (iclRank.n === 0) {
+      $("icl-scale").textContent = "this layer attends to none of the demonstration tokens (its window holds only the query)";
+      $("ft-scale").textContent = "";
+    } else {
+      $("icl-scale").textContent = `0 to ${maxIcl.toPrecision(3)}, ${headName}; ${iclRank.n} of ${T} tokens attended`;
+      $("ft-scale").textContent = `0 to ${maxFt.toPrecision(3)}` + (state.head === "sum" ? "" : " (the FT side is summed over heads)");
+    }
     for (const container of [$("icl-tokens"), $("ft-tokens")]) {
       container.onmouseover = (event) => {
         const t = event.target.dataset ? event.target.dataset.t : undefined;
