@@ -36,12 +36,11 @@ def _stat(point: dict, part: str, metric: str, key: str = "mean") -> float | Non
     return ((point.get(part) or {}).get(metric) or {}).get(key)
 
 
-def _bars_figure(summary: dict, setting: tuple, labels: list[str], family: tuple) -> Any:
+def _bars_figure(summary: dict, setting: tuple, labels: list[str], family: tuple, accuracy: bool) -> Any:
     """One family's bars for every model side by side (shared y axis), as summary.png draws them."""
     from plotly.subplots import make_subplots
 
     title, axis, series = family
-    accuracy = series is FAMILIES[0][2]
     tasks = summary["grid"]["tasks"]
     fig = make_subplots(rows=1, cols=len(labels), shared_yaxes=True, subplot_titles=labels, horizontal_spacing=0.04)
     shown: set[str] = set()
@@ -155,7 +154,7 @@ def summary_html(summary: dict, out_dir: str | Path) -> str:
         ids = []
         for f, family in enumerate(FAMILIES):
             ids.append(f"bars-{s}-{f}")
-            charts.append({"id": ids[-1], "figure": figure_json(_bars_figure(summary, setting, labels, family))})
+            charts.append({"id": ids[-1], "figure": figure_json(_bars_figure(summary, setting, labels, family, accuracy=f == 0))})
         for m, label in enumerate(labels):
             groups = [g for g in summary["groups"] if g["model_label"] == label and (g["method"], g["learning_rate"],
                                                                                     g["balanced_demonstrations"]) == setting]
@@ -174,5 +173,5 @@ def summary_html(summary: dict, out_dir: str | Path) -> str:
     return render(
         "summary.html.j2", templates=TEMPLATES, title="ICL vs finetuning: sweep summary", grid=grid,
         settings=summary.get("settings", {}), labels=labels, paper_sizes=list(PAPER), sections=sections,
-        runs=_runs(summary, out_dir), page_data={"charts": charts, "explorer": None},
+        runs=_runs(summary, out_dir), page_data={"charts": charts},
     )
