@@ -121,7 +121,7 @@ def plot(summary: dict) -> bytes:
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
     settings = settings_of(summary)
     rows, columns = len(FAMILIES) * len(settings), len(labels)
-    fig = Figure(figsize=(max(7.0, 5.6 * columns), 3.3 * rows + 1.4), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.6 * columns + 2.6, 3.3 * rows + 1.4), dpi=100, layout="constrained")  # + the legends' column
     FigureCanvasAgg(fig)
     drawn: dict[int, list[float]] = {}
     axes: dict[int, list] = {}
@@ -141,7 +141,7 @@ def plot(summary: dict) -> bytes:
         for ax in family_axes:
             ax.set_ylim(*limits)
         _legend(family_axes[columns - 1 :: columns], accuracy=f == 0)  # right of each row's last panel
-    fig.suptitle("ICL vs finetuning: sweep summary (bars: mean over seeds, error bars: sample std over seeds)", fontsize=11)
+    fig.suptitle("ICL vs finetuning: sweep summary\nbars: mean over seeds; error bars: sample std over seeds", fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
