@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_8b.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def gpu_8b():
-    spec = importlib.util.spec_from_file_location("gpu_8b", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_8b"] = module  # its dataclass resolves string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("gpu_8b") as module:
         yield module
-    finally:
-        sys.modules.pop("gpu_8b", None)
-        sys.modules.pop("gpu_check", None)
 
 
 class _Tokenizer:
