@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..torch_utils import context_length, eval_mode
+from ..torch_utils import context_length, eval_mode, placed_like
 from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
@@ -213,13 +213,14 @@ def _recording_queries(recorder: AttentionRecorder, skip: int, tracking):
 
 
 def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
-    """The untrained control: ``model``'s architecture freshly initialised from ``seed``, on its device and dtype."""
+    """The untrained control: ``model``'s architecture freshly initialised from ``seed``, on its device and dtype
+    (on the CPU for a model accelerate dispatched: :func:`~hf_metaopt.torch_utils.placed_like`)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     fresh = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))  # from_config writes to the config it gets
-    parameter = next(p for p in model.parameters() if p.device.type != "meta")
-    return fresh.to(device=parameter.device, dtype=parameter.dtype).eval()
+    device, dtype = placed_like(model)
+    return fresh.to(device=device, dtype=dtype).eval()
 
 
 def _versions() -> dict:
