@@ -255,6 +255,7 @@ def test_a_failed_sweep_resumes_and_reuses_finished_runs(single_run, tiny_models
     assert (out / runs[0] / "report.json").read_bytes() == single_run["first_report"]
     assert single_run["loads"] == tiny_models  # each model loaded once for all its jobs
     assert sorted(_reports(out)) == sorted(runs)
+    assert all((out / run / "scores.safetensors").is_file() for run in runs)  # every run keeps its per-query scores
     for name in sweep.SUMMARY_FILES:
         assert (out / name).is_file()
 
