@@ -8,6 +8,14 @@ query, the peak CUDA memory above the loaded model divided by the weight bytes, 
 agreement of the predictions (ZSL / ICL / FT) and the largest per-layer metric difference
 with the CPU run. It prints the table and writes it as JSON.
 
+The FT side's CPU/CUDA differences are read against the finetuning's own stability: every
+row keeps its training loss per SGD step (``report["finetuning"]["loss_per_step"]``), the
+largest difference of that curve from the CPU run's and the first step where they part
+(relative difference above 1e-3), and the share of FT predictions its float64 rerun agrees
+with on the same device (``report["finetuning"]["stability"]``, ``docs/analysis.md``). FT
+predictions that a float64 rerun on one device already changes sit near their decision
+boundary, and any device's rounding moves them too.
+
 ``--random_init``: each model is built from its real config and tokenizer with random
 weights (``torch.manual_seed(--seed)``, the model's own initialisation), saved once and
 loaded by every run, so the CPU reference and the CUDA runs share the same weights: for a
@@ -66,9 +74,13 @@ class CheckArguments:
                   "(default: the offline model's converted folder)."},
     )
     seed: int = field(default=0, metadata={"help": "torch.manual_seed of the --random_init weights."})
+    data: str | None = field(
+        default=None, metadata={"help": "folder with <task>/{train,dev,test}.jsonl (benchmarks/gpu_8b.py --prepare); default: the registered task."}
+    )
 
 
-def _weights_bytes(model) -> int:
+def weights_bytes(model) -> int:
+    """The bytes of the model's parameters."""
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
 
@@ -114,6 +126,13 @@ def _random_model(name: str, args: CheckArguments, workdir: Path) -> tuple[str, 
     return str(folder), provenance
 
 
+def load_splits(folder: str | Path, task: str) -> dict:
+    """The task's splits from ``folder/<task>/{train,dev,test}.jsonl``, as ``analyze_task(data=...)`` takes them."""
+    import datasets
+
+    return {split: datasets.Dataset.from_json(str(Path(folder) / task / f"{split}.jsonl")) for split in ("train", "dev", "test")}
+
+
 def _run(name: str, device: str, dtype: str, fast: bool, args: CheckArguments, provenance: dict | None = None) -> dict:
     loaded = load_model(ModelArguments(model=name, device=device, dtype=dtype))
     cuda = device.startswith("cuda")
@@ -124,36 +143,66 @@ def _run(name: str, device: str, dtype: str, fast: bool, args: CheckArguments, p
     options = AnalysisOptions(n_demonstrations=args.n_demonstrations, n_queries=args.n_queries, fast=fast)
     start = time.perf_counter()
     report = analyze_task(
-        loaded.model, loaded.tokenizer, args.task, options, provenance={**loaded.provenance, **(provenance or {})}
+        loaded.model, loaded.tokenizer, args.task, options, provenance={**loaded.provenance, **(provenance or {})},
+        data=load_splits(args.data, args.task) if args.data else None,
     ).report.to_dict()
     if cuda:
         torch.cuda.synchronize()
     wall = time.perf_counter() - start
-    weights = _weights_bytes(loaded.model)
+    weights = weights_bytes(loaded.model)
     peak = (torch.cuda.max_memory_allocated() - resident) / weights if cuda else None
     del loaded
     if cuda:
         torch.cuda.empty_cache()
     return {"model": report["config"]["model"], "device": device, "dtype": dtype, "route": "fast" if fast else "per-query",
-            "seconds_per_query": wall / len(report["labels"]), "peak_memory_over_weights": peak, "report": report}
+            "seconds_per_query": wall / len(report["labels"]), "peak_memory_over_weights": peak, **finetuning_facts(report),
+            "report": report}
 
 
-def _compare(run: dict, reference: dict) -> dict:
-    got, ref = run["report"], reference["report"]
+def compare(got: dict, ref: dict) -> dict:
+    """Two reports of the same analysis: the share of equal predictions per setting and the largest per-layer metric difference."""
     agree = {s: float(np.mean(np.equal(got["predictions"][s], ref["predictions"][s]))) for s in SETTINGS}
     diff = max(float(np.max(np.abs(np.subtract(got[m][k], ref[m][k])))) for m, k in METRICS)
     return {"prediction_agreement": agree, "max_metric_difference": diff}
 
 
+def finetuning_facts(report: dict) -> dict:
+    """The training loss per SGD step and the float64 rerun's FT agreement (``None`` where it did not run)."""
+    stability = report["finetuning"].get("stability") or {}
+    return {"loss_per_step": report["finetuning"]["loss_per_step"], "float64_ft_agreement": stability.get("agreement")}
+
+
+def loss_curve_difference(run: list, reference: list, tolerance: float = 1e-3) -> dict:
+    """How far a loss curve is from the reference's: the largest absolute difference over the steps, and the first step
+    (0-based) whose relative difference exceeds ``tolerance`` (``None``: none does). A step whose loss is missing
+    (inf/NaN) on one side counts as apart."""
+    apart, largest = None, 0.0
+    for step, (a, b) in enumerate(zip(run, reference)):
+        gap = float("inf") if a is None or b is None else abs(a - b)
+        largest = max(largest, gap)
+        if apart is None and gap > tolerance * max(abs(b or 0.0), 1e-12):
+            apart = step
+    return {"loss_curve_max_difference": largest, "loss_curve_first_step_apart": apart}
+
+
+def _compare(run: dict, reference: dict) -> dict:
+    return {**compare(run["report"], reference["report"]),
+            **loss_curve_difference(run["loss_per_step"], reference["loss_per_step"])}
+
+
 def _table(rows: list[dict]) -> str:
-    lines = ["| model | device | dtype | route | s / query | peak memory / weights | agreement with CPU (ZSL/ICL/FT) | max metric diff |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | device | dtype | route | s / query | peak memory / weights | agreement with CPU (ZSL/ICL/FT) | max metric diff "
+             "| FT float64 agreement | loss curve vs CPU: max diff (first step apart) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         agree = r.get("prediction_agreement")
         agree = "/".join(f"{agree[s]:.3f}" for s in SETTINGS) if agree else "reference"
         peak = "-" if r["peak_memory_over_weights"] is None else f"{r['peak_memory_over_weights']:.2f}"
         diff = "-" if "max_metric_difference" not in r else f"{r['max_metric_difference']:.1e}"
-        lines.append(f"| {r['model']} | {r['device']} | {r['dtype']} | {r['route']} | {r['seconds_per_query']:.3f} | {peak} | {agree} | {diff} |")
+        stable = "-" if r.get("float64_ft_agreement") is None else f"{r['float64_ft_agreement']:.3f}"
+        curve = "-" if "loss_curve_max_difference" not in r else f"{r['loss_curve_max_difference']:.1e} ({r['loss_curve_first_step_apart']})"
+        lines.append(f"| {r['model']} | {r['device']} | {r['dtype']} | {r['route']} | {r['seconds_per_query']:.3f} | {peak} | {agree} | {diff} "
+                     f"| {stable} | {curve} |")
     return "\n".join(lines)
 
 

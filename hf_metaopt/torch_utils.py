@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["context_length", "eval_mode", "input_device"]
+__all__ = ["context_length", "dispatched", "eval_mode", "input_device", "placed_like"]
 
 
 @contextmanager
@@ -30,6 +30,21 @@ def input_device(model: nn.Module) -> torch.device:
     for p in model.parameters():
         return p.device
     return torch.device("cpu")
+
+
+def dispatched(model: nn.Module) -> bool:
+    """Whether accelerate dispatched ``model`` in parts (a ``device_map`` of several entries, as accelerate's own
+    ``verify_device_map`` tells: hooks move each part's inputs to its device), or offloaded any of its weights (meta
+    tensors its hooks load at every forward)."""
+    return len(getattr(model, "hf_device_map", None) or {}) > 1 or any(p.device.type == "meta" for p in model.parameters())
+
+
+def placed_like(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """``(device, dtype)`` for a new model standing beside ``model``: its weights' dtype, on its device, or on the CPU
+    where accelerate dispatched it (a whole copy does not fit the device of one of its layers, and offloaded weights
+    have none)."""
+    first = next(model.parameters())
+    return (torch.device("cpu") if dispatched(model) else first.device), first.dtype
 
 
 def context_length(model: nn.Module | Any) -> int | None:

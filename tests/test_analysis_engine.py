@@ -75,20 +75,64 @@ def test_same_seed_same_report_and_model_untouched(tiny_tokenizer):
     assert first["config"]["n_demonstrations"] == 4 and first["controls"] == {}
 
 
-def test_offloaded_model_gives_the_same_report(tiny_tokenizer):
-    model = llama(layers=3)
-    expected = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+def _dispatched(saved: str, placement: str, offload: str):
+    """The saved model as accelerate's big-model inference places it: ``parts``, each layer a part of its own with
+    accelerate's hooks moving the inputs (as on several GPUs; all on the CPU here); ``cpu+disk``, ``device_map="auto"``
+    with a CPU slot too small for the model, the rest offloaded to the disk; ``disk``, no CPU slot at all."""
+    from accelerate import dispatch_model
+
+    if placement == "parts":
+        model = AutoModelForCausalLM.from_pretrained(saved)
+        parts = ["model.embed_tokens", "model.rotary_emb", "model.layers.0", "model.layers.1", "model.layers.2", "model.norm", "lm_head"]
+        return dispatch_model(model, {name: "cpu" for name in parts}, force_hooks=True)
+    cpu_bytes = {"cpu+disk": 150_000, "disk": 1_000}[placement]  # the model holds about 230 kB of float32 weights
+    return AutoModelForCausalLM.from_pretrained(saved, device_map="auto", max_memory={"cpu": cpu_bytes}, offload_folder=offload)
+
+
+@pytest.mark.parametrize("placement, devices", [("parts", {"cpu"}), ("cpu+disk", {"cpu", "disk"}), ("disk", {"disk"})])
+def test_a_dispatched_model_gives_the_same_report(tiny_tokenizer, placement, devices):
+    """device_map models: the K/V finetuning, the float64 rerun and the untrained control included."""
+    options = {**OPTS, "control": "untrained"}
     with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as offload:
-        model.save_pretrained(saved)
-        device_map = {
-            "model.embed_tokens": "cpu", "model.rotary_emb": "cpu", "model.layers.0": "cpu",
-            "model.layers.1": "disk", "model.layers.2": "disk", "model.norm": "cpu", "lm_head": "cpu",
-        }
-        spread = AutoModelForCausalLM.from_pretrained(saved, device_map=device_map, offload_folder=offload)
-        assert "disk" in spread.hf_device_map.values()
-        got = run_analysis(spread, tiny_tokenizer, DEMOS, QUERIES[:3], **OPTS)
+        llama(layers=3).save_pretrained(saved)
+        expected = run_analysis(AutoModelForCausalLM.from_pretrained(saved), tiny_tokenizer, DEMOS, QUERIES[:2], **options)
+        spread = _dispatched(saved, placement, offload)
+        assert set(spread.hf_device_map.values()) == devices
+        weights = {n: t.clone() for n, t in spread.state_dict().items() if t.device.type != "meta"}
+        got = run_analysis(spread, tiny_tokenizer, DEMOS, QUERIES[:2], **options)
+        assert all(torch.equal(weights[n], t) for n, t in spread.state_dict().items() if n in weights)  # the model is unchanged
+    assert got["finetuning"]["stability"]["checked"] and got["controls"]["untrained"]
     expected.pop("config"), got.pop("config")  # the model path differs
     assert_close(expected, got)
+
+
+def test_kv_finetuning_of_an_offloaded_model_copies_only_k_and_v(tiny_tokenizer):
+    """Offloaded layers keep their weights offloaded: the K/V copies are swapped into the model itself for training and
+    the FT route, then the model's own projections are back."""
+    from hf_metaopt.analysis.finetune import finetuned
+
+    with tempfile.TemporaryDirectory() as saved, tempfile.TemporaryDirectory() as offload:
+        llama(layers=3).save_pretrained(saved)
+        spread = _dispatched(saved, "cpu+disk", offload)
+        offloaded = {n for n, p in spread.named_parameters() if p.device.type == "meta"}
+        assert any(".k_proj." in n for n in offloaded) and any(".mlp." in n for n in offloaded)
+        projections = {name: module for name, module in spread.named_modules() if name.endswith(("k_proj", "v_proj"))}
+        with finetuned(spread, [[0, 5, 6, 7, 8], [0, 9, 10, 11]], AnalysisOptions(learning_rate=0.1)) as tuned:
+            assert tuned.model is spread
+            with tuned.active():
+                inside = dict(spread.named_parameters())
+                assert {n for n in offloaded if inside[n].device.type != "meta"} == {n for n in offloaded if ".k_proj." in n or ".v_proj." in n}
+                assert not any(inside[n].requires_grad for n in offloaded if ".k_proj." in n or ".v_proj." in n)  # trained, frozen
+            assert {name: module for name, module in spread.named_modules() if name.endswith(("k_proj", "v_proj"))} == projections
+            standalone = tuned.standalone()
+        assert not any(p.device.type == "meta" for p in standalone.parameters())
+        layer = "model.layers.2.self_attn.k_proj.weight"
+        trained = standalone.state_dict()[layer]
+        from accelerate.utils import align_module_device
+
+        with align_module_device(spread.get_submodule(layer.rsplit(".", 1)[0])):
+            original = spread.state_dict()[layer].clone()
+        assert not torch.equal(trained, original)  # the offloaded layer's K projection trained, the model's own kept
 
 
 def test_untrained_control_and_context_overflow(tiny_tokenizer):

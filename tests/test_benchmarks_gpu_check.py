@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", _SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["gpu_check"] = module  # its dataclass resolves string annotations through sys.modules
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("gpu_check") as module:
         yield module
-    finally:
-        sys.modules.pop("gpu_check", None)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +42,12 @@ def test_random_init_runs_every_route_on_the_same_weights(gpu_check, model_files
     assert [(r["dtype"], r["route"]) for r in rows] == [
         ("float32", "fast"), ("float32", "fast"), ("float32", "per-query"), ("bfloat16", "fast"), ("bfloat16", "per-query"),
     ]
-    # The float32 fast run repeats the reference: the same random weights, so the same numbers.
+    # The float32 fast run repeats the reference: the same random weights, so the same numbers and loss curve.
     assert rows[1]["prediction_agreement"] == {"zsl": 1.0, "icl": 1.0, "ft": 1.0}
     assert rows[1]["max_metric_difference"] == 0.0
+    assert (rows[1]["loss_curve_max_difference"], rows[1]["loss_curve_first_step_apart"]) == (0.0, None)
+    for row in rows:  # every run's finetuning: its loss per SGD step (2 demonstrations) and its float64 rerun's agreement
+        assert len(row["loss_per_step"]) == 2 and 0.0 <= row["float64_ft_agreement"] <= 1.0
     payload = json.loads(output.read_text())
     assert payload["errors"] == [] and payload["weights"].startswith("RANDOM weights")
     assert payload["settings"]["random_init"] is True
@@ -72,3 +66,13 @@ def test_a_model_missing_from_model_files_is_recorded_not_raised(gpu_check, mode
     assert gpu_check.main(argv) == []
     (error,) = json.loads(output.read_text())["errors"]
     assert "absent/config.json" in error
+
+
+def test_loss_curve_difference_names_the_first_step_apart(gpu_check):
+    same = gpu_check.loss_curve_difference([2.0, 1.5, 1.0], [2.0, 1.5, 1.0])
+    assert same == {"loss_curve_max_difference": 0.0, "loss_curve_first_step_apart": None}
+    # 1.5005 vs 1.5: 3.3e-4 relative, within 1e-3; 1.2 vs 1.0: 0.2 apart, the largest.
+    apart = gpu_check.loss_curve_difference([2.0, 1.5005, 1.2], [2.0, 1.5, 1.0])
+    assert apart["loss_curve_first_step_apart"] == 2 and apart["loss_curve_max_difference"] == pytest.approx(0.2)
+    diverged = gpu_check.loss_curve_difference([2.0, None], [2.0, 1.5])  # an inf/NaN step (None in the report)
+    assert diverged == {"loss_curve_max_difference": float("inf"), "loss_curve_first_step_apart": 1}

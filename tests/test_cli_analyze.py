@@ -54,7 +54,7 @@ def test_analyze_user_data_on_a_tiny_model(monkeypatch, tmp_path, tiny_model_dir
     assert report["config"]["task"] == "reviews" and report["config"]["label_words"] == [" Negative", " Positive"]
     assert report["config"]["learning_rate"] == 0.01 and len(report["labels"]) == 5
     assert len(report["config"]["demonstrations_used"]) == report["config"]["n_demonstrations"] <= 3
-    assert {"accuracy.png", "simaou.png", "simam.png", "kendall.png", "report.md"} <= {p.name for p in out.iterdir()}
+    assert {"accuracy.png", "simaou.png", "simam.png", "kendall.png", "report.md", "scores.safetensors"} <= {p.name for p in out.iterdir()}
     assert f"wrote {out}/report.md" in capsys.readouterr().out
 
     # The same output dir again: refused before any compute, the first run untouched.

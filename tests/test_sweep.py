@@ -175,6 +175,17 @@ def test_one_process_runs_every_job_on_the_requested_device():
     assert os.environ.get("CUDA_VISIBLE_DEVICES") == before
 
 
+def test_a_process_takes_its_share_then_the_others_from_their_ends(monkeypatch):
+    """The order a process tries the pending jobs in: its own contiguous share, then the rest last-first, where the
+    processes that own them arrive last."""
+    from hf_metaopt.sweep.processes import SweepProcesses
+
+    processes = SweepProcesses("cpu")
+    jobs = [f"job{i}" for i in range(6)]
+    monkeypatch.setattr(processes, "share", lambda items: list(items[2:4]))  # process 1 of 3
+    assert processes.order(jobs) == ["job2", "job3", "job5", "job4", "job1", "job0"]
+
+
 def test_a_worker_keeps_one_gpu_round_robin(monkeypatch):
     from hf_metaopt.sweep import processes
 
@@ -244,6 +255,7 @@ def test_a_failed_sweep_resumes_and_reuses_finished_runs(single_run, tiny_models
     assert (out / runs[0] / "report.json").read_bytes() == single_run["first_report"]
     assert single_run["loads"] == tiny_models  # each model loaded once for all its jobs
     assert sorted(_reports(out)) == sorted(runs)
+    assert all((out / run / "scores.safetensors").is_file() for run in runs)  # every run keeps its per-query scores
     for name in sweep.SUMMARY_FILES:
         assert (out / name).is_file()
 
@@ -324,31 +336,125 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def _launch_lines(launcher: str, port: int) -> list[list[str]]:
+    """The launch lines of the sweep module's docstring, on this host's loopback address, one per "machine"."""
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                  "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(port)]
+    sweep_module = ["-m", "hf_metaopt.cli", "sweep"]
+    if launcher == "torchrun":
+        return [[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                 "--master_port", str(port), *sweep_module]]
+    if launcher == "accelerate":
+        return [[*accelerate, "--num_machines", "1", *sweep_module]]
+    # Two machines of one process each: what accelerate launch runs on each node of a cluster.
+    return [[*accelerate, "--num_machines", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1", *sweep_module]
+            for rank in (0, 1)]
+
+
+class _Launches:
+    """Launch lines started side by side, their output in files; ended (launchers first, which end their workers) on exit."""
+
+    def __init__(self, lines: list[list[str]], folder: Path):
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        self.logs = [folder / f"launch-{i}.log" for i in range(len(lines))]
+        self.procs = []
+        for line, log in zip(lines, self.logs):
+            with open(log, "w") as sink:
+                self.procs.append(subprocess.Popen(line, env=env, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+
+    def __enter__(self) -> "_Launches":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # torchrun's agent ends its workers on SIGTERM
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait(self, index: int, timeout: float) -> int:
+        return self.procs[index].wait(timeout=timeout)
+
+    def output(self) -> str:
+        return "".join(log.read_text() for log in self.logs)
+
+
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate", "accelerate-2-machines"])
 def test_two_processes_write_the_same_runs_as_one(single_run, tiny_models, tmp_path, launcher):
-    """Both launch lines of the sweep module's docstring start 2 workers on CPU that split the jobs."""
+    """The launch lines of the sweep module's docstring start 2 workers on CPU (one machine, or two "machines" on
+    this host's loopback address) that share the jobs: each runs its share, and every job runs once."""
     out = tmp_path / "two"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    port = str(_free_port())
-    launch = {
-        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                     "--master_addr", "127.0.0.1", "--master_port", port],
-        "accelerate": [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                       "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                       "--main_process_port", port, "-m"],
-    }[launcher]
-    module = ["-m"] if launcher == "torchrun" else []
-    done = subprocess.run([*launch, *module, "hf_metaopt.cli", "sweep", *_argv(tiny_models, out, "--progress", "true")],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    loads = re.findall(r"\[process (\d)\] loaded (\S+) on cpu for (\d) job", done.stderr)
-    assert sorted(loads) == [("0", tiny_models[0], "2"), ("1", tiny_models[1], "2")]  # one model per process, loaded once
+    lines = [[*line, *_argv(tiny_models, out, "--progress", "true")] for line in _launch_lines(launcher, _free_port())]
+    with _Launches(lines, tmp_path) as launches:
+        codes = [launches.wait(i, timeout=600) for i in range(len(lines))]
+        output = launches.output()
+    assert codes == [0] * len(lines), output[-3000:]
+    loads = re.findall(r"\[process (\d)\] loaded (\S+) on cpu for (\d) job", output)
+    first = {}
+    for process, model, count in loads:
+        first.setdefault(process, (model, count))
+    assert first == {"0": (tiny_models[0], "2"), "1": (tiny_models[1], "2")}  # each its own share's model first, for its share
 
     one, two = _reports(single_run["out"]), _reports(out)
+    assert sorted(re.findall(r"\[process \d\] (\S+): ZSL", output)) == sorted(one)  # every job run once, by one process
     assert sorted(one) == sorted(two)
     for run in one:
         assert two[run] == one[run], run
     summary = json.loads((out / "summary.json").read_text())
+    assert summary["groups"] == single_run["summary"]["groups"]
+
+
+def _lock_holder(lock: Path, timeout: float) -> int:
+    """The pid written into a run folder's lock file (``RunFolder``) once it appears."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            holder = lock.read_text().split()
+        except FileNotFoundError:
+            holder = []
+        if holder:
+            return int(holder[0])
+        time.sleep(0.02)
+    pytest.fail(f"no process took {lock} within {timeout} s")
+
+
+def test_a_killed_machine_leaves_the_other_finishing_and_a_rerun_completes(single_run, tiny_models, tmp_path):
+    """Two "machines": the main process is killed (SIGKILL) in its first job. The other machine's process runs its
+    share and the jobs the dead one left, and exits without waiting for it; the summary, which the main process writes,
+    is missing until a rerun, which runs only what is missing (here nothing) and writes it."""
+    import signal
+
+    out = tmp_path / "two"
+    lines = [[*line, *_argv(tiny_models, out)] for line in _launch_lines("accelerate-2-machines", _free_port())]
+    first = out / Path(tiny_models[0]).name / "rt_sentiment" / "kv-lr0.01-untrained" / ".seed-1.lock"
+    with _Launches(lines, tmp_path) as launches:
+        victim = _lock_holder(first, timeout=300)
+        status = Path(f"/proc/{victim}/status").read_text()
+        assert f"PPid:\t{launches.procs[0].pid}\n" in status  # a worker of machine 0's launcher: process 0
+        os.kill(victim, signal.SIGKILL)
+        assert launches.wait(0, timeout=120) != 0  # machine 0's launch fails
+        assert launches.wait(1, timeout=400) == 0, launches.output()[-3000:]  # machine 1's finishes: no barrier waits for the dead
+        output = launches.output()
+    assert "[process 1] no job left for this process" in output
+    assert not (out / "summary.json").exists()
+    missing = [run for run in _reports(single_run["out"]) if not (out / run / "report.json").is_file()]
+
+    analysed = []
+    with pytest.MonkeyPatch.context() as patch:
+        real = runner.analyze_task
+        patch.setattr(runner, "analyze_task", lambda *a, **k: analysed.append(k["extra"]["sweep"]["run"]) or real(*a, **k))
+        summary = sweep.main(_argv(tiny_models, out))
+    assert analysed == missing
+    one, two = _reports(single_run["out"]), _reports(out)
+    assert sorted(two) == sorted(one) and all(two[run] == one[run] for run in one)
     assert summary["groups"] == single_run["summary"]["groups"]
 
 
@@ -373,7 +479,8 @@ def test_jobs_another_sweep_finished_or_holds_are_skipped(single_run, tiny_model
         patch.setattr(runner, "load_model", lambda *a, **k: SimpleNamespace(model=SimpleNamespace(device="cpu")))
         runner.run_jobs(plan, [second])
     err = capsys.readouterr().err
-    assert "finished meanwhile by another sweep; skipped" in err and "skipped, another run" in err and "is writing" in err
+    assert "finished meanwhile by another process or sweep; skipped" in err and "skipped for now, another run" in err
+    assert "is writing" in err
     assert not analysed and not (out / second.relative_path).exists()
 
 

@@ -15,7 +15,10 @@ reads the module's output (after the output projection, before the residual).
 Per layer and per sequence only what the metrics need is kept (CPU float64): the query
 vector of the analysed position per head, its pre-softmax scores (scaled, soft-capped
 where the model soft-caps) over the query's own tokens and, for ICL, over the
-demonstration tokens summed over heads, and the attention output at the position.
+demonstration tokens summed over heads, and the attention output at the position. For the
+rows marked ``inspect``, also the attention mass of each demonstration token per head: the
+softmax over every key the layer attends to, as the model's attention weights (computed only
+for those rows, so other batches pay nothing).
 
 Which keys a layer attends to is read from the mask the model itself passes (so sliding
 windows, mixed layer types and padding enter the way the model applies them); where the
@@ -94,12 +97,14 @@ class RowSpec:
     ``position``: index of the analysed token in this forward's input (the query dimension).
     ``own``: ``(start, stop)`` absolute positions of the query's own tokens up to the position.
     ``demo``: absolute positions of the demonstration tokens (ICL only), or ``None``.
+    ``inspect``: with ``demo``, also record the attention mass of each demonstration token per head.
     Absolute positions count from the first token of the whole sequence, cached part included.
     """
 
     position: int
     own: tuple[int, int]
     demo: Sequence[int] | None = None
+    inspect: bool = False
 
 
 def _eager_attention(module: nn.Module):
@@ -204,6 +209,18 @@ def _visible(mask, window: int | None, positions: torch.Tensor, key_abs: torch.T
     return visible
 
 
+def _attention_mass(scores: torch.Tensor, visible: torch.Tensor, sinks) -> torch.Tensor:
+    """``[H, T_k]``: the softmax of one row's scores over the keys it attends to, as the model's attention weights.
+
+    ``sinks`` (``[H]`` or ``None``): a model's per-head sink logits (GPT-OSS's ``s_aux``), which enter
+    the softmax's denominator only, as its eager attention adds them.
+    """
+    logits = scores.masked_fill(~visible[None, :], float("-inf"))
+    if isinstance(sinks, torch.Tensor):
+        logits = torch.cat([logits, sinks.detach().reshape(-1, 1).to("cpu", logits.dtype)], dim=1)
+    return torch.softmax(logits, dim=-1)[:, : scores.shape[1]]
+
+
 def _gather(scores: torch.Tensor, visible: torch.Tensor, absolute: Sequence[int], offset: int):
     """Scores ``[H, n]`` and visibility ``[n]`` at the keys of the given absolute positions (0 where invisible)."""
     index = torch.as_tensor(list(absolute), dtype=torch.long) - offset
@@ -244,6 +261,7 @@ class AttentionRecorder:
         self._query = [None] * n  # [B, H, Dh]
         self._own = [None] * n  # per row ([H, T_own], [T_own])
         self._demo = [None] * n  # ([B, T_demo], [B, T_demo]) summed over heads
+        self._mass = [{} for _ in range(n)]  # row -> [H, T_demo], the rows marked ``inspect``
         self._output = [None] * n  # [B, E]
 
     # ------------------------------------------------------------------ modes
@@ -283,7 +301,8 @@ class AttentionRecorder:
 
         ``query [B, L, H, Dh]``, ``output [B, L, E]``, ``own`` (per row ``[L, H, T_own]``),
         ``own_visible`` (per row ``[L, T_own]``), ``demo`` and ``demo_visible`` (``[B, L, T_demo]``
-        or ``None``); float64 / bool CPU tensors; ``scaling`` ``[L]``, each layer's score scale
+        or ``None``), ``demo_mass`` (per row ``[L, H, T_demo]`` for the rows marked ``inspect``,
+        else ``None``); float64 / bool CPU tensors; ``scaling`` ``[L]``, each layer's score scale
         (the ``scaling`` its attention function was given, else ``head_dim ** -0.5``).
         """
         n_rows = self._query[0].shape[0] if self._query[0] is not None else 0
@@ -295,6 +314,7 @@ class AttentionRecorder:
             "demo": torch.stack([d[0] for d in self._demo], dim=1) if self._demo[0] is not None else None,
             "demo_visible": torch.stack([d[1] for d in self._demo], dim=1) if self._demo[0] is not None else None,
             "scaling": torch.tensor(self.scaling, dtype=torch.float64) if n_rows else None,
+            "demo_mass": [torch.stack([m[b] for m in self._mass]) if b in self._mass[0] else None for b in range(n_rows)],
         }
         self._clear()
         return out
@@ -328,6 +348,9 @@ class AttentionRecorder:
         if self._rows[0].demo is not None:
             demo = [_gather(scores[b], visible[b], r.demo, offset) for b, r in enumerate(self._rows)]
             self._demo[layer] = (torch.stack([s.sum(dim=0) for s, _ in demo]), torch.stack([v for _, v in demo]))
+            sinks = kwargs.get("s_aux", kwargs.get("sinks"))
+            self._mass[layer] = {b: _gather(_attention_mass(scores[b], visible[b], sinks), visible[b], r.demo, offset)[0]
+                                 for b, r in enumerate(self._rows) if r.inspect}
 
     def _on_output(self, module, args, output) -> None:
         if self._skip is not None or not self._rows:

@@ -10,7 +10,8 @@ step and on the demonstrations before and after go into ``report["finetuning"]``
 finetuned tensors are released, the stability check reruns the finetuning in float64
 (:mod:`.stability`). The untrained control repeats the steps (without the stability check)
 on a randomly initialised copy, built after the main run's finetuned tensors are released.
-Notes are return values, collected into the report.
+Notes are return values, collected into the report. The per-query scores behind the report's
+means (:class:`~.query_scores.QueryScores`) come with it: ``result.scores`` and ``report.scores``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..torch_utils import context_length, eval_mode
+from ..torch_utils import context_length, eval_mode, placed_like
 from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
@@ -36,9 +37,11 @@ from .options import AnalysisOptions
 from .progress import AnalysisProgress
 from .plan import AnalysisPlan, plan_analysis
 from .prompts import IclPrefix, PromptEncoder, PromptFormat
+from .query_scores import QueryScores
 from .report import ICLAnalysisReport
 from .routes import RouteRunner
 from .scores import ScoreCollector
+from .scores_meta import scores_meta
 from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
@@ -47,10 +50,12 @@ __all__ = ["AnalysisResult", "run_analysis", "run_planned", "untrained_copy"]
 
 @dataclass
 class AnalysisResult:
-    """What :func:`run_analysis` returns: the report and the notes it holds."""
+    """What :func:`run_analysis` returns: the report, the notes it holds, and its per-query scores
+    (also ``report.scores``; written beside ``report.json`` by ``report.save_pretrained``)."""
 
     report: ICLAnalysisReport
     notes: list[str]
+    scores: QueryScores | None = None
 
 
 @dataclass
@@ -59,6 +64,9 @@ class _ModelRun:
     n_used: int
     notes: list[str]
     finetuning: dict
+    rows: dict  # ScoreCollector.collected(): per-query rows in query order
+    inspected: dict  # ScoreCollector.inspected()
+    heads: int
 
 
 def run_analysis(
@@ -112,12 +120,13 @@ def run_planned(
     notes = list(plan.notes)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
-        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip)
+        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip, options.n_inspect)
         notes += main.notes
-        controls = {}
+        controls, control_rows = {}, {}
         if options.control == "untrained":
             control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
-                                     bar, "not run for the untrained control")
+                                     bar, "not run for the untrained control", n_inspect=0)
+            control_rows["untrained"] = control.rows
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
             controls["untrained"]["finetuning"] = control.finetuning
@@ -128,11 +137,15 @@ def run_planned(
     config = _config(model, encoder, options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
     report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "config": config,
               "notes": notes, **(extra or {})}
-    return AnalysisResult(ICLAnalysisReport(report), notes)
+    meta = scores_meta(plan, model.config, config, heads=main.heads, demo_visible=main.rows["demo_visible"],
+                       n_inspect=len(main.inspected.get("query_index", ())), kendall_queries=main.summary["kendall"]["n_queries"],
+                       controls=list(control_rows))
+    scores = QueryScores.from_rows(main.summary["labels"], main.rows, main.inspected, control_rows, meta)
+    return AnalysisResult(ICLAnalysisReport(report).with_scores(scores), notes, scores)
 
 
 def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
-                   skip_stability: str | None) -> _ModelRun:
+                   skip_stability: str | None, n_inspect: int) -> _ModelRun:
     notes: list[str] = []
     query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
@@ -142,7 +155,8 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
     loss_before = demonstration_loss(model, examples)
     with _finetune_and_record(model, encoder, examples, prefix, options, bar, losses, updates) as (tuned, token_queries):
         collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed, top_k_tokens=options.top_k_tokens,
-                                   top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries)
+                                   top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries,
+                                   n_inspect=n_inspect)
         del token_queries
         _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
         with tuned.active():
@@ -162,7 +176,8 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
             labels, updates, callbacks=[bar.trainer_callback()],
         )
     notes += finetuning_notes(finetuning)
-    return _ModelRun(summary, prefix.n_demonstrations, notes, finetuning)
+    return _ModelRun(summary, prefix.n_demonstrations, notes, finetuning, collector.collected(), collector.inspected(),
+                     collector.token_queries[0].shape[0])
 
 
 def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix: IclPrefix, query_ids, batches,
@@ -174,7 +189,7 @@ def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix:
     for batch in batches:
         ids = [query_ids[i] for i in batch]
         zsl = base.run(ids, encoder.start_ids)
-        icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions)
+        icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions, inspect=collector.inspects(batch))
         with tuned.active():
             ft = ft_route.run(ids, encoder.start_ids)
         collector.add(batch, zsl, icl, ft)
@@ -213,13 +228,14 @@ def _recording_queries(recorder: AttentionRecorder, skip: int, tracking):
 
 
 def untrained_copy(model: nn.Module, seed: int) -> nn.Module:
-    """The untrained control: ``model``'s architecture freshly initialised from ``seed``, on its device and dtype."""
+    """The untrained control: ``model``'s architecture freshly initialised from ``seed``, on its device and dtype
+    (on the CPU for a model accelerate dispatched: :func:`~hf_metaopt.torch_utils.placed_like`)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
     fresh = AutoModelForCausalLM.from_config(copy.deepcopy(model.config))  # from_config writes to the config it gets
-    parameter = next(p for p in model.parameters() if p.device.type != "meta")
-    return fresh.to(device=parameter.device, dtype=parameter.dtype).eval()
+    device, dtype = placed_like(model)
+    return fresh.to(device=device, dtype=dtype).eval()
 
 
 def _versions() -> dict:

@@ -20,9 +20,17 @@ Methods, and what :func:`finetuned` (the analysis's finetuning) holds beside the
   ``"kv"``, which masks the Q part, or ``"full"``).
 - ``"full"``: every parameter trains, in a full copy of the model.
 
-A model whose weights accelerate offloads (meta tensors reloaded at every forward) is
-first materialised as a full copy on CPU, since an optimizer step on offloaded weights
-would be lost; every method then trains that copy (LoRA merged into it).
+A model that accelerate dispatched (``device_map``): with layers spread over devices, each
+trained tensor stays on its layer's device and the copies above keep accelerate's hooks. With
+weights offloaded (meta tensors that accelerate's hooks load at every forward, from the CPU
+or the disk), ``"kv"`` holds trainable copies of the K/V projections only, made from the
+offloaded weights on the device their layer computes on, and swaps them into the model
+itself for training and for the FT route (``active()``; the model's own projections are put
+back on exit, as LoRA's adapters are removed); every other weight stays offloaded. An
+optimizer step on an offloaded weight would be lost, so ``"lora"`` and ``"full"`` (and
+``"kv"`` on a model accelerate dispatched as one piece, ``device_map={"": "disk"}``, which the
+``Trainer``'s accelerate preparation would try to move) first materialise the model as a full
+copy on CPU and train that (LoRA merged into it).
 
 The input model is never changed, also when training or a pass is interrupted (an
 exception, ``KeyboardInterrupt``): its parameters, buffers, ``requires_grad`` flags,
@@ -43,11 +51,12 @@ import torch
 from torch import nn
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
-from .layout import attention_layers, kv_parameter_names
+from .layout import UnsupportedArchitectureError, attention_layers, kv_parameter_names
 from .options import METHODS, AnalysisOptions
 
 __all__ = [
-    "METHODS", "ExampleDataset", "FinetunedModel", "collate_examples", "finetune_model", "finetuned", "kv_parameter_names", "prepare_kv",
+    "METHODS", "ExampleDataset", "FinetunedModel", "collate_examples", "finetune_model", "finetuned", "kv_parameter_names",
+    "materialised_copy", "prepare_kv",
     "prepare_lora", "training_arguments",
 ]
 
@@ -115,18 +124,89 @@ def _offloaded(model: nn.Module) -> bool:
     return any(p.device.type == "meta" for p in model.parameters())
 
 
+def _plain_copy(module: nn.Module) -> nn.Module:
+    """A trainable copy of an ``nn.Linear`` or GPT-2 ``Conv1D`` whose weights accelerate offloads, without its hooks,
+    on the device it computes on (accelerate's ``align_module_device`` brings the weights there for the copy)."""
+    from accelerate.utils import align_module_device
+    from transformers.pytorch_utils import Conv1D
+
+    with align_module_device(module), torch.no_grad():
+        weight, bias = module.weight, module.bias
+        if isinstance(module, nn.Linear):
+            fresh = nn.Linear(module.in_features, module.out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+        elif isinstance(module, Conv1D):
+            fresh = Conv1D(module.nf, weight.shape[0]).to(device=weight.device, dtype=weight.dtype)
+        else:
+            raise UnsupportedArchitectureError(
+                f"the K/V projection {type(module).__name__} is offloaded and is neither nn.Linear nor Conv1D, so it cannot be "
+                "copied for training; load the model without offloading (more max_memory) or use method='full'."
+            )
+        fresh.weight.copy_(weight)
+        if bias is not None:
+            fresh.bias.copy_(bias)
+    return fresh
+
+
+@contextmanager
+def _swapped(swaps: list[tuple[nn.Module, str, nn.Module]]) -> Iterator[None]:
+    """``parent.name = module`` for each swap inside the block; the previous modules are put back on exit."""
+    before = [(parent, name, getattr(parent, name)) for parent, name, _ in swaps]
+    try:
+        for parent, name, module in swaps:
+            setattr(parent, name, module)
+        yield
+    finally:
+        for parent, name, module in before:
+            setattr(parent, name, module)
+
+
+@contextmanager
+def _kv_offloaded(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks) -> Iterator[FinetunedModel]:
+    """K/V finetuning of an offloaded model: trainable K/V copies swapped into ``model`` (module docstring)."""
+    swaps = [(layer.module, name, _plain_copy(getattr(layer.module, name)))
+             for layer in attention_layers(model) for name in (["c_attn"] if layer.fused else ["k_proj", "v_proj"])]
+    for _, name, module in swaps:
+        if name == "c_attn":
+            _mask_query_columns(module)  # GPT-2's fused projection: its Q columns stay as they are
+    state = _ModelState.of(model)
+    try:
+        with _swapped(swaps):
+            model.requires_grad_(False)  # the offloaded weights, reloaded at every forward, stay out of autograd
+            for _, _, module in swaps:
+                module.requires_grad_(True)
+            with on_train_start(model) if on_train_start is not None else nullcontext():
+                _train(model, examples, options, callbacks)
+        state.restore()
+        for _, _, module in swaps:
+            _freeze(module)
+        yield FinetunedModel(model, lambda: _swapped(swaps), lambda: _materialised_with(model, swaps))
+    finally:
+        state.restore()
+
+
+def _materialised_with(model: nn.Module, swaps) -> nn.Module:
+    """A stand-alone copy of the offloaded ``model`` on CPU with the trained K/V projections in it."""
+    with _swapped(swaps):
+        return _freeze(materialised_copy(model))
+
+
 def _trainable_copy(model: nn.Module) -> nn.Module:
-    """A deep copy; a model with weights offloaded by accelerate is materialised on CPU.
+    """A deep copy; a model with weights offloaded by accelerate is materialised on CPU (:func:`materialised_copy`).
 
     Offloaded weights are reloaded from their offload store at every forward, so an
     optimizer step on them would be lost: training needs real tensors.
     """
-    if not _offloaded(model):
-        return copy.deepcopy(model)
+    return materialised_copy(model) if _offloaded(model) else copy.deepcopy(model)
+
+
+def materialised_copy(model: nn.Module) -> nn.Module:
+    """A plain copy of a model accelerate dispatched, on CPU, in its dtype: every weight real (offloaded ones loaded
+    through accelerate's ``get_state_dict_offloaded_model``), no hooks."""
     from accelerate.utils.modeling import get_state_dict_offloaded_model
 
     state = get_state_dict_offloaded_model(model)
-    fresh = type(model)._from_config(copy.deepcopy(model.config))
+    dtype = next(model.parameters()).dtype  # an offloaded parameter keeps its dtype on the meta device
+    fresh = type(model)(copy.deepcopy(model.config)).to(dtype)
     missing, unexpected = fresh.load_state_dict(state, strict=False)
     tied = set(getattr(fresh, "all_tied_weights_keys", {}) or {})
     if unexpected or set(missing) - tied:
@@ -358,6 +438,12 @@ def finetuned(
         raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
     if options.method == "lora" and not _offloaded(model):
         with _lora_in_place(model, examples, options, on_train_start, callbacks) as tuned:
+            yield tuned
+        return
+    # accelerate's Trainer preparation moves a model dispatched as one piece (a one-entry device map), which an
+    # offloaded model refuses: that one is materialised below, as for the other methods.
+    if options.method == "kv" and _offloaded(model) and len(getattr(model, "hf_device_map", None) or {}) > 1:
+        with _kv_offloaded(model, examples, options, on_train_start, callbacks) as tuned:
             yield tuned
         return
     tuned, trained = _trainable(model, options)

@@ -75,6 +75,11 @@ class SharedOptions:
     fast: bool = field(
         default=True, metadata={"help": "reuse the demonstration prefix's cache for every query (--no-fast: the per-query reference route)."}
     )
+    n_inspect: int = field(
+        default=16,
+        metadata={"help": "the first N queries keep, per layer, the ICL attention mass and the FT score of every demonstration "
+                          "token in scores.safetensors (0: none)."},
+    )
     stability_check: bool = field(
         default=True,
         metadata={"help": "rerun the finetuning in float64 and report the share of FT predictions that agree "
@@ -86,6 +91,8 @@ class SharedOptions:
             _positive_int(name, getattr(self, name))
         _positive_int("n_queries", self.n_queries, allow_none=True)
         _positive_int("kendall_queries", self.kendall_queries, allow_none=True)
+        if isinstance(self.n_inspect, bool) or not isinstance(self.n_inspect, int) or self.n_inspect < 0:
+            raise ValueError(f"`n_inspect` must be an integer >= 0 (e.g. 16; 0 keeps no per-token scores); got {self.n_inspect!r}.")
         _choice("position", self.position, POSITIONS)
         _choice("split", self.split, SPLITS)
         for name in ("fast", "stability_check"):

@@ -48,21 +48,29 @@ read-only mapping with these keys, read as ``report["simaou"]["mean"]`` or
 attributes: reports of version 0.1 have no ``topk_recall``, ``label_counts``, ``finetuning``,
 ``kendall.n_queries`` or ``config.environment``. Keys not listed here are kept as given, so
 ``report.json`` files of any version load and save unchanged.
+
+The per-query scores behind the means are not a key: ``report.scores`` (a
+:class:`~.query_scores.QueryScores`, or ``None``) is written beside ``report.json`` as
+``scores.safetensors`` and read back by :meth:`ICLAnalysisReport.from_pretrained`; it is not part of
+``to_dict`` nor of equality.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fileio import atomic_write_json, atomic_write_text, folder_mode
 from ..hub.upload import HubPushError, check_repo_id
+from .query_scores import SCORES_FILE, QueryScores
 from .report_base import ReportPart, report_part
 from .report_html import report_html
 from .report_markdown import PLOT_FILES, markdown, metric_rows
@@ -74,6 +82,8 @@ from .report_push import HTML_FILE, push_analysis, stage_report
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["HTML_FILE", "ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "metric_rows"]
 
@@ -94,8 +104,9 @@ class ICLAnalysisReport(ReportPart):
     their keys and values are. Build one from a mapping, ``ICLAnalysisReport(data)``, or from
     keyword arguments; the keys of :data:`REQUIRED_KEYS` must be there.
 
-    Files: :meth:`save_pretrained` writes a run folder (``report.json``, ``report.md``, plots)
-    that :meth:`from_pretrained` reads back; :meth:`push_to_hub` pushes one to a Hub repo.
+    Files: :meth:`save_pretrained` writes a run folder (``report.json``, ``report.md``, plots, and
+    ``scores.safetensors`` when the report has :attr:`scores`) that :meth:`from_pretrained` reads
+    back; :meth:`push_to_hub` pushes one to a Hub repo.
     """
 
     required = REQUIRED_KEYS
@@ -120,6 +131,31 @@ class ICLAnalysisReport(ReportPart):
 
     def __repr__(self) -> str:
         return f"ICLAnalysisReport(accuracy={dict(self.accuracy)}, rec2ftp={self.rec2ftp})"
+
+    # -- per-query scores: an attribute, not a key
+
+    @property
+    def scores(self) -> QueryScores | None:
+        """The per-query scores behind the report's means (``docs/analysis.md``, "Per-query scores"), or ``None``.
+
+        Set by the analysis (the pipeline with ``return_scores=True``) and by :meth:`from_pretrained`
+        of a run folder that holds ``scores.safetensors`` (read on first access). Not a mapping key:
+        ``to_dict``, ``report.json`` and equality leave it out.
+        """
+        value = self.__dict__.get("_scores")
+        if callable(value):  # a loader from from_pretrained: read once, when first asked for
+            value = value()
+            object.__setattr__(self, "_scores", value)
+        return value
+
+    def with_scores(self, scores: QueryScores | Callable[[], QueryScores | None] | None) -> "ICLAnalysisReport":
+        """This report with :attr:`scores` set to ``scores`` (``None``: without); its keys and values are shared.
+
+        ``scores`` may be a function returning them, called on the first access of :attr:`scores`.
+        """
+        report = type(self)(self)
+        object.__setattr__(report, "_scores", scores)
+        return report
 
     # -- JSON
 
@@ -167,7 +203,8 @@ class ICLAnalysisReport(ReportPart):
         return plots(self.to_dict(), Path(directory), getattr(self, "scores", None))
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``report.json``, ``report.md``, ``report.html`` and the PNGs into the new folder ``save_directory``; return it.
+        """Write ``report.json``, ``report.md``, ``report.html``, the PNGs and, when the report has :attr:`scores`,
+        ``scores.safetensors`` into the new folder ``save_directory``; return it.
 
         The files are written into a temporary sibling folder that is renamed to ``save_directory``
         once complete, so a crash never leaves a half-written run and an existing run is never
@@ -184,6 +221,8 @@ class ICLAnalysisReport(ReportPart):
             atomic_write_text(tmp / "report.md", self.to_markdown())
             atomic_write_text(tmp / HTML_FILE, self.to_html())
             self.plot(tmp)
+            if self.scores is not None:
+                self.scores.save(tmp / SCORES_FILE)
             os.chmod(tmp, folder_mode())  # mkdtemp makes it private; a run folder is an ordinary folder
             os.rename(tmp, run_dir)  # atomic; fails rather than replace a folder made meanwhile
         except BaseException:
@@ -209,10 +248,14 @@ class ICLAnalysisReport(ReportPart):
         A path that does not exist and reads ``namespace/name`` is a Hub repo: its
         ``report.json`` (under ``subfolder``, e.g. ``icl_analysis/<run name>`` where
         :meth:`push_to_hub` puts it) is downloaded with ``huggingface_hub`` at ``revision``.
+        ``scores.safetensors`` beside it, where there is one, becomes :attr:`scores`, read (or
+        downloaded) on first access; a run without it (version 0.1) has ``scores`` ``None``.
         """
         local = Path(path_or_repo_id, subfolder or "")
         if local.exists():
-            return cls.from_json(local)
+            folder = local if local.is_dir() else local.parent
+            scores = folder / SCORES_FILE
+            return cls.from_json(local).with_scores(functools.partial(QueryScores.load, scores) if scores.is_file() else None)
         repo_id = str(path_or_repo_id)
         if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", repo_id):
             raise FileNotFoundError(f"{local} does not exist; pass an analysis run folder, its report.json, or a Hub repo id 'namespace/name'.")
@@ -226,7 +269,8 @@ class ICLAnalysisReport(ReportPart):
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
             raise FileNotFoundError(f"{local} is not a local folder and {where} could not be read from the Hub ({reason}); "
                                     "pass an analysis run folder, or a repo id with the subfolder push_to_hub used.") from err
-        return cls.from_json(path)
+        hub = dict(subfolder=subfolder, revision=revision, token=token)
+        return cls.from_json(path).with_scores(functools.partial(_hub_scores, repo_id, hub))
 
     def push_to_hub(
         self,
@@ -262,3 +306,18 @@ class ICLAnalysisReport(ReportPart):
             raise
         shutil.rmtree(staging, ignore_errors=True)
         return info
+
+
+def _hub_scores(repo_id: str, hub: dict) -> QueryScores | None:
+    """The ``scores.safetensors`` beside a Hub report, or ``None`` where it has none (or it cannot be fetched)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, OfflineModeIsEnabled
+
+    try:
+        return QueryScores.load(hf_hub_download(repo_id, SCORES_FILE, **hub))
+    except EntryNotFoundError:  # pushed by a version without per-query scores
+        return None
+    except (HfHubHTTPError, OfflineModeIsEnabled) as err:
+        logger.warning("hf-metaopt: the per-query scores of %s could not be downloaded (%s); report.scores is None.",
+                       repo_id, str(err).splitlines()[0] if str(err) else type(err).__name__)
+        return None

@@ -51,7 +51,9 @@ class RouteOutput:
     tokens (0 where the layer does not attend) and ``own_visible`` per row ``[L, T_own]``;
     ``demo [B, L, T_demo]`` scores over demonstration tokens summed over heads and
     ``demo_visible [B, L, T_demo]`` (ICL only, else ``None``); ``scaling [L]`` each layer's
-    score scale (``scores = scaling * q.k``).
+    score scale (``scores = scaling * q.k``); ``demo_mass`` per row ``[L, H, T_demo]``, the
+    attention mass of each demonstration token per head, for the rows run with ``inspect``
+    (``None`` for the others).
     """
 
     logprobs: np.ndarray
@@ -62,6 +64,7 @@ class RouteOutput:
     demo: np.ndarray | None = None
     demo_visible: np.ndarray | None = None
     scaling: np.ndarray | None = None
+    demo_mass: list[np.ndarray | None] | None = None
 
 
 class RouteRunner:
@@ -125,22 +128,25 @@ class RouteRunner:
         context_ids: Sequence[int],
         cache=None,
         demo_positions: Sequence[int] | None = None,
+        inspect: Sequence[bool] | None = None,
     ) -> RouteOutput:
         """Score (and capture) a batch of queries after ``context_ids``.
 
         ``context_ids`` are the tokens before each query (the start token, or the ICL
         prefix). With ``cache`` (the context's cache) only the query tokens are fed;
-        otherwise context and query are fed together.
+        otherwise context and query are fed together. ``inspect`` (per row, with
+        ``demo_positions``): also record the attention mass of each demonstration token.
         """
         fed_context = [] if cache is not None else list(context_ids)
         past = len(context_ids) if cache is not None else 0
         first_label = self.label_ids[0][0]
         inputs, rows, targets = [], [], []
-        for q in map(list, query_ids):
+        inspect = list(inspect) if inspect is not None else [False] * len(query_ids)
+        for q, inspected in zip(map(list, query_ids), inspect, strict=True):
             pos = len(q) if self.position == "label" else len(q) - 1
             inputs.append(fed_context + q + ([first_label] if self.position == "label" else []))
             own = (len(context_ids), len(context_ids) + pos + 1)
-            rows.append(RowSpec(position=len(fed_context) + pos, own=own, demo=demo_positions))
+            rows.append(RowSpec(position=len(fed_context) + pos, own=own, demo=demo_positions, inspect=inspected))
             targets.append([(len(fed_context) + len(q) - 1, ids[0]) for ids in self.label_ids])
         if self.recorder is None:
             scores, records = np.array(self._forward(inputs, cache, targets)), None
@@ -176,4 +182,5 @@ def _output(scores: np.ndarray, records: dict | None) -> RouteOutput:
         demo=as_numpy(records["demo"]),
         demo_visible=as_numpy(records["demo_visible"]),
         scaling=as_numpy(records["scaling"]),
+        demo_mass=[as_numpy(t) for t in records["demo_mass"]],
     )

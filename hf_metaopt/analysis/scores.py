@@ -3,7 +3,9 @@
 :class:`ScoreCollector` turns each batch's captures into metric scores right away, so memory
 stays flat in the number of queries; :meth:`ScoreCollector.summary` puts the rows back in
 query order and summarises them (means per layer, means over layers, bootstrap intervals,
-baselines). Definitions: ``docs/analysis.md``.
+baselines). For the first ``n_inspect`` queries it also keeps, per layer, what the rankings
+compare token by token (:meth:`ScoreCollector.inspected`); that is bounded by ``n_inspect``.
+Definitions: ``docs/analysis.md``.
 """
 
 from __future__ import annotations
@@ -33,10 +35,12 @@ class ScoreCollector:
         top_k_tokens, top_k_examples: ``k`` of the token- and example-level top-k recall.
         kendall_queries: Kendall and top-k recall are summarised over the first this many
             queries (the reference code reads 100); ``None``: all.
+        n_inspect: keep the per-token scores of the queries with index below this
+            (:meth:`inspected`); their ICL route must be run with ``inspect`` (:meth:`inspects`).
     """
 
     def __init__(self, token_queries: Sequence[torch.Tensor], demo_owner: Sequence[int], seed: int, *,
-                 top_k_tokens: int = 100, top_k_examples: int = 5, kendall_queries: int | None = None):
+                 top_k_tokens: int = 100, top_k_examples: int = 5, kendall_queries: int | None = None, n_inspect: int = 0):
         self.token_queries = list(token_queries)
         self.demo_owner = list(demo_owner)
         self.seed = seed
@@ -44,6 +48,8 @@ class ScoreCollector:
         self.kendall_queries = kendall_queries
         self._rows: dict[str, list[np.ndarray]] = {}
         self._order: list[int] = []
+        self.n_inspect = n_inspect
+        self._inspected: dict[int, dict[str, np.ndarray]] = {}
 
     def _put(self, key: str, value) -> None:
         self._rows.setdefault(key, []).append(np.asarray(value))
@@ -53,16 +59,37 @@ class ScoreCollector:
         self._order.extend(batch)
         for name, route in (("zsl", zsl), ("icl", icl), ("ft", ft)):
             self._put(f"pred_{name}", route.logprobs.argmax(axis=1))
+            self._put(f"logprobs_{name}", route.logprobs)
         self._put("simaou", metrics.simaou_scores(zsl.output, icl.output, ft.output))
         self._put("simaou_raw", metrics.simaou_scores(zsl.output, icl.output, ft.output, normalize=False))
         for part, values in metrics.simam_scores(zsl.own, icl.own, ft.own).items():
             self._put(f"simam_{part}", values)
-        self._add_kendall(batch, icl, self._ft_demo_scores(ft.query, ft.scaling))
+        ft_demo = self._ft_demo_scores(ft.query, ft.scaling)
+        self._add_kendall(batch, icl, ft_demo)
+        self._add_inspected(batch, icl, ft_demo)
         self._put("demo_visible", icl.demo_visible.sum(axis=2))  # [B, L] tokens each layer sees
         self._put("own_hidden", np.stack([(~v).sum(axis=1) for v in icl.own_visible]))  # [B, L]
         for row, q_index in enumerate(batch):
             one = slice(row, row + 1)
             self._put("simaou_random", metrics.simaou_random_scores(zsl.output[one], icl.output[one], seed=self._seed(q_index)))
+
+    def inspects(self, batch: Sequence[int]) -> list[bool]:
+        """Per query of ``batch``: whether its per-token scores are kept (run its ICL route with ``inspect``)."""
+        return [q < self.n_inspect for q in batch]
+
+    def _add_inspected(self, batch: Sequence[int], icl: RouteOutput, ft_demo: np.ndarray) -> None:
+        for row, q_index in enumerate(batch):
+            if q_index >= self.n_inspect:
+                continue
+            mass = icl.demo_mass[row] if icl.demo_mass is not None else None
+            if mass is None:
+                raise RuntimeError(f"query {q_index} is inspected but its ICL route recorded no attention mass; "
+                                   "run it with inspect=collector.inspects(batch).")
+            # Copies: a row of a batch's array would keep the whole batch alive.
+            self._inspected[q_index] = {
+                "icl_mass": mass.sum(axis=1).astype(np.float32), "icl_mass_heads": mass.astype(np.float32),
+                "icl_score": icl.demo[row].copy(), "ft_score": ft_demo[row].copy(), "visible": icl.demo_visible[row].copy(),
+            }
 
     def _seed(self, q_index: int) -> int:
         return self.seed * _RANDOM_SEED_STRIDE + q_index
@@ -98,6 +125,22 @@ class ScoreCollector:
         """Every collection as one array in query order (rows were added in batch order)."""
         restore = np.argsort(np.array(self._order))
         return {k: np.concatenate(v)[restore] for k, v in self._rows.items()}
+
+    def inspected(self) -> dict[str, np.ndarray]:
+        """The inspected queries' per-token scores, stacked in query order (empty without any):
+
+        ``query_index [n]``; ``icl_mass [n, L, T_demo]`` and ``icl_mass_heads [n, L, H, T_demo]`` (float32):
+        the ICL attention mass of each demonstration token, summed over heads and per head;
+        ``icl_score`` and ``ft_score [n, L, T_demo]`` (float64): the two sides' scores that Kendall and
+        top-k recall rank; ``visible [n, L, T_demo]`` whether the layer attends to the token.
+        """
+        order = sorted(self._inspected)
+        if not order:
+            return {}
+        out = {"query_index": np.array(order, dtype=np.int64)}
+        for key in self._inspected[order[0]]:
+            out[key] = np.stack([self._inspected[q][key] for q in order])
+        return out
 
     def summary(self, labels: Sequence[int], n_bootstrap: int) -> dict:
         """Accuracies, predictions and every metric of the report (see :mod:`.report`)."""

@@ -9,6 +9,7 @@ Definitions: ``docs/analysis.md``, "Finetuning stability".
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -16,7 +17,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from .finetune import _trainable_copy, finetuned
+from ..torch_utils import dispatched, placed_like
+from .finetune import finetuned, materialised_copy
 from .inference import length_batches
 from .options import AnalysisOptions
 from .routes import RouteRunner
@@ -99,11 +101,9 @@ def float64_stability(
         ``{"checked": True, "perturbation", "agreement", "n_queries", "accuracy",
         "update_relative_difference"}``.
     """
-    parameter = next(p for p in model.parameters() if p.device.type != "meta")
-    dtype = parameter.dtype
-    # MPS has no float64: the rerun trains on the CPU (offloaded models are materialised there anyway).
-    device = torch.device("cpu") if parameter.device.type in ("mps", "meta") else parameter.device
-    wide = _trainable_copy(model).to(device=device, dtype=torch.float64)
+    device, dtype = placed_like(model)  # a model accelerate dispatched is materialised whole on the CPU
+    device = torch.device("cpu") if device.type == "mps" else device  # MPS has no float64
+    wide = (materialised_copy(model) if dispatched(model) else copy.deepcopy(model)).to(device=device, dtype=torch.float64)
     rerun = ParameterUpdates(dtype)
     with finetuned(wide, examples, options, on_train_start=rerun.tracking, callbacks=callbacks) as tuned, tuned.active():
         cast = tuned.model.to(dtype=dtype)  # in place: the copies are ours

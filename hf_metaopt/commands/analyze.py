@@ -212,6 +212,7 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
     (the run's plan: its examples and the ICL prefix that fits).
     """
     from .. import tasks
+    from ..analysis.query_scores import SCORES_FILE
     from ..analysis.report import PLOT_FILES
     from ..loading import check_model_reference, load_tokenizer, model_label
     from ..runs import RunFolder, default_run_dir
@@ -231,5 +232,5 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
             print(f"note: {note}", file=sys.stderr)
         print(_summary_line(result.report))
         _save(folder, result.report)
-    print(f"wrote {folder.path}/report.md, report.json and the plots ({', '.join(PLOT_FILES)})")
+    print(f"wrote {folder.path}/report.md, report.json, {SCORES_FILE} and the plots ({', '.join(PLOT_FILES)})")
     return _push(folder.path, out.repo_id, out.token) if out.push_to_hub else 0

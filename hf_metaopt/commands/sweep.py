@@ -1,8 +1,8 @@
 """``hf-metaopt sweep``: a grid of analyses over models, tasks, seeds, learning rates, methods and controls.
 
 A thin layer over :mod:`hf_metaopt.sweep`: the flags are the fields of its dataclasses and
-``--config sweep.yaml`` sets their defaults. Under ``accelerate launch`` the jobs are split
-between the processes.
+``--config sweep.yaml`` sets their defaults. Under ``accelerate launch`` (one machine or
+several) the processes share the jobs.
 """
 
 from __future__ import annotations

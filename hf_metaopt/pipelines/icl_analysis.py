@@ -52,6 +52,7 @@ class _Request:
     provenance: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     progress: bool = False
+    return_scores: bool = False
 
 
 def _prompt(template: str | None, label_words: Sequence[str] | None, separator: str | None) -> PromptFormat:
@@ -106,6 +107,9 @@ class ICLAnalyzer(Pipeline):
     Trainer do; ``hf-metaopt analyze --progress/--no-progress``). ``model_id``: the Hub id of a
     model loaded from a local folder, for the report's titles, card and links (default: its
     ``config._name_or_path`` if that is a Hub id, else the folder's name, marked local, no link).
+    ``return_scores``: ``True`` sets ``report.scores``, the per-query scores behind the report's means
+    (:class:`~hf_metaopt.analysis.QueryScores`; ``save_pretrained`` writes them as ``scores.safetensors``);
+    default ``False``: ``report.scores`` is ``None``.
 
     Every other keyword is an :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``,
     ``n_queries``, ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
@@ -148,12 +152,16 @@ class ICLAnalyzer(Pipeline):
         progress = sys.stderr.isatty() if progress is None else progress
         if not isinstance(progress, bool):
             raise ValueError(f"`progress` must be True, False or None (None: on when stderr is a terminal); got {progress!r}.")
+        return_scores = inputs.pop("return_scores", False)
+        if not isinstance(return_scores, bool):
+            raise ValueError(f"`return_scores` must be True or False; got {return_scores!r}.")
         model_id = inputs.pop("model_id", None)
         identity = model_identity(None, model_id) if model_id is not None else {}
         options = AnalysisOptions.from_kwargs(**inputs)
         if task is None:
             prompt = _prompt(**prompt_args)
-            request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries, progress=progress)
+            request = _Request(options, prompt=prompt, demonstrations=demonstrations, queries=queries, progress=progress,
+                               return_scores=return_scores)
             request = _drawn(request, explicit="n_demonstrations" in inputs)
             return replace(request, provenance={**request.provenance, **identity})
         if demonstrations is not None or queries is not None:
@@ -161,7 +169,8 @@ class ICLAnalyzer(Pipeline):
         spec = tasks.get_task(task)
         overrides = {k: (tasks.parse_label_words(v) if k == "label_words" and isinstance(v, str) else tuple(v) if k == "label_words" else v)
                      for k, v in prompt_args.items() if v is not None}
-        return _Request(options, task=replace(spec, **overrides) if overrides else spec, provenance=identity, progress=progress)
+        return _Request(options, task=replace(spec, **overrides) if overrides else spec, provenance=identity, progress=progress,
+                        return_scores=return_scores)
 
     def _forward(self, request: _Request) -> ICLAnalysisReport:
         # The same two steps as `hf-metaopt analyze`: plan (examples, prefix fit), then run the plan.
@@ -171,7 +180,8 @@ class ICLAnalyzer(Pipeline):
         else:
             plan = plan_analysis(self.tokenizer, request.demonstrations, request.queries, request.prompt, request.options,
                                  max_length=length, notes=request.notes)
-        return run_planned(self.model, plan, request.options, provenance=request.provenance, progress=request.progress).report
+        report = run_planned(self.model, plan, request.options, provenance=request.provenance, progress=request.progress).report
+        return report if request.return_scores else report.with_scores(None)
 
     def postprocess(self, report: ICLAnalysisReport) -> ICLAnalysisReport:
         return report

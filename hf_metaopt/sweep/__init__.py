@@ -3,9 +3,10 @@
     from hf_metaopt import sweep
     summary = sweep.main(["--config", "recipes/configs/sweep_offline.yaml"])
 
-Under ``accelerate launch --num_processes N`` the jobs are split between the processes;
-each writes one run folder per job, a rerun skips the finished ones, and the main process
-writes ``summary.json``, ``summary.md``, ``summary.png`` and ``summary.html`` (:mod:`.runner`).
+Under ``accelerate launch --num_processes N`` (on one machine or several) the processes share
+the jobs, each claimed by locking its run folder; each job writes one run folder, a rerun skips
+the finished ones, and the main process writes ``summary.json``, ``summary.md``, ``summary.png``
+and ``summary.html`` when every job is done (:mod:`.runner`).
 """
 
 from __future__ import annotations

@@ -1,17 +1,23 @@
-"""The processes of a sweep: independent workers that ``accelerate launch`` / ``torchrun`` start.
+"""The processes of a sweep: independent workers that ``accelerate launch`` / ``torchrun`` start, on one or several machines.
 
 Launch lines (one worker per process; on a machine without GPUs accelerate's plain
 ``--num_processes 2`` picks its single-process launcher, so name the multi-process one)::
 
     accelerate launch --multi_gpu --num_processes 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
     torchrun --nproc_per_node 2 -m hf_metaopt.cli sweep --config recipes/configs/sweep_offline.yaml
+    # two machines, one process each, output_dir on a filesystem both share; on machine r (0 or 1):
+    accelerate launch --multi_gpu --num_machines 2 --num_processes 2 --machine_rank r \
+        --main_process_ip <machine 0> --main_process_port 29500 -m hf_metaopt.cli sweep --config sweep.yaml
 
 The launcher's world is the sweep's. accelerate's ``PartialState`` gives each process its
-place, its share of the pending jobs (``split_between_processes``: contiguous shares in grid
-order) and its device; the processes meet at two barriers (``wait_for_everyone``), on a gloo
-process group, so that processes may share a GPU. With several processes and ``device="auto"``
-each keeps one GPU visible before CUDA starts (the local process index-th, round robin when
-processes outnumber GPUs).
+place, its device and its own share of the pending jobs (``split_between_processes``:
+contiguous shares in grid order, so each loads each of its models once); :meth:`SweepProcesses.order`
+puts the other processes' jobs after it, last ones first, for a process that finishes early
+(the run folders' locks decide who runs a job, :mod:`.runner`). The processes meet once, on a
+gloo process group (so that processes may share a GPU), after each has listed the finished
+jobs; never after that, so a process that dies (killed, its machine lost) leaves the others
+running. With several processes and ``device="auto"`` each keeps one GPU visible before CUDA
+starts (the local process index-th, round robin when processes outnumber GPUs).
 
 A sweep's processes are not one data-parallel job: each runs whole analyses of its own, and
 each analysis finetunes with a ``Trainer``. ``TrainingArguments`` takes its world from the
@@ -31,11 +37,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
 
-__all__ = ["ProcessLayout", "SweepProcesses", "launched_count", "one_process_launch_note", "pin_gpu"]
+__all__ = ["MEETING_TIMEOUT", "ProcessLayout", "SweepProcesses", "launched_count", "one_process_launch_note", "pin_gpu"]
 
 T = TypeVar("T")
-# Processes that finish early wait for the others' jobs, which take hours on large models.
-_WAIT = timedelta(days=7)
+# The one meeting of the processes comes right after each has planned the grid: a process
+# that has not arrived by then has failed (or its machine started far too late).
+MEETING_TIMEOUT = timedelta(minutes=30)
 # The launcher's variables as a one-process world has them (LOCAL_RANK -1: not launched).
 _ONE_PROCESS = {"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "-1", "LOCAL_WORLD_SIZE": "1"}
 
@@ -107,7 +114,7 @@ class SweepProcesses:
                 raise RuntimeError("CUDA started before the sweep could give each process its own GPU; start the sweep first.")
             pin_gpu(int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", 0))))
         cpu = device == "cpu" or not torch.accelerator.is_available()
-        self.state = PartialState(cpu=cpu, **({"backend": "gloo", "timeout": _WAIT} if several else {}))
+        self.state = PartialState(cpu=cpu, **({"backend": "gloo", "timeout": MEETING_TIMEOUT} if several else {}))
         self.layout = ProcessLayout(
             self.state.process_index,
             self.state.num_processes,
@@ -121,8 +128,18 @@ class SweepProcesses:
         with self.state.split_between_processes(list(items)) as mine:
             return list(mine)
 
+    def order(self, items: Sequence[T]) -> list[T]:
+        """``items`` in the order this process takes them: its :meth:`share`, then the others' shares from their ends.
+
+        A process that finishes its share early works back from the end of the others', where
+        their owners reach last; with one process, ``items`` as given.
+        """
+        mine = self.share(items)
+        taken = {id(item) for item in mine}
+        return mine + [item for item in reversed(items) if id(item) not in taken]
+
     def wait_for_everyone(self) -> None:
-        """Wait until every process of the sweep gets here."""
+        """Wait until every process of the sweep gets here (at most :data:`MEETING_TIMEOUT`, then an error)."""
         if self.layout.count > 1:
             # accelerate's state may since have been re-made by a job's one-process Trainer
             # (TrainingArguments resets it): the sweep's world is the process group it opened.

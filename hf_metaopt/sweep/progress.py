@@ -47,6 +47,12 @@ class GridProgress:
         if self.bar is not None:
             self.bar.set_postfix_str(name, refresh=True)
 
+    def grow(self) -> None:
+        """Count one more job: one of another process's share that this process runs."""
+        if self.bar is not None:
+            self.bar.total += 1
+            self.bar.refresh()
+
     def done(self) -> None:
         """Count one job as finished."""
         if self.bar is not None:
