@@ -29,17 +29,20 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def saved_run(tmp_path_factory):
-    """A saved run with its per-query scores: (run folder, scores)."""
-    from test_report_html import layout_scores
-    from test_report import synthetic_report
+def saved_run(tmp_path_factory, tiny_tokenizer_dir):
+    """A real analysis saved as a run folder: a tiny Mistral whose layers attend within a 24-token window,
+    with its per-query scores (report.html and scores.safetensors as save_pretrained writes them)."""
+    import torch
+    from test_architectures import DEMOS, PROMPT, QUERIES, build
+    from transformers import AutoTokenizer
 
-    from hf_metaopt.analysis.report_html import report_html
+    from hf_metaopt.analysis import AnalysisOptions, QueryScores, run_analysis
 
-    run = tmp_path_factory.mktemp("run")
-    scores = layout_scores(q=6, layers=2, n=2, t=10)
-    (run / "report.html").write_text(report_html(synthetic_report(n_layers=2, n_queries=6), scores))
-    return run, scores
+    torch.manual_seed(0)
+    options = AnalysisOptions.from_kwargs(learning_rate=0.1, batch_size=4, n_bootstrap=20, stability_check=False)
+    result = run_analysis(build("mistral"), AutoTokenizer.from_pretrained(tiny_tokenizer_dir), DEMOS, QUERIES, PROMPT, options)
+    run = result.report.save_pretrained(tmp_path_factory.mktemp("runs") / "mistral")
+    return run, QueryScores.load(run)
 
 
 def _tokens(driver, panel: str) -> list[tuple[str, str, bool]]:
@@ -66,7 +69,7 @@ def test_the_page_opens_offline_and_shows_the_stored_values_of_the_chosen_query_
     run, scores = saved_run
     arrays, meta = scores.arrays, scores.meta
     open_page(browser, run / "report.html")
-    row, layer = 1, 0  # the second inspected query, at a layer whose window leaves out the first tokens
+    row, layer = 2, 1  # the third inspected query (a short one), at a layer whose window leaves out the first tokens
     query = int(arrays["inspect/query_index"][row])
     select(browser, "query-select", str(query))
     select(browser, "layer-select", str(layer))

@@ -6,13 +6,13 @@ import base64
 import gzip
 import json
 import re
-import types
 from pathlib import Path
 
 import numpy as np
 import pytest
 from test_report import synthetic_report
 
+from hf_metaopt.analysis import QueryScores
 from hf_metaopt.analysis import report_html as report_html_module
 from hf_metaopt.analysis.metrics import bootstrap_ci, layer_bootstrap_ci
 from hf_metaopt.analysis.report import ICLAnalysisReport
@@ -38,8 +38,8 @@ def unpack(entry: dict) -> np.ndarray:
     return raw.reshape(entry["shape"])
 
 
-def layout_scores(q=6, layers=2, n=2, t=10, heads=4, n_labels=2, seed=0):
-    """Per-query scores of the documented layout (query_scores.py), made-up values."""
+def layout_scores(q=6, layers=2, n=2, t=10, heads=4, n_labels=2, seed=0) -> QueryScores:
+    """Per-query scores in the layout of query_scores.py, with made-up values (of any size, e.g. the default run's)."""
     rng = np.random.default_rng(seed)
     arrays = {"labels": rng.integers(0, n_labels, q)}
     for route in ("zsl", "icl", "ft"):
@@ -61,7 +61,7 @@ def layout_scores(q=6, layers=2, n=2, t=10, heads=4, n_labels=2, seed=0):
     meta = {"demo_tokens": [f" tok{i}" for i in range(t)], "demo_owner": [i * 2 // t for i in range(t)],
             "demonstrations": ["first demo", "second demo"], "queries": [f"Query text {i}" for i in range(q)],
             "label_words": [" Negative", " Positive"][:n_labels], "layers": layers, "heads": heads, "n_inspect": n}
-    return types.SimpleNamespace(arrays=arrays, meta=meta)
+    return QueryScores(arrays, meta)
 
 
 def test_a_0_1_report_renders_without_the_explorer():

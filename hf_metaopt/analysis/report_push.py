@@ -29,6 +29,7 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..hub.cards import merge_eval_results
 from ..hub.upload import RetryPolicy, check_inside, commit_files, default_local_dir, files_under
 from ..model_id import hub_model_id
+from .query_scores import SCORES_FILE
 from .report_card import eval_results_from_report, render_analysis_card
 
 logger = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ __all__ = ["HTML_FILE", "IMAGE_SUFFIXES", "PUSHED_FILES", "REPORT_SUBFOLDER", "S
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 REPORT_SUBFOLDER = "icl_analysis"
 HTML_FILE = "report.html"
-SCORES_FILE = "scores.safetensors"
 # Files of a run folder pushed when present, besides its card, report.json and plots.
 PUSHED_FILES = ("report.md", HTML_FILE, SCORES_FILE)
 

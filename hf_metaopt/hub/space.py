@@ -55,7 +55,8 @@ def push_space(
 ) -> CommitInfo:
     """Publish the run folder ``run_dir``'s report.html as the static Space ``space_id`` in one commit.
 
-    A run folder written before report.html existed gets its page rendered from ``report.json``.
+    A run folder written before report.html existed gets its page rendered from ``report.json`` (and
+    ``scores.safetensors`` where the run kept them).
     Returns the ``CommitInfo``; the Space is at ``https://huggingface.co/spaces/<space_id>``.
 
     Raises:
@@ -66,7 +67,7 @@ def push_space(
     folder = Path(run_dir)
     if not (folder / "report.json").is_file():
         raise FileNotFoundError(f"{folder} holds no report.json; pass an analysis run folder to publish its report.html as a Space.")
-    report = ICLAnalysisReport.from_json(folder)
+    report = ICLAnalysisReport.from_pretrained(folder)  # with its per-query scores, if the run kept them
     page = folder / HTML_FILE
     files: list[tuple[str, Path | bytes]] = [
         ("index.html", page if page.is_file() else report.to_html().encode("utf-8")),
