@@ -104,6 +104,10 @@ def test_the_page_opens_offline_and_shows_the_stored_values_of_the_chosen_query_
     head = arrays["inspect/icl_mass_heads"][row, layer, 2]
     np.testing.assert_allclose([float(v) for _, v, h in _tokens(browser, "icl-tokens") if not h], head[visible], rtol=1e-3)
 
+    select(browser, "sort-select", "simaou")  # queries sorted by a metric at the chosen layer, highest first
+    order = browser.execute_script("return Array.from(document.getElementById('query-select').options).map(o => Number(o.value))")
+    assert order == sorted(range(len(arrays["labels"])), key=lambda q: (-arrays["metric/simaou"][q, layer], q))
+
     assert set(requested_urls(browser)) == {(run / "report.html").resolve().as_uri()}  # nothing but the page itself
     assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     image = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L"), dtype=np.float64)
