@@ -1,6 +1,7 @@
 """A small Hugging Face Hub-protocol server on 127.0.0.1, for tests that use the real client.
 
-It implements the routes ``huggingface_hub`` (2.x) and transformers call to create a repo, pre-upload,
+It implements the routes ``huggingface_hub`` (2.x) and transformers call to create a repo (a model, or a
+Space with its SDK: those are kept under the key ``spaces/<owner>/<name>``), pre-upload,
 commit (regular files as base64 in the NDJSON payload, large files through the LFS batch API with a
 basic PUT transfer and a verify call), open pull requests (``create_pr=1`` -> ``refs/pr/N``), read
 repo info, list trees and paths, and resolve/download files (with ``X-Repo-Commit``, ``ETag``,
@@ -92,6 +93,8 @@ class Repo:
     repo_id: str
     private: bool
     author: str
+    repo_type: str = "model"
+    sdk: str | None = None  # a Space's
     refs: dict[str, str] = field(default_factory=dict)  # branch or refs/pr/N -> commit oid
     commits: dict[str, Commit] = field(default_factory=dict)
     pulls: list[PullRequest] = field(default_factory=list)
@@ -162,11 +165,11 @@ class HubState:
         repo.commits[commit.oid] = commit
         return commit
 
-    def create_repo(self, repo_id: str, private: bool, author: str) -> Repo:
-        repo = Repo(repo_id=repo_id, private=private, author=author)
+    def create_repo(self, repo_id: str, private: bool, author: str, repo_type: str = "model", sdk: str | None = None) -> Repo:
+        repo = Repo(repo_id=repo_id, private=private, author=author, repo_type=repo_type, sdk=sdk)
         first = self.new_commit(repo, {".gitattributes": self.store_regular(GITATTRIBUTES)}, "initial commit", None)
         repo.refs["main"] = first.oid
-        self.repos[repo_id] = repo
+        self.repos[repo_key(repo_type, repo_id)] = repo
         return repo
 
     def resolve(self, repo: Repo, revision: str) -> Commit:
@@ -175,6 +178,11 @@ class HubState:
         if revision in repo.commits:
             return repo.commits[revision]
         raise HubError(404, "RevisionNotFound", f"Invalid rev id: {revision}")
+
+
+def repo_key(repo_type: str, repo_id: str) -> str:
+    """Where the server keeps a repo: ``owner/name`` for a model, ``spaces/owner/name`` for a Space (the URL prefix)."""
+    return repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
 
 
 def _is_lfs(path: str, size: int, sample: bytes) -> bool:
@@ -276,8 +284,8 @@ class HubHandler(BaseHTTPRequestHandler):
             return "create", self.h_create, ()
         if method == "POST" and p[:2] == ["api", "validate-yaml"]:
             return "validate_yaml", self.h_validate_yaml, ()
-        if p[:2] == ["api", "models"] and len(p) >= 4:
-            repo_id, rest = f"{p[2]}/{p[3]}", p[4:]
+        if p[:2] in (["api", "models"], ["api", "spaces"]) and len(p) >= 4:
+            repo_id, rest = repo_key(p[1][:-1], f"{p[2]}/{p[3]}"), p[4:]
             if method == "GET" and not rest:
                 return "info", self.h_info, (repo_id, "main")
             if method == "GET" and rest[:1] == ["revision"] and len(rest) >= 2:
@@ -296,14 +304,15 @@ class HubHandler(BaseHTTPRequestHandler):
                 return "discussions", self.h_discussions, (repo_id, rest[1] if len(rest) > 1 else None)
         if method == "PUT" and p[:1] == ["_lfs"] and len(p) == 2:
             return "lfs_upload", self.h_lfs_upload, (p[1],)
-        if len(p) >= 6 and p[1].endswith(".git") and p[2:5] == ["info", "lfs", "objects"] and method == "POST":
-            repo_id = f"{p[0]}/{p[1][:-4]}"
-            if p[5] == "batch":
+        prefix, q = (p[:1], p[1:]) if p[:1] == ["spaces"] else ([], p)  # a Space's URLs start with spaces/
+        if len(q) >= 6 and q[1].endswith(".git") and q[2:5] == ["info", "lfs", "objects"] and method == "POST":
+            repo_id = "/".join(prefix + [q[0], q[1][:-4]])
+            if q[5] == "batch":
                 return "lfs_batch", self.h_lfs_batch, (repo_id,)
-            if p[5] == "verify":
+            if q[5] == "verify":
                 return "lfs_verify", self.h_lfs_verify, (repo_id,)
-        if method in ("GET", "HEAD") and len(p) >= 5 and p[2] == "resolve":
-            return "resolve", self.h_resolve, (f"{p[0]}/{p[1]}", p[3], "/".join(p[4:]))
+        if method in ("GET", "HEAD") and len(q) >= 5 and q[2] == "resolve":
+            return "resolve", self.h_resolve, ("/".join(prefix + q[:2]), q[3], "/".join(q[4:]))
         return "unknown", None, ()
 
     def do_GET(self):
@@ -325,13 +334,17 @@ class HubHandler(BaseHTTPRequestHandler):
         namespace = payload.get("organization") or user
         if namespace != user:
             raise HubError(403, None, f"You don't have the rights to create a model under the namespace {namespace}")
-        repo_id = f"{namespace}/{payload['name']}"
-        url = f"{self.state.base_url}/{repo_id}"
-        if repo_id in self.state.repos:  # the Hub answers 409 with the repo's url
-            message = "You already created this model repo"
+        repo_id, repo_type = f"{namespace}/{payload['name']}", payload.get("type") or "model"
+        if repo_type == "space" and not payload.get("sdk"):
+            raise HubError(400, None, "a Space needs an sdk")
+        key = repo_key(repo_type, repo_id)
+        url = f"{self.state.base_url}/{key}"
+        if key in self.state.repos:  # the Hub answers 409 with the repo's url
+            message = f"You already created this {repo_type} repo"
             self._json(409, {"error": message, "url": url}, {"X-Error-Message": message})
             return
-        self.state.create_repo(repo_id, payload.get("visibility") == "private" or bool(payload.get("private")), user)
+        private = payload.get("visibility") == "private" or bool(payload.get("private"))
+        self.state.create_repo(repo_id, private, user, repo_type, payload.get("sdk"))
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def h_validate_yaml(self, *, body: bytes, **_):
@@ -361,8 +374,9 @@ class HubHandler(BaseHTTPRequestHandler):
         self._json(
             200,
             {
-                "id": repo_id,
+                "id": repo.repo_id,
                 "author": repo.author,
+                "sdk": repo.sdk,
                 "sha": commit.oid,
                 "private": repo.private,
                 "lastModified": commit.date,

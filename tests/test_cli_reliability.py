@@ -330,8 +330,8 @@ def _expected_modes() -> tuple[int, int]:
 def _assert_run_folder(folder: Path) -> None:
     """A complete run folder whose folder and files have the umask's modes."""
     folder_mode, file_mode = _expected_modes()
-    assert {"report.json", "report.md", "accuracy.png", "simaou.png", "simam.png", "kendall.png", "scores.safetensors"} == {
-        p.name for p in folder.iterdir()}
+    assert {"report.json", "report.md", "report.html", "accuracy.png", "simaou.png", "simam.png", "kendall.png",
+            "scores.safetensors"} == {p.name for p in folder.iterdir()}
     assert stat.S_IMODE(folder.stat().st_mode) == folder_mode
     assert {stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()} == {file_mode}
     assert json.loads((folder / "report.json").read_text())["config"]["task"] == "reviews"

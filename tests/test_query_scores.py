@@ -133,7 +133,8 @@ def test_a_0_1_report_without_scores_still_loads_and_renders(tmp_path):
     report = ICLAnalysisReport.from_pretrained(DATA / "report_v0.1.json")
     assert report.scores is None
     run = report.save_pretrained(tmp_path / "old")
-    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", *PLOT_FILES])
+    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", "report.html", *PLOT_FILES])
+    assert 'id="no-scores"' in (run / "report.html").read_text()  # the page renders, without the explorer
     assert "SimAOU" in (run / "report.md").read_text() and all((run / name).stat().st_size > 1000 for name in PLOT_FILES)
     assert ICLAnalysisReport.from_pretrained(run).scores is None
     with pytest.raises(FileNotFoundError, match="Older runs have no per-query scores"):

@@ -96,7 +96,7 @@ def test_save_writes_json_markdown_and_pngs(tmp_path):
 
     report = ICLAnalysisReport(synthetic_report())
     run = report.save_pretrained(tmp_path / "run")
-    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", *PLOT_FILES])
+    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", "report.html", *PLOT_FILES])
     loaded = json.loads((run / "report.json").read_text())
     assert set(REQUIRED_KEYS) <= set(loaded)
     assert loaded == report.to_dict()

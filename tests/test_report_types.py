@@ -146,7 +146,7 @@ def test_missing_required_keys_or_wrong_types_are_refused_clearly():
 def test_save_pretrained_and_from_pretrained(tmp_path):
     report = ICLAnalysisReport(current_report())
     run = report.save_pretrained(tmp_path / "run")
-    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", *PLOT_FILES])
+    assert sorted(p.name for p in run.iterdir()) == sorted(["report.json", "report.md", "report.html", *PLOT_FILES])
     assert json.loads((run / "report.json").read_text()) == report.to_dict()
     assert ICLAnalysisReport.from_pretrained(run) == report
     assert ICLAnalysisReport.from_pretrained(run / "report.json") == report

@@ -302,6 +302,26 @@ def test_summary_holds_mean_and_std_over_seeds(single_run, tiny_models):
     assert matplotlib.image.imread(out / "summary.png").ndim == 3
 
 
+def test_summary_html_holds_the_tables_the_curves_and_a_link_to_every_run(single_run, tiny_models):
+    out = single_run["out"]
+    page = (out / "summary.html").read_text()
+    links = re.findall(r'<a href="([^"]+)">report\.html</a>', page)
+    assert sorted(links) == sorted(f"{run}/report.html" for run in _reports(out))  # relative, one per run
+    assert all((out / link).is_file() for link in links)
+    md = (out / "summary.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| rt_sentiment |"))  # Table 1's first row
+    for cell in row.strip("|").split("|")[1:]:
+        assert f">{cell.strip()}</td>" in page
+    data = json.loads(re.search(r'id="page-data">(.*?)</script>', page, re.S).group(1))
+    ids = [chart["id"] for chart in data["charts"]]
+    assert ids == ["bars-0-0", "bars-0-1", "bars-0-2", "layers-0-0", "layers-0-1"]  # 3 metric families, then each model
+    curves = data["charts"][3]["figure"]
+    simaou = next(t for t in curves["data"] if t.get("name") == "rt_sentiment" and t.get("xaxis") in (None, "x"))
+    label = Path(tiny_models[0]).name
+    seeds = [r["simaou"]["per_layer"] for run, r in _reports(out).items() if run.startswith(f"{label}/") and "untrained" in run]
+    assert simaou["y"] == pytest.approx([statistics.fmean(layer) for layer in zip(*seeds)])  # mean over seeds per layer
+
+
 def test_mean_std_leaves_out_undefined_values():
     from hf_metaopt.sweep.summary import mean_std
 

@@ -2,7 +2,7 @@
 
     from hf_metaopt.analysis import AnalysisOptions, analyze_task
     result = analyze_task(model, tokenizer, "rt_sentiment", AnalysisOptions(n_demonstrations=16))
-    result.report.save_pretrained("runs/my-run")      # report.json, report.md, plots, scores.safetensors
+    result.report.save_pretrained("runs/my-run")      # report.json, report.md, report.html, plots, scores.safetensors
     scores = load_scores("runs/my-run")               # the per-query scores (QueryScores)
 
 Definitions of the metrics and the prompt protocol: ``docs/analysis.md``.

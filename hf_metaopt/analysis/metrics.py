@@ -32,6 +32,7 @@ __all__ = [
     "kendall_random_scores",
     "kendall_scores",
     "example_mass",
+    "layer_bootstrap_ci",
     "update",
     "rec2ftp",
     "rec2ftp_bootstrap_ci",
@@ -439,6 +440,28 @@ def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0, confidence
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, arr.shape[0], size=(n_resamples, arr.shape[0]))
     return _percentile_interval(arr[idx].mean(axis=1), confidence)
+
+
+def layer_bootstrap_ci(scores: Any, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> list[list[float] | None]:
+    """Per layer, the percentile bootstrap interval of the mean over queries (:func:`bootstrap_ci` of each column).
+
+    Args:
+        scores: ``[Q, L]`` per-query values of one metric; NaN marks a query a layer has no value
+            for (it is left out of that layer's resampling).
+        n_resamples, seed, confidence: as for :func:`bootstrap_ci` (every layer is seeded with ``seed``).
+
+    Returns:
+        ``L`` intervals ``[low, high]``; ``None`` for a layer without any value.
+    """
+    values = np.asarray(scores.detach().cpu().double() if hasattr(scores, "detach") else scores, dtype=np.float64)
+    missing = np.isnan(values)
+    arr = _array(np.where(missing, 0.0, values), "scores", ndim=2)  # the shape and finiteness checks, NaN apart
+    _check_bootstrap_args(n_resamples, confidence)
+    out: list[list[float] | None] = []
+    for column, gone in zip(arr.T, missing.T):
+        kept = column[~gone]
+        out.append(bootstrap_ci(kept, n_resamples=n_resamples, seed=seed, confidence=confidence) if kept.size else None)
+    return out
 
 
 def summarize_layers(scores: Any, n_resamples: int | None = None, seed: int = 0) -> dict[str, Any]:

@@ -72,19 +72,20 @@ from ..fileio import atomic_write_json, atomic_write_text, folder_mode
 from ..hub.upload import HubPushError, check_repo_id
 from .query_scores import SCORES_FILE, QueryScores
 from .report_base import ReportPart, report_part
+from .report_html import report_html
 from .report_markdown import PLOT_FILES, markdown, metric_rows
 from .report_parts import (
     AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
 )
 from .report_plots import plots
-from .report_push import push_analysis, stage_report
+from .report_push import HTML_FILE, push_analysis, stage_report
 
 if TYPE_CHECKING:
     from huggingface_hub import CommitInfo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "metric_rows"]
+__all__ = ["HTML_FILE", "ICLAnalysisReport", "PLOT_FILES", "REQUIRED_KEYS", "metric_rows"]
 
 # Keys every report holds (the pipeline's documented contract).
 REQUIRED_KEYS = ("accuracy", "predictions", "labels", "rec2ftp", "simaou", "simam", "kendall", "config")
@@ -188,14 +189,21 @@ class ICLAnalysisReport(ReportPart):
         ``None`` leaves them out."""
         return markdown(self.to_dict(), plots_dir)
 
+    def to_html(self) -> str:
+        """report.html: one self-contained page (no network at view time, opens from ``file://``) with the
+        headline, the per-layer curves (plotly, hover values), the per-query explorer when the report holds
+        its per-query scores, and the settings and notes (``hf_metaopt/analysis/report_html.py``)."""
+        return report_html(self.to_dict(), getattr(self, "scores", None))
+
     def plot(self, directory: str | os.PathLike) -> list[Path]:
         """Write the PNG plots into ``directory`` (matplotlib, Agg backend) and return their paths:
-        accuracy bars (ZSL / ICL / FT with 95% error bars) and per-layer SimAOU, SimAM
-        (before / after / delta) and Kendall curves with their baselines."""
-        return plots(self.to_dict(), Path(directory))
+        accuracy bars (ZSL / ICL / FT with 95% error bars, each control) and per-layer SimAOU, SimAM
+        (before / after / delta), Kendall and top-k recall curves with their controls and baselines,
+        and 95% interval bands when the report holds its per-query scores."""
+        return plots(self.to_dict(), Path(directory), getattr(self, "scores", None))
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
-        """Write ``report.json``, ``report.md``, the PNGs and, when the report has :attr:`scores`,
+        """Write ``report.json``, ``report.md``, ``report.html``, the PNGs and, when the report has :attr:`scores`,
         ``scores.safetensors`` into the new folder ``save_directory``; return it.
 
         The files are written into a temporary sibling folder that is renamed to ``save_directory``
@@ -211,6 +219,7 @@ class ICLAnalysisReport(ReportPart):
         try:
             atomic_write_json(tmp / REPORT_FILE, self.to_dict())
             atomic_write_text(tmp / "report.md", self.to_markdown())
+            atomic_write_text(tmp / HTML_FILE, self.to_html())
             self.plot(tmp)
             if self.scores is not None:
                 self.scores.save(tmp / SCORES_FILE)

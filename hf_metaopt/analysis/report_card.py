@@ -209,11 +209,14 @@ def render_analysis_card(
     model_id: str | None = None,
     plots: Sequence[str] = (),
     report_link: str = "report.json",
+    html_link: str | None = None,
+    scores_link: str | None = None,
 ) -> ModelCard:
     """Render ``model_cards/icl_analysis.md`` for a report (an ``ICLAnalysisReport`` or its dict).
 
     ``plots`` are image paths relative to where the card will live; ``report_link`` the link to the
-    raw ``report.json``. The header holds the eval results (:func:`eval_results_from_report`).
+    raw ``report.json``, ``html_link`` to ``report.html`` and ``scores_link`` to ``scores.safetensors``
+    (``None``: not pushed, not linked). The header holds the eval results (:func:`eval_results_from_report`).
     """
     data = _report_dict(report)
     config = data["config"]
@@ -242,6 +245,8 @@ def render_analysis_card(
         dataset_config=dataset_config,
         dataset_split=split,
         report_link=report_link,
+        html_link=html_link,
+        scores_link=scores_link,
         settings=_settings(config),
         metrics=_metric_rows(data),
         controls=_control_rows(data),

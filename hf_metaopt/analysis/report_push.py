@@ -1,6 +1,7 @@
-"""Pushing an analysis run folder to the Hub: its card, report and plots in one commit.
+"""Pushing an analysis run folder to the Hub: its card, report, page, scores and plots in one commit.
 
-Where a report goes: its files (card, ``report.json``, ``report.md``, plots) always live under
+Where a report goes: its files (card, ``report.json``, ``report.md``, ``report.html``, ``scores.safetensors``
+when the run kept them, plots) always live under
 ``icl_analysis/<run_name>/`` in the repo. The repo's root ``README.md``, if it exists, keeps its
 body byte for byte and only gains the eval results in its metadata; a repo without one gets the
 analysis card as its root card. With ``create_pr=True`` (the default when pushing into the analysed
@@ -28,14 +29,18 @@ from ..fileio import atomic_write_json, atomic_write_text
 from ..hub.cards import merge_eval_results
 from ..hub.upload import RetryPolicy, check_inside, commit_files, default_local_dir, files_under
 from ..model_id import hub_model_id
+from .query_scores import SCORES_FILE
 from .report_card import eval_results_from_report, render_analysis_card
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_SUFFIXES", "REPORT_SUBFOLDER", "clean_run_name", "push_analysis", "stage_report"]
+__all__ = ["HTML_FILE", "IMAGE_SUFFIXES", "PUSHED_FILES", "REPORT_SUBFOLDER", "SCORES_FILE", "clean_run_name", "push_analysis", "stage_report"]
 
 IMAGE_SUFFIXES = (".png", ".svg", ".jpg", ".jpeg")
 REPORT_SUBFOLDER = "icl_analysis"
+HTML_FILE = "report.html"
+# Files of a run folder pushed when present, besides its card, report.json and plots.
+PUSHED_FILES = ("report.md", HTML_FILE, SCORES_FILE)
 
 
 def clean_run_name(name: str) -> str:
@@ -63,7 +68,7 @@ def stage_report(report: Any, run_name: str | None, local_dir: str | os.PathLike
         if not (saved.is_file() and json.loads(saved.read_text()) == data):
             raise FileExistsError(f"local_dir {folder} already holds another run; pass a new local_dir for this report.")
     elif hasattr(report, "save"):
-        report.save(folder)  # report.json, report.md and plots, atomically
+        report.save(folder)  # report.json, report.md, report.html and plots (and scores), atomically
     else:
         atomic_write_json(folder / "report.json", data)
     return folder, data, name
@@ -84,7 +89,7 @@ def _warn_if_another_model(card_text: str, repo_id: str, model_id: str) -> None:
         )
 
 
-def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix: str, plots: list[str]):
+def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix: str, plots: list[str], extras: dict[str, str | None]):
     """``prepare`` for :func:`~hf_metaopt.hub.upload.commit_files`: the repo's root card with the eval
     results merged (or the analysis card)."""
     eval_results = eval_results_from_report(data)
@@ -93,8 +98,9 @@ def _root_card(data: dict, repo_id: str, model_id: str, revision, token, prefix:
         try:
             existing = hf_hub_download(repo_id, "README.md", revision=revision, token=token, endpoint=api.endpoint)
         except RemoteEntryNotFoundError:
+            links = {key: f"{prefix}/{name}" if name else None for key, name in extras.items()}
             root = render_analysis_card(
-                data, model_id=model_id or None, plots=[f"{prefix}/{rel}" for rel in plots], report_link=f"{prefix}/report.json"
+                data, model_id=model_id or None, plots=[f"{prefix}/{rel}" for rel in plots], report_link=f"{prefix}/report.json", **links
             )
             return [("README.md", str(root).encode())]
         text = Path(existing).read_text(encoding="utf-8")
@@ -121,7 +127,8 @@ def push_analysis(
     """Push the run folder ``folder`` (holding ``report.json``, whose dict is ``data``) as ``icl_analysis/<name>/``.
 
     Writes the analysis card as the folder's ``README.md`` and sends it with ``report.json``,
-    ``report.md`` and the plots, plus the repo's root card, in one commit. ``model_id`` names the
+    ``report.md``, ``report.html``, ``scores.safetensors`` (those the folder holds) and the plots,
+    plus the repo's root card, in one commit; the cards link the page and the scores. ``model_id`` names the
     analysed model (default: the report's ``config["model"]``); ``create_pr=None`` opens a pull
     request exactly when ``repo_id`` is that model's repo. The arguments are those of
     :func:`hf_metaopt.hub.push_report`, which documents them.
@@ -134,16 +141,18 @@ def push_analysis(
     if create_pr is None:
         create_pr = repo_id == model_id
     plots = [p for p in files_under(folder, lambda rel: rel.suffix.lower() in IMAGE_SUFFIXES)]
-    check_inside(folder, [("", folder / "report.json"), ("", folder / "report.md"), *plots])  # before the card is written
-    card = render_analysis_card(data, model_id=model_id or None, plots=[rel for rel, _ in plots])
+    present = [n for n in PUSHED_FILES if (folder / n).is_file()]
+    check_inside(folder, [("", folder / "report.json"), *(("", folder / n) for n in present), *plots])  # before the card is written
+    extras = {"html_link": HTML_FILE if HTML_FILE in present else None, "scores_link": SCORES_FILE if SCORES_FILE in present else None}
+    card = render_analysis_card(data, model_id=model_id or None, plots=[rel for rel, _ in plots], **extras)
     atomic_write_text(folder / "README.md", str(card))
 
     prefix = f"{REPORT_SUBFOLDER}/{name}"
     files: list[tuple[str, Path | bytes]] = [(f"{prefix}/README.md", folder / "README.md"), (f"{prefix}/report.json", folder / "report.json")]
-    if (folder / "report.md").is_file():
-        files.append((f"{prefix}/report.md", folder / "report.md"))
+    files += [(f"{prefix}/{n}", folder / n) for n in present]
     files += [(f"{prefix}/{rel}", path) for rel, path in plots]
-    root_card = _root_card(data, repo_id, model_id, revision, token, prefix, [rel for rel, _ in plots])
+    root_card = _root_card(data, repo_id, model_id, revision, token, prefix, [rel for rel, _ in plots],
+                           {"html_link": extras["html_link"], "scores_link": extras["scores_link"]})
     return commit_files(
         folder=folder,
         repo_id=repo_id,

@@ -232,5 +232,5 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
             print(f"note: {note}", file=sys.stderr)
         print(_summary_line(result.report))
         _save(folder, result.report)
-    print(f"wrote {folder.path}/report.md, report.json, {SCORES_FILE} and the plots ({', '.join(PLOT_FILES)})")
+    print(f"wrote {folder.path}/report.md, report.json, report.html, {SCORES_FILE} and the plots ({', '.join(PLOT_FILES)})")
     return _push(folder.path, out.repo_id, out.token) if out.push_to_hub else 0

@@ -166,11 +166,14 @@ def commit_files(
     commit_message: str,
     retry: RetryPolicy | None,
     prepare: Callable[[HfApi], list[tuple[str, bytes]]] | None = None,
+    repo_type: str | None = None,
+    space_sdk: str | None = None,
 ) -> CommitInfo:
     """Create the repo if needed and send ``files`` ([(path in repo, local path or bytes)]) in one commit.
 
     ``prepare(api)`` (optional) runs before each attempt and returns more files (e.g. a card merged
-    with the remote one). Transient errors are retried; every failure becomes a :class:`HubPushError`.
+    with the remote one). ``repo_type`` and ``space_sdk`` are ``HfApi.create_repo``'s (a Space:
+    ``"space"`` and its SDK). Transient errors are retried; every failure becomes a :class:`HubPushError`.
     """
     check_inside(folder, files)
     retry = retry or DEFAULT_RETRY
@@ -184,9 +187,9 @@ def commit_files(
                            scrub(_reason(last, repo_id), secret), attempt, retry.attempts - 1, wait)
             time.sleep(wait)
         try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
+            api.create_repo(repo_id, private=private, exist_ok=True, repo_type=repo_type, space_sdk=space_sdk)
             if revision and not create_pr:
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type=repo_type)
             extra = prepare(api) if prepare is not None else []
             operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=c if isinstance(c, bytes) else str(c))
                           for p, c in [*files, *extra]]
@@ -196,6 +199,7 @@ def commit_files(
                 commit_message=commit_message,
                 revision=revision,
                 create_pr=create_pr,
+                repo_type=repo_type,
             )
         except Exception as err:
             if _network_cause(err) is None and not isinstance(err, OSError):
@@ -211,7 +215,7 @@ def commit_files(
     message = (
         f"Could not push the {what} to the Hub repo {repo_id}{tries}: {_reason(last, repo_id)}. "
         f"Nothing was lost: the files are in {folder}. Push them later with: "
-        f"hf-metaopt push {folder} --repo-id {repo_id}" + (" --create-pr" if create_pr else "")
+        f"hf-metaopt push {folder} {'--space' if repo_type == 'space' else '--repo-id'} {repo_id}" + (" --create-pr" if create_pr else "")
     )
     raise HubPushError(scrub(message, secret), repo_id=repo_id, local_dir=folder, status_code=_status(last)) from None
 

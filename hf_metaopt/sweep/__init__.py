@@ -5,8 +5,8 @@
 
 Under ``accelerate launch --num_processes N`` (on one machine or several) the processes share
 the jobs, each claimed by locking its run folder; each job writes one run folder, a rerun skips
-the finished ones, and the main process writes ``summary.json``, ``summary.md`` and
-``summary.png`` when every job is done (:mod:`.runner`).
+the finished ones, and the main process writes ``summary.json``, ``summary.md``, ``summary.png``
+and ``summary.html`` when every job is done (:mod:`.runner`).
 """
 
 from __future__ import annotations

@@ -1,49 +1,115 @@
-"""summary.png: per (method, learning rate, balanced draw) and model, accuracies and the similarity metrics per task.
+"""summary.png: per (method, learning rate, balanced draw), one row per metric family and one column per model.
 
-Models side by side (columns); for each (method, learning rate, balanced draw) one row of accuracy bars
-(ZSL / FT / ICL, error bars: std over seeds) and one row of metric bars with their
-baselines hatched; the untrained control's values are black crosses on the same bars.
+Each panel holds bars per task (mean over seeds, error bars: sample std over seeds), the untrained
+control as black crosses on the bars, and the paper's numbers (Dai et al., ``paper.py``): its
+per-task accuracies as markers on the accuracy bars of the tasks it has (or is built like), its
+six-task averages of the other metrics as bars of their own at the right. Every panel of a family
+shares one y scale, across models and settings; colours are :mod:`hf_metaopt.analysis.palette`'s.
 """
 
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 
+from ..analysis.palette import color
+from .paper import PAPER, paper_task
 from .table import model_numbers
 
-__all__ = ["plot"]
+__all__ = ["FAMILIES", "PAPER_ACCURACY_INDEX", "family_points", "plot", "series_color", "settings_of"]
 
-_ACCURACY = (("zsl", "ZSL"), ("ft", "FT"), ("icl", "ICL"))
-_METRICS = (
-    ("simaou", "SimAOU"), ("simaou_random", "SimAOU random"), ("simam_before", "SimAM before"),
-    ("simam_after", "SimAM after"), ("kendall", "Kendall"), ("kendall_random", "Kendall random"),
+# (title, y-axis name, series (metric of summary.METRICS, legend name))
+FAMILIES = (
+    ("accuracy", "accuracy", (("zsl", "ZSL"), ("ft", "FT"), ("icl", "ICL"))),
+    ("SimAOU and SimAM", "cosine similarity", (
+        ("simaou", "SimAOU"), ("simaou_random", "SimAOU, random vector"), ("simam_before", "SimAM before finetuning"),
+        ("simam_after", "SimAM after finetuning"), ("simam_delta", "SimAM delta"))),
+    ("Kendall and top-k recall", "Kendall's tau / top-k recall", (
+        ("kendall", "Kendall, tokens"), ("kendall_random", "Kendall, random scores"), ("kendall_example", "Kendall, demonstrations"),
+        ("recall_token", "top-k recall, tokens"), ("recall_token_random", "top-k recall, random ranking"))),
 )
+PAPER_ACCURACY_INDEX = {"zsl": 0, "ft": 1, "icl": 2}  # where each setting is in the paper's accuracy triples
+_MARKERS = {"1.3B": "D", "2.7B": "^"}
 
 
-def _bars(ax, tasks: list[str], points: list[dict], series: tuple, with_errors: bool) -> None:
+def series_color(metric: str, index: int) -> str:
+    """A series' colour: the setting's for accuracies, grey for a random baseline, else the family colour."""
+    if metric in PAPER_ACCURACY_INDEX:
+        return color(metric)
+    return color("baseline") if metric.endswith("_random") else color("", index)
+
+
+def settings_of(summary: dict) -> list[tuple]:
+    """The (method, learning rate, balanced draw) points of the summary, in grid order."""
+    return list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
+
+
+def family_points(summary: dict, setting: tuple, label: str) -> list[dict]:
+    """Per task, the model's pretrained and untrained numbers at ``setting`` (:func:`~.table.model_numbers`)."""
+    method, lr, balanced = setting
+    return [model_numbers(summary, "groups", method, lr, model_label=label, task=t, balanced_demonstrations=balanced)
+            for t in summary["grid"]["tasks"]]
+
+
+def _stat(point: dict, part: str, metric: str, key: str = "mean") -> float:
+    value = ((point.get(part) or {}).get(metric) or {}).get(key)
+    return math.nan if value is None else value
+
+
+def _limits(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if math.isfinite(v)]
+    low, high = min(finite + [0.0]), max(finite + [0.0])
+    pad = 0.08 * (high - low or 1.0)
+    return low - (pad if low < 0 else 0), high + pad
+
+
+def _panel(ax, tasks: list[str], points: list[dict], series: tuple, accuracy: bool) -> list[float]:
+    """Draw one panel; return every value drawn (for the family's shared scale)."""
+    drawn = []
+    x = np.arange(len(tasks) + (0 if accuracy else len(PAPER)))
     width = 0.8 / len(series)
-    x = np.arange(len(tasks))
-    for i, (metric, label) in enumerate(series):
-        offset = x + (i - len(series) / 2 + 0.5) * width
-        stats = [(p["pretrained"] or {}).get(metric) or {} for p in points]
-        means = [s.get("mean") or 0.0 for s in stats]
-        errors = [s.get("std") or 0.0 for s in stats]
-        baseline = "random" in metric
-        ax.bar(offset, means, width, yerr=errors if with_errors and any(errors) else None, capsize=2, label=label,
-               hatch="//" if baseline else None, alpha=0.55 if baseline else 1.0)
-        controls = [((p["untrained"] or {}).get(metric) or {}).get("mean") for p in points]
-        if any(v is not None for v in controls):
-            ax.scatter(offset, [np.nan if v is None else v for v in controls], marker="x", color="black", s=18, zorder=3,
-                       label="untrained control" if i == 0 else None)
-    ax.set_xticks(x, tasks, rotation=15, fontsize=8)
+    for i, (metric, name) in enumerate(series):
+        offset = np.arange(len(tasks)) + (i - len(series) / 2 + 0.5) * width
+        means = [_stat(p, "pretrained", metric) for p in points]
+        errors = [0.0 if math.isnan(_stat(p, "pretrained", metric, "std")) else _stat(p, "pretrained", metric, "std") for p in points]
+        baseline = metric.endswith("_random")
+        hue = series_color(metric, i)
+        ax.bar(offset, means, width, yerr=errors, capsize=2, color=hue, label=name, hatch="//" if baseline else None,
+               alpha=0.6 if baseline else 1.0, error_kw={"elinewidth": 0.8})
+        drawn += [m + e for m, e in zip(means, errors)] + [m - e for m, e in zip(means, errors)]
+        controls = [_stat(p, "untrained", metric) for p in points]
+        if any(math.isfinite(v) for v in controls):
+            ax.scatter(offset, controls, marker="x", color=color("untrained"), s=22, zorder=3, label="untrained control")
+            drawn += controls
+        for size in PAPER:
+            if accuracy:
+                paper = [PAPER[size]["accuracy"][n][PAPER_ACCURACY_INDEX[metric]] / 100 if (n := paper_task(t)) else math.nan for t in tasks]
+                if any(math.isfinite(v) for v in paper):
+                    ax.scatter(offset, paper, marker=_MARKERS[size], color=color("paper"), s=18, zorder=4, label=f"paper {size}")
+                    drawn += paper
+            elif metric in PAPER[size]["average"]:
+                spot = len(tasks) + list(PAPER).index(size) + (i - len(series) / 2 + 0.5) * width
+                value = PAPER[size]["average"][metric]
+                ax.bar([spot], [value], width, color=hue, edgecolor=color("paper"), linewidth=1.2,
+                       hatch="//" if baseline else None, alpha=0.6 if baseline else 1.0)
+                drawn.append(value)
+    names = list(tasks) + ([] if accuracy else [f"paper {size}\n(6-task avg.)" for size in PAPER])
+    ax.set_xticks(x, names, rotation=15, fontsize=7)
+    ax.axhline(0, color="lightgray", linewidth=0.8, zorder=0)
+    return drawn
 
 
-def _panel(fig, rows: int, columns: int, index: int, title: str):
-    ax = fig.add_subplot(rows, columns, index)
-    ax.set_title(title, fontsize=9)
-    return ax
+def _legend(row_ends: list, accuracy: bool) -> None:
+    """Each row's legend right of its last panel, outside the data; each entry once."""
+    from matplotlib.patches import Patch
+
+    for ax in row_ends:
+        handles = dict(zip(*reversed(ax.get_legend_handles_labels())))
+        if not accuracy:
+            handles["paper (Dai et al.), 6-task average"] = Patch(facecolor="white", edgecolor=color("paper"), linewidth=1.2)
+        ax.legend(list(handles.values()), list(handles), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
 
 
 def plot(summary: dict) -> bytes:
@@ -53,25 +119,29 @@ def plot(summary: dict) -> bytes:
 
     tasks = summary["grid"]["tasks"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    settings = list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
-    rows, columns = 2 * len(settings), len(labels)
-    fig = Figure(figsize=(max(6.0, 5.2 * columns), 3.8 * rows + 0.6), dpi=100)
+    settings = settings_of(summary)
+    rows, columns = len(FAMILIES) * len(settings), len(labels)
+    fig = Figure(figsize=(5.6 * columns + 2.6, 3.3 * rows + 1.4), dpi=100, layout="constrained")  # + the legends' column
     FigureCanvasAgg(fig)
-    for s, (method, lr, balanced) in enumerate(settings):
+    drawn: dict[int, list[float]] = {}
+    axes: dict[int, list] = {}
+    for s, setting in enumerate(settings):
+        method, lr, balanced = setting
         for m, label in enumerate(labels):
-            points = [model_numbers(summary, "groups", method, lr, model_label=label, task=t, balanced_demonstrations=balanced)
-                      for t in tasks]
-            where = f"{label}, {method}, lr {lr:g}" + (", balanced" if balanced else "")
-            ax = _panel(fig, rows, columns, 2 * s * columns + m + 1, f"{where}: accuracy")
-            _bars(ax, tasks, points, _ACCURACY, with_errors=True)
-            ax.set_ylim(0, 1.15)  # room for the legend above the bars
-            ax.legend(fontsize=7, ncol=4, loc="upper center")
-            ax = _panel(fig, rows, columns, (2 * s + 1) * columns + m + 1, f"{where}: similarity metrics")
-            _bars(ax, tasks, points, _METRICS, with_errors=False)
-            ax.axhline(0, color="gray", linewidth=0.8)
-            ax.legend(fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.15))
-    fig.suptitle("ICL vs finetuning: sweep summary (mean over seeds)", fontsize=11)
-    fig.tight_layout()
+            points = family_points(summary, setting, label)
+            for f, (title, axis, series) in enumerate(FAMILIES):
+                ax = fig.add_subplot(rows, columns, (s * len(FAMILIES) + f) * columns + m + 1)
+                drawn.setdefault(f, []).extend(_panel(ax, tasks, points, series, accuracy=f == 0))
+                axes.setdefault(f, []).append(ax)
+                where = f"{label}, {method}, lr {lr:g}" + (", balanced" if balanced else "")
+                ax.set_title(f"{where}: {title}", fontsize=9)
+                ax.set_ylabel(axis, fontsize=8)
+    for f, family_axes in axes.items():
+        limits = (0.0, 1.0) if f == 0 else _limits(drawn[f])
+        for ax in family_axes:
+            ax.set_ylim(*limits)
+        _legend(family_axes[columns - 1 :: columns], accuracy=f == 0)  # right of each row's last panel
+    fig.suptitle("ICL vs finetuning: sweep summary\nbars: mean over seeds; error bars: sample std over seeds", fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

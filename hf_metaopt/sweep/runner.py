@@ -13,9 +13,9 @@ resumes with the jobs it had not finished.
 
 The processes never wait for one another after they have listed the jobs. The main process,
 its own jobs done, waits for the jobs others still hold (taking any whose holder died) and
-writes ``summary.json``, ``summary.md`` and ``summary.png`` into ``output_dir``; the others
-exit when no job is left for them. If the main process is the one that died, the others
-still finish the grid, and a rerun of the same command (nothing left to run) writes the summary.
+writes ``summary.json``, ``summary.md``, ``summary.png`` and ``summary.html`` into ``output_dir``;
+the others exit when no job is left for them. If the main process is the one that died, the
+others still finish the grid, and a rerun of the same command (nothing left to run) writes the summary.
 """
 
 from __future__ import annotations
@@ -41,11 +41,12 @@ from .plot import plot
 from .processes import ProcessLayout, SweepProcesses, launched_count, one_process_launch_note
 from .progress import GridProgress
 from .summary import summarize
+from .summary_html import summary_html
 from .table import to_markdown
 
 __all__ = ["SUMMARY_FILES", "run_job", "run_jobs", "run_sweep", "write_summary"]
 
-SUMMARY_FILES = ("summary.json", "summary.md", "summary.png")
+SUMMARY_FILES = ("summary.json", "summary.md", "summary.png", "summary.html")
 # How often the main process looks again at the jobs other processes hold (seconds).
 POLL_SECONDS = 5.0
 
@@ -231,7 +232,7 @@ def _read_reports(plan: SweepPlan) -> list[tuple[Job, dict]]:
 
 
 def write_summary(plan: SweepPlan) -> dict:
-    """Write summary.json, summary.md and summary.png into ``output_dir`` from the finished runs; return the summary."""
+    """Write summary.json, summary.md, summary.png and summary.html into ``output_dir`` from the finished runs; return the summary."""
     args, out = plan.args, Path(plan.args.output_dir)
     grid = {name: getattr(args, name) for name in ("models", "tasks", "seeds", "learning_rates", "methods", "controls", "balanced")}
     grid["model_labels"] = dict(plan.labels)
@@ -241,4 +242,5 @@ def write_summary(plan: SweepPlan) -> dict:
     atomic_write_json(out / SUMMARY_FILES[0], summary)
     atomic_write_text(out / SUMMARY_FILES[1], to_markdown(summary, SUMMARY_FILES[2]))
     atomic_write_bytes(out / SUMMARY_FILES[2], plot(summary))
+    atomic_write_text(out / SUMMARY_FILES[3], summary_html(summary, out))
     return summary

@@ -11,7 +11,7 @@ from typing import Any
 
 from .paper import PAPER, paper_task
 
-__all__ = ["TABLES", "model_numbers", "to_markdown"]
+__all__ = ["TABLES", "model_numbers", "table_rows", "to_markdown"]
 
 # (title, metrics shown in each cell, percentages?)
 TABLES = (
@@ -78,21 +78,34 @@ def model_numbers(summary: dict, kind: str, method: str, lr: float, **match) -> 
     }
 
 
-def _rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[str]:
+def table_rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[dict[str, Any]]:
+    """The rows of one table at (method, lr, balanced draw): per task (and its untrained row), then the average.
+
+    Each row: ``{"task"`` (``None`` for the average), ``"part"`` (``pretrained`` or ``untrained``),
+    ``"cells"`` (one per model label, in grid order), ``"paper"`` (one per paper size)``}``.
+    """
     grid = summary["grid"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    has_control = "untrained" in grid["controls"]
-    lines = []
+    parts = ["pretrained"] + (["untrained"] if "untrained" in grid["controls"] else [])
+    rows = []
     for task in grid["tasks"] + [None]:
         kind, match = ("groups", {"task": task}) if task else ("averages", {})
         points = [model_numbers(summary, kind, method, lr, model_label=label, balanced_demonstrations=balanced, **match)
                   for label in labels]
-        name = task or "**average**"
-        parts = [("", "pretrained")] + ([(", untrained", "untrained")] if has_control else [])
-        for suffix, part in parts:
-            cells = [_cell(p[part], metrics, pct, p["n_seeds"]) for p in points]
-            paper = [_paper_cell(size, task, metrics, pct, grid["tasks"]) if part == "pretrained" else "" for size in _SIZES]
-            lines.append(f"| {name}{suffix} | " + " | ".join(cells + paper) + " |")
+        for part in parts:
+            rows.append({
+                "task": task, "part": part,
+                "cells": [_cell(p[part], metrics, pct, p["n_seeds"]) for p in points],
+                "paper": [_paper_cell(size, task, metrics, pct, grid["tasks"]) if part == "pretrained" else "" for size in _SIZES],
+            })
+    return rows
+
+
+def _rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[str]:
+    lines = []
+    for row in table_rows(summary, method, lr, balanced, metrics, pct):
+        name = (row["task"] or "**average**") + (", untrained" if row["part"] == "untrained" else "")
+        lines.append(f"| {name} | " + " | ".join(row["cells"] + row["paper"]) + " |")
     return lines
 
 
