@@ -19,6 +19,7 @@ _ACCURACY = (("zsl", "ZSL"), ("ft", "FT"), ("icl", "ICL"))
 _METRICS = (
     ("simaou", "SimAOU"), ("simaou_random", "SimAOU random"), ("simam_before", "SimAM before"),
     ("simam_after", "SimAM after"), ("kendall", "Kendall"), ("kendall_random", "Kendall random"),
+    ("change_recall", "ChangeRecall"), ("tv_icl_ft", "TV(ICL, FT)"),
 )
 
 
