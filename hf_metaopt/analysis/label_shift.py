@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import bootstrap_ci
+from .metrics import bootstrap_ci, checked_array
 
 __all__ = ["LABEL_SHIFTS", "kl_divergence", "label_distribution", "label_shift_scores", "summarize_label_shift",
            "total_variation"]
@@ -39,16 +39,9 @@ LABEL_SHIFTS = {
 
 
 def _scores(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().to("cpu").double().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be numeric label-word scores [queries, labels]; got {type(x).__name__}: {err}") from err
+    arr = checked_array(x, name)
     if arr.ndim != 2 or arr.shape[1] == 0:
         raise ValueError(f"`{name}` must be label-word scores of shape [queries, labels] (at least one label); got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` contains NaN or infinite scores; a label word's log-probability must be finite.")
     return arr
 
 

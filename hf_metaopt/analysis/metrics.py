@@ -29,6 +29,7 @@ from scipy import stats
 __all__ = [
     "bootstrap_ci",
     "check_bootstrap_args",
+    "checked_array",
     "cosine",
     "kendall_random_scores",
     "kendall_scores",
@@ -63,6 +64,11 @@ def _array(x: Any, name: str, ndim: int | None = None, dtype=np.float64) -> np.n
     if dtype is np.float64 and not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` contains NaN or infinite values; remove or fix them before scoring.")
     return arr
+
+
+def checked_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
+    """``x`` (array, nested lists or CPU torch tensor) as a finite float64 array; errors name the argument ``name``."""
+    return _array(x, name, ndim=ndim)
 
 
 def _same_shape(ref: np.ndarray, ref_name: str, other: np.ndarray, other_name: str) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import bootstrap_ci, check_bootstrap_args, percentile_interval, ratio_indicators
+from .metrics import bootstrap_ci, check_bootstrap_args, checked_array, percentile_interval, ratio_indicators
 
 __all__ = ["paired_ratio_test", "paired_test"]
 
@@ -39,16 +39,9 @@ _TIE_RTOL = 1e-12  # a permuted statistic this close (relative) to the observed 
 
 
 def _values(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor
-        x = x.detach().to("cpu").double().numpy()
-    try:
-        arr = np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"`{name}` must be one number per query; got {type(x).__name__}: {err}") from err
+    arr = checked_array(x, name)
     if arr.ndim != 1 or arr.size == 0:
         raise ValueError(f"`{name}` must be one value per query (1 dimension, at least one query); got shape {arr.shape}.")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"`{name}` contains NaN or infinite values; a paired test needs a finite value per query.")
     return arr
 
 
