@@ -1,7 +1,8 @@
 """A plain reference for the ICL-vs-finetuning analysis, written from the definitions alone.
 
 Sources: the definitions in ``docs/analysis.md`` (prompts, the three settings, the metrics,
-after Dai et al. 2023 and the reference code, microsoft/LMOps ``understand_icl``). Nothing
+after Dai et al. 2023 and the reference code, microsoft/LMOps ``understand_icl``; ChangeRecall
+after Deutch et al. 2024; the label shift after Shen et al. 2024). Nothing
 here imports or copies ``hf_metaopt.analysis``: the tests compare the engine with this module.
 
 Everything is done the slow, obvious way: one query at a time, full prompts (no prefix
@@ -27,7 +28,9 @@ loops, metrics in float64.
   tokens and top-k recall, at token level (scores) and example level (each demonstration's
   softmax attention mass); a key is visible when the model's own mask lets the position
   attend it, which is how sliding windows enter. Then means over queries per layer and over
-  layers; Rec2FTP over the predictions.
+  layers; Rec2FTP and ChangeRecall (with their counts) over the predictions; per query the
+  label distributions (softmax of the label-word scores) and the KL / TV between ICL and FT and
+  of each from ZSL, then their means over queries.
 """
 
 from __future__ import annotations
@@ -196,15 +199,20 @@ def check_alignment(prompts: Prompts) -> None:
 
 # --------------------------------------------------------------------------- prediction
 @torch.no_grad()
-def predict(model, prompt: list[int], label_words: list[list[int]]) -> int:
-    """argmax over label words of the mean log-probability of the word's tokens after ``prompt``."""
+def label_scores(model, prompt: list[int], label_words: list[list[int]]) -> list[float]:
+    """Per label word, the mean log-probability of the word's tokens after ``prompt`` (one forward pass per word)."""
     means = []
     for word in label_words:
         ids = torch.tensor([prompt + word])
         logprobs = torch.log_softmax(model(input_ids=ids).logits[0].double(), dim=-1)
         steps = [logprobs[len(prompt) - 1 + t, tok] for t, tok in enumerate(word)]
         means.append(float(sum(steps)) / len(word))
-    return int(np.argmax(means))
+    return means
+
+
+def predict(model, prompt: list[int], label_words: list[list[int]]) -> int:
+    """argmax over label words of the mean log-probability of the word's tokens after ``prompt``."""
+    return int(np.argmax(label_scores(model, prompt, label_words)))
 
 
 @torch.no_grad()
@@ -337,6 +345,47 @@ def rec2ftp(zsl, icl, ft, labels) -> float | None:
     if not fixed:
         return None
     return sum(icl[i] == labels[i] for i in fixed) / len(fixed)
+
+
+def rec2ftp_counts(zsl, icl, ft, labels) -> dict:
+    """{"ft_fixed": #(FT right & ZSL wrong), "both_fixed": of those, #(ICL right)}."""
+    fixed = [i for i, y in enumerate(labels) if ft[i] == y and zsl[i] != y]
+    return {"ft_fixed": len(fixed), "both_fixed": sum(icl[i] == labels[i] for i in fixed)}
+
+
+def change_recall(zsl, icl, ft) -> tuple[float | None, dict]:
+    """Deutch et al.'s ChangeRecall and its counts: of the queries whose prediction ICL or FT changes
+    from ZSL, the share both change, to the same label; None when none changed."""
+    changed = [i for i in range(len(zsl)) if icl[i] != zsl[i] or ft[i] != zsl[i]]
+    same = [i for i in changed if icl[i] != zsl[i] and ft[i] != zsl[i] and icl[i] == ft[i]]
+    counts = {"changed": len(changed), "same_change": len(same),
+              "icl_changed": sum(i != z for i, z in zip(icl, zsl)), "ft_changed": sum(f != z for f, z in zip(ft, zsl))}
+    return (len(same) / len(changed) if changed else None), counts
+
+
+def label_distribution(scores) -> list[float]:
+    """Softmax over the label words of their scores (the mean log-probabilities), in float64."""
+    return softmax(scores)
+
+
+def kl(p, q) -> float:
+    """KL(p || q) = sum_j p_j log(p_j / q_j) of two distributions (terms with p_j = 0 are 0)."""
+    return float(sum(a * np.log(a / b) for a, b in zip(p, q) if a > 0))
+
+
+def tv(p, q) -> float:
+    """Total variation 1/2 sum_j |p_j - q_j|."""
+    return float(sum(abs(a - b) for a, b in zip(p, q)) / 2)
+
+
+def label_shift(scores: dict) -> dict:
+    """Per query, from each route's label-word scores: KL and TV between ICL and FT and of each from ZSL,
+    ``kl_a_b = KL(p_a || p_b)``, ``tv_a_b = TV(p_a, p_b)``."""
+    p = {route: label_distribution(s) for route, s in scores.items()}
+    out = {}
+    for a, b in (("icl", "ft"), ("icl", "zsl"), ("ft", "zsl")):
+        out[f"kl_{a}_{b}"], out[f"tv_{a}_{b}"] = kl(p[a], p[b]), tv(p[a], p[b])
+    return out
 
 
 def kendall_pairs(r_icl: dict, r_ft: dict, demo_positions, n_start: int, step_queries_layer) -> tuple:
@@ -479,7 +528,8 @@ def reference_analysis(model, tokenizer, demonstrations, queries, *, template, l
 
     Per (query, layer) metrics come from :func:`query_metrics`; ``per_layer`` lists are
     means over queries, ``mean`` values means over layers. Also returns the prompts and
-    the per-query, per-layer rows of :func:`query_metrics` for inspection. ``noise``: the
+    the per-query, per-layer rows of :func:`query_metrics`, each query's label-word scores per route
+    (``label_scores``) and label shifts (``label_shift_rows``) for inspection. ``noise``: the
     relative float noise the ranking tolerances allow for. ``shift_demonstrations`` moves the
     demonstration positions the metrics read by that many tokens: a deliberately wrong
     reference, for checking that a comparison catches a misaligned token.
@@ -490,12 +540,16 @@ def reference_analysis(model, tokenizer, demonstrations, queries, *, template, l
     ft, step_queries = finetune_kv(model, prompts.train, learning_rate)
     first_label = prompts.label_words[0][0]
     preds = {"zsl": [], "icl": [], "ft": []}
-    rows = []
+    rows, shifts, route_scores = [], [], []
     for j in range(len(queries)):
         icl_prompt, zsl_prompt = prompts.icl(j), prompts.zsl(j)
-        preds["zsl"].append(predict(base, zsl_prompt, prompts.label_words))
-        preds["icl"].append(predict(base, icl_prompt, prompts.label_words))
-        preds["ft"].append(predict(ft, zsl_prompt, prompts.label_words))
+        scores = {"zsl": label_scores(base, zsl_prompt, prompts.label_words),
+                  "icl": label_scores(base, icl_prompt, prompts.label_words),
+                  "ft": label_scores(ft, zsl_prompt, prompts.label_words)}
+        for route, values in scores.items():
+            preds[route].append(int(np.argmax(values)))
+        shifts.append(label_shift(scores))
+        route_scores.append(scores)
         r_icl, p_icl = capture(base, icl_prompt, first_label, position)
         r_zsl, p_zsl = capture(base, zsl_prompt, first_label, position)
         r_ft, _ = capture(ft, zsl_prompt, first_label, position)
@@ -507,11 +561,14 @@ def reference_analysis(model, tokenizer, demonstrations, queries, *, template, l
             "n_start": len(prompts.start),
         }
         rows.append(query_metrics(r_icl, r_zsl, r_ft, spans, step_queries, top_k, noise))
-    return summarize(rows, preds, [q["label"] for q in queries]) | {"prompts": prompts, "rows": rows}
+    summary = summarize(rows, preds, [q["label"] for q in queries])
+    summary["label_shift"] = {key: {"mean": float(np.mean([s[key] for s in shifts]))} for key in shifts[0]}
+    return summary | {"prompts": prompts, "rows": rows, "label_scores": route_scores, "label_shift_rows": shifts}
 
 
 def summarize(rows: list[list[dict]], preds: dict, labels: list[int]) -> dict:
-    """Means over queries per layer (``per_layer``) and over layers (``mean``), predictions, accuracy, Rec2FTP."""
+    """Means over queries per layer (``per_layer``) and over layers (``mean``), predictions, accuracy,
+    Rec2FTP and ChangeRecall with their counts."""
 
     def per_layer(key):
         return [float(np.mean([row[layer][key] for row in rows])) for layer in range(len(rows[0]))]
@@ -526,6 +583,9 @@ def summarize(rows: list[list[dict]], preds: dict, labels: list[int]) -> dict:
         "labels": labels,
         "accuracy": {k: float(np.mean([p == y for p, y in zip(v, labels)])) for k, v in preds.items()},
         "rec2ftp": rec2ftp(preds["zsl"], preds["icl"], preds["ft"], labels),
+        "rec2ftp_counts": rec2ftp_counts(preds["zsl"], preds["icl"], preds["ft"], labels),
+        "change_recall": change_recall(preds["zsl"], preds["icl"], preds["ft"])[0],
+        "change_recall_counts": change_recall(preds["zsl"], preds["icl"], preds["ft"])[1],
         "simaou": {**simaou, "unnormalized_per_layer": per_layer("simaou_unnormalized")},
         "simam": {**{f"per_layer_{k}": v["per_layer"] for k, v in simam.items()},
                   **{k: v["mean"] for k, v in simam.items()}},

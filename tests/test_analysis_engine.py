@@ -142,10 +142,44 @@ def test_untrained_control_and_context_overflow(tiny_tokenizer):
     used = report["config"]["n_demonstrations"]
     assert 1 <= used < 4 and any("kept the first" in n for n in report["notes"])
     untrained = report["controls"]["untrained"]
-    assert set(untrained) == {"accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall", "label_counts", "finetuning"}
+    assert set(untrained) == {"accuracy", "rec2ftp", "rec2ftp_counts", "change_recall", "change_recall_ci95",
+                              "change_recall_counts", "simaou", "simam", "kendall", "topk_recall", "label_shift",
+                              "label_counts", "finetuning"}
     predicted = untrained["label_counts"]["predictions"]
     assert set(predicted) == {"zsl", "icl", "ft"} and all(sum(c) == 3 for c in predicted.values())
     assert untrained["simaou"]["mean"] != report["simaou"]["mean"]
+
+
+def test_change_recall_rec2ftp_counts_and_label_shift_in_the_report(tiny_tokenizer):
+    """The new report keys, for the model and its untrained control; the counts follow the report's own predictions."""
+    torch.manual_seed(3)  # a wide initialisation and a large step: the routes' predictions differ on these queries
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=256, initializer_range=0.5,
+                                       bos_token_id=0, eos_token_id=0)).eval()
+    report = run_analysis(model, tiny_tokenizer, DEMOS, QUERIES, control="untrained", stability_check=False,
+                          **{**OPTS, "learning_rate": 0.5})
+    labels, (zsl, icl, ft) = report["labels"], (report["predictions"][s] for s in ("zsl", "icl", "ft"))
+    queries = range(len(labels))
+    changed = [q for q in queries if icl[q] != zsl[q] or ft[q] != zsl[q]]
+    same = [q for q in changed if icl[q] != zsl[q] and ft[q] != zsl[q] and icl[q] == ft[q]]
+    fixed = [q for q in queries if ft[q] == labels[q] != zsl[q]]
+    assert report["change_recall_counts"] == {"changed": len(changed), "same_change": len(same),
+                                              "icl_changed": sum(icl[q] != zsl[q] for q in queries),
+                                              "ft_changed": sum(ft[q] != zsl[q] for q in queries)}
+    assert report["change_recall"] == len(same) / len(changed) and 0 < len(same) < len(changed)
+    assert report["rec2ftp_counts"] == {"ft_fixed": len(fixed), "both_fixed": sum(icl[q] == labels[q] for q in fixed)}
+    assert report["rec2ftp"] == report["rec2ftp_counts"]["both_fixed"] / len(fixed)
+    control = report["controls"]["untrained"]
+    counts = control["change_recall_counts"]
+    assert counts["same_change"] <= min(counts["icl_changed"], counts["ft_changed"]) <= counts["changed"] <= len(labels)
+    assert control["rec2ftp_counts"]["both_fixed"] <= control["rec2ftp_counts"]["ft_fixed"] <= len(labels)
+    for part in (report, control):
+        shift = part["label_shift"]
+        assert list(shift) == ["kl_icl_ft", "tv_icl_ft", "kl_icl_zsl", "tv_icl_zsl", "kl_ft_zsl", "tv_ft_zsl"]
+        for key, value in shift.items():
+            low, high = value["ci95"]
+            assert 0.0 <= low <= value["mean"] <= high, key
+            assert high <= 1.0 or key.startswith("kl"), key
+    assert report["label_shift"]["kl_icl_ft"]["mean"] > 0  # ICL and FT do move this model's label distribution apart
 
 
 @pytest.mark.parametrize("change, error, message", [

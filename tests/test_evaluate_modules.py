@@ -173,3 +173,70 @@ def test_kendall_module_is_tau_b_over_the_demonstration_tokens(records):
 def test_module_shape_errors_reach_the_user(records):
     with pytest.raises(ValueError, match="h_ft"):
         hm.load("simaou").compute(h_zsl=[[[1.0, 0.0]]], h_icl=[[[0.0, 2.0]]], h_ft=[[[0.0, 3.0, 1.0]]])
+
+
+def test_topk_recall_module_overlaps_the_two_top_k_sets(records):
+    *_, demo, _, _ = records
+    module = hm.load("topk_recall")
+    out = module.compute(m_icl=demo["icl"], m_ft=demo["ft"], k=3, seed=1)
+    n_layers = demo["icl"][0].shape[0]
+
+    def top(values, k):  # the k largest, the earlier index first among equal values
+        return set(sorted(range(len(values)), key=lambda i: (-values[i], i))[:k])
+
+    by_hand = np.array([[len(top(i[l], 3) & top(f[l], 3)) / 3 for l in range(n_layers)] for i, f in zip(demo["icl"], demo["ft"])])
+    np.testing.assert_allclose(out["per_layer"], by_hand.mean(axis=0), atol=1e-12)
+    assert out["mean"] == pytest.approx(by_hand.mean(), abs=1e-12) and out["k"] == 3
+    _check_interval(out["ci95"], out["mean"])
+    assert all(0.0 <= v <= 1.0 for v in out["random_per_layer"])
+    # Hand example: ICL's top 2 of (3, 1, 2, 0) is {0, 2}, FT's of (0, 1, 2, 3) is {3, 2}: one of two.
+    hand = module.compute(m_icl=[[[3.0, 1.0, 2.0, 0.0]]], m_ft=[[[0.0, 1.0, 2.0, 3.0]]], k=2, n_resamples=0)
+    assert hand["mean"] == 0.5 and hand["ci95"] is None
+    # Ties: (1, 1, 0) ranks item 0 first, (0, 1, 1) item 1: top-1 sets {0} and {1} do not overlap.
+    assert module.compute(m_icl=[[[1.0, 1.0, 0.0]]], m_ft=[[[0.0, 1.0, 1.0]]], k=1, n_resamples=0)["mean"] == 0.0
+    # Fewer items than k: every item is in both top sets.
+    assert module.compute(m_icl=[[[1.0, 2.0]]], m_ft=[[[2.0, 1.0]]], k=5, n_resamples=0)["mean"] == 1.0
+
+
+def test_change_recall_module_counts_the_changes_both_make_alike(records):
+    *_, preds, _ = records
+    module = hm.load("change_recall")
+    assert "Deutch" in module.citation
+    out = module.compute(zsl_predictions=preds["zsl"], icl_predictions=preds["icl"], ft_predictions=preds["ft"], seed=3)
+    zsl, icl, ft = preds["zsl"], preds["icl"], preds["ft"]
+    changed = [q for q in range(len(zsl)) if icl[q] != zsl[q] or ft[q] != zsl[q]]
+    same = [q for q in changed if icl[q] != zsl[q] and ft[q] != zsl[q] and icl[q] == ft[q]]
+    assert (out["changed"], out["same_change"]) == (len(changed), len(same)) and len(changed) > 0
+    assert out["change_recall"] == pytest.approx(len(same) / len(changed), abs=1e-15)
+    _check_interval(out["ci95"], out["change_recall"])
+    # Hand example: query 0 changed by both to 1, query 1 by ICL, query 2 by FT, query 3 by neither.
+    hand = module.compute(zsl_predictions=[0, 0, 0, 1], icl_predictions=[1, 1, 0, 1], ft_predictions=[1, 0, 1, 1],
+                          n_resamples=0)
+    assert hand == {"change_recall": 1 / 3, "changed": 3, "same_change": 1, "icl_changed": 2, "ft_changed": 2, "ci95": None}
+    # Three labels: both change query 0, to different labels; nothing else changes.
+    assert module.compute(zsl_predictions=[0, 1], icl_predictions=[1, 1], ft_predictions=[2, 1])["change_recall"] == 0.0
+    none = module.compute(zsl_predictions=[1, 0], icl_predictions=[1, 0], ft_predictions=[1, 0])
+    assert none["change_recall"] is None and none["ci95"] is None and none["changed"] == 0
+
+
+def test_label_shift_module_is_kl_and_tv_of_the_label_softmax():
+    module = hm.load("label_shift")
+    assert "Shen" in module.citation and "2310.08540" in " ".join(module.reference_urls)
+    probs = {"zsl": [[0.5, 0.5], [0.9, 0.1]], "icl": [[0.8, 0.2], [0.9, 0.1]], "ft": [[0.5, 0.5], [0.6, 0.4]]}
+    # Scores are log-probabilities of the label words; the label set holds a tenth of the mass here.
+    out = module.compute(**{f"logprobs_{k}": np.log(np.array(v) / 10) for k, v in probs.items()}, n_resamples=50)
+
+    def kl(p, q):
+        return sum(x * np.log(x / y) for x, y in zip(p, q))
+
+    def tv(p, q):
+        return sum(abs(x - y) for x, y in zip(p, q)) / 2
+
+    z, i, f = probs["zsl"], probs["icl"], probs["ft"]
+    expected = {"kl_icl_ft": np.mean([kl(i[q], f[q]) for q in (0, 1)]), "tv_icl_ft": 0.3,
+                "kl_icl_zsl": kl(i[0], z[0]) / 2, "tv_icl_zsl": 0.15, "kl_ft_zsl": kl(f[1], z[1]) / 2, "tv_ft_zsl": 0.15}
+    for key, value in expected.items():
+        assert out[key] == pytest.approx(value, abs=1e-12), key
+        _check_interval(out["ci95"][key], out[key])
+    same = module.compute(logprobs_zsl=[[-1.0, -2.0]], logprobs_icl=[[-1.0, -2.0]], logprobs_ft=[[-3.0, -4.0]], n_resamples=0)
+    assert same["kl_icl_ft"] == 0.0 and same["tv_icl_zsl"] == 0.0 and same["ci95"] is None  # one distribution, shifted scores

@@ -117,6 +117,36 @@ def test_eval_results_hold_the_untrained_control_and_example_level_kendall():
     assert parsed.data.eval_results == eval_results_from_report(report)
 
 
+def test_eval_results_hold_change_recall_label_shift_and_top_k_recall_with_the_control():
+    shift = lambda kl: {f"{m}_{pair}": {"mean": v * f, "ci95": [0.0, 1.0]} for pair, f in (("icl_ft", 1), ("icl_zsl", 2), ("ft_zsl", 3))  # noqa: E731
+                        for m, v in (("kl", kl), ("tv", kl / 2))}
+    recall = {"token_level": {"k": 100, "mean": 0.31, "random_mean": 0.19}, "example_level": {"k": 5, "mean": 0.6, "random_mean": 0.4}}
+    report = make_report()
+    report.update(change_recall=0.4, change_recall_counts={"changed": 5, "same_change": 2}, rec2ftp_counts={"ft_fixed": 5, "both_fixed": 4},
+                  label_shift=shift(0.2), topk_recall=recall)
+    report["controls"] = {"untrained": {"accuracy": {"zsl": 0.5, "icl": 0.5, "ft": 0.5}, "rec2ftp": 0.5,
+                                        "rec2ftp_counts": {"ft_fixed": 2, "both_fixed": 1}, "change_recall": None,
+                                        "label_shift": shift(0.02), "topk_recall": recall}}
+    results = eval_results_from_report(report)
+    values = {(r.metric_type, r.metric_config): r.metric_value for r in results}
+    assert values[("change_recall", None)] == 0.4
+    assert values[("kl_divergence", "icl_ft")] == 0.2 and values[("kl_divergence", "ft_zsl")] == pytest.approx(0.6)
+    assert values[("total_variation", "icl_zsl")] == 0.2
+    assert values[("kl_divergence", "untrained_control_icl_ft")] == 0.02
+    assert values[("topk_recall", "token_level")] == 0.31 and values[("topk_recall", "example_level_random_baseline")] == 0.4
+    assert values[("topk_recall", "untrained_control_example_level")] == 0.6
+    assert ("change_recall", "untrained_control") not in values  # undefined: left out
+    names = [r.metric_name for r in results]
+    assert "KL(ICL ‖ FT) of the label distributions, untrained control" in names and len(names) == len(set(names))
+    card = render_analysis_card(report)
+    assert ModelCard(str(card)).data.eval_results == results
+    text = card.text
+    assert "| Rec2FTP | 0.800 (4 of 5) | [0.500, 1.000] |  |" in text  # the counts beside the ratio
+    assert "| ChangeRecall (Deutch et al.) | 0.400 (2 of 5) |" in text
+    assert "| KL(ICL ‖ FT) of the label distributions | 0.200 | [0.000, 1.000] | shift from ZSL: ICL 0.400, FT 0.600 |" in text
+    assert "| Rec2FTP | 0.500 (1 of 2) |" in text and "| ChangeRecall | n/a |" in text  # the control's table
+
+
 def test_eval_results_skip_missing_rec2ftp_and_use_config_dataset():
     report = make_report(task="rt-offline", rec2ftp=None)
     report["config"].update(dataset="cornell-movie-review-data/rotten_tomatoes", dataset_split="test")

@@ -53,6 +53,28 @@ def test_rec2ftp_bootstrap_contains_point_and_is_deterministic():
     assert 0.0 <= ci[0] < ci[1] <= 1.0
 
 
+def test_rec2ftp_counts_beside_the_ratio():
+    # The hand example above: FT fixes queries 0, 1, 2; ICL fixes 0 and 2 of them.
+    zsl, ft, icl = [False, False, False, True, False], [True, True, True, True, False], [True, False, True, True, True]
+    assert M.rec2ftp_counts(zsl, icl, ft) == {"ft_fixed": 3, "both_fixed": 2}
+    both, fixed = M.rec2ftp_indicators(zsl, icl, ft)
+    assert fixed.tolist() == [True, True, True, False, False] and both.tolist() == [True, False, True, False, False]
+    # Nothing fixed by FT; and every gold label one class, ZSL always right: nothing to fix.
+    assert M.rec2ftp_counts([True, False], [True, True], [True, False]) == {"ft_fixed": 0, "both_fixed": 0}
+    assert M.rec2ftp_counts([True] * 4, [False] * 4, [True] * 4) == {"ft_fixed": 0, "both_fixed": 0}
+
+
+def test_count_ratio_and_its_bootstrap():
+    assert M.count_ratio([True, False, False], [True, True, False]) == 0.5
+    assert M.count_ratio([False, False], [False, False]) is None
+    assert M.count_ratio_bootstrap_ci([False, False], [False, False]) is None
+    assert M.count_ratio_bootstrap_ci([True, True], [True, True], n_resamples=50) == [1.0, 1.0]
+    with pytest.raises(ValueError, match="numerator.*among the denominator"):
+        M.count_ratio([True, True], [True, False])
+    with pytest.raises(ValueError, match="numerator"):
+        M.count_ratio([True], [True, False])
+
+
 # ---------------------------------------------------------------- SimAOU
 
 def _q1l1(v):

@@ -79,6 +79,10 @@ QUERIES = [
 LR = 0.5
 COS_TOL = 1e-4
 NOISE = {torch.float64: 1e-6, torch.float32: 1e-4}
+# Label-distribution shifts (means of KL and TV over queries): a label-word score that differs by e
+# moves KL and TV by about e. Measured engine - reference: ~1e-16 in float64 except Gemma 2 (its
+# float32 softmax, see NOISE: 8e-8), up to 1.2e-6 in float32 (Mistral): margins of 10 or more.
+SHIFT_TOL = {"float64": 1e-6, "float32": 1e-5}
 TOP_K = (20, 2)  # small enough that the top-k recall is not trivially 1 for these short prompts
 FT_TOL = 1e-4  # finetuned weights: relative to the largest reference step (see the finetune test)
 WELL_CONDITIONED = 1e-2  # smallest relative update a compared cosine may rest on
@@ -227,6 +231,19 @@ def compare(arch, report: dict, expected: dict) -> list[str]:
         problems.append(f"rec2ftp: engine {report['rec2ftp']} != reference {expected['rec2ftp']}")
     if report["config"]["n_demonstrations"] != len(DEMOS):
         problems.append(f"config.n_demonstrations: {report['config']['n_demonstrations']} != {len(DEMOS)}")
+    for key in ("rec2ftp_counts", "change_recall_counts"):
+        if report.get(key) != expected[key]:
+            problems.append(f"{key}: engine {report.get(key)} != reference {expected[key]}")
+    got, want = report.get("change_recall", "missing"), expected["change_recall"]
+    if got == "missing" or (got is None) != (want is None) or (want is not None and abs(got - want) > 1e-12):
+        problems.append(f"change_recall: engine {got} != reference {want}")
+    if [report["topk_recall"][level]["k"] for level in ("token_level", "example_level")] != list(TOP_K):
+        problems.append(f"topk_recall k: engine {report['topk_recall']} != {TOP_K}")
+    tol = SHIFT_TOL[report["config"]["dtype"]]
+    for key, value in expected["label_shift"].items():
+        got = ((report.get("label_shift") or {}).get(key) or {}).get("mean")
+        if got is None or abs(got - value["mean"]) > tol:
+            problems.append(f"label_shift.{key}.mean: engine {got} != reference {value['mean']:.10g} (tol {tol:g})")
     for group, key, kind, tol in PER_LAYER:
         comparable = comparable_layers(arch, expected["rows"], kind) if kind else [True] * len(report[group][key])
         for layer, (got, want) in enumerate(zip(report[group][key], expected[group][key], strict=True)):
@@ -292,6 +309,22 @@ def test_comparison_catches_a_shifted_demonstration_token(tiny_tokenizer, arch, 
     problems = compare_ranks(report, expected)
     assert any(p.startswith("kendall.per_layer") for p in problems), problems
     assert any(p.startswith("kendall.example_level") for p in problems), problems
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_comparison_catches_a_label_shift_in_the_wrong_direction(tiny_tokenizer, arch):
+    """KL is not symmetric: a reference taking KL(p_FT || p_ICL) for kl_icl_ft, or the distributions of
+    the wrong route, disagrees with the engine beyond the tolerance (and the others still agree)."""
+    expected = reference(arch, tiny_tokenizer, "prediction", "auto")
+    report = engine(arch, tiny_tokenizer, "prediction", "auto", True)
+    assert not [p for p in compare(arch, report, expected) if p.startswith("label_shift")]
+    dist = [{route: ref.label_distribution(s) for route, s in row.items()} for row in expected["label_scores"]]
+    flipped = float(np.mean([ref.kl(p["ft"], p["icl"]) for p in dist]))
+    wrong_route = float(np.mean([ref.tv(p["icl"], p["zsl"]) for p in dist]))
+    swapped = {**expected, "label_shift": {**expected["label_shift"], "kl_icl_ft": {"mean": flipped},
+                                           "tv_icl_ft": {"mean": wrong_route}}}
+    problems = [p for p in compare(arch, report, swapped) if p.startswith("label_shift")]
+    assert [p.split(":")[0] for p in problems] == ["label_shift.kl_icl_ft.mean", "label_shift.tv_icl_ft.mean"], problems
 
 
 @pytest.mark.parametrize("start_token", [None, "auto"])
@@ -423,6 +456,17 @@ def test_reference_metrics_on_hand_computed_values():
     labels = [1, 1, 0, 0]
     assert ref.rec2ftp(zsl=[0, 0, 0, 0], icl=[1, 0, 0, 0], ft=[1, 1, 0, 0], labels=labels) == 0.5
     assert ref.rec2ftp(zsl=[1, 1, 0, 0], icl=[0, 0, 1, 1], ft=[1, 1, 0, 0], labels=labels) is None
+    assert ref.rec2ftp_counts(zsl=[0, 0, 0, 0], icl=[1, 0, 0, 0], ft=[1, 1, 0, 0], labels=labels) == {"ft_fixed": 2, "both_fixed": 1}
+    # ChangeRecall: query 0 changed by both to 1, 1 by ICL only, 2 by both to different labels, 3 by neither.
+    value, counts = ref.change_recall(zsl=[0, 0, 0, 2], icl=[1, 1, 2, 2], ft=[1, 0, 1, 2])
+    assert value == pytest.approx(1 / 3) and counts == {"changed": 3, "same_change": 1, "icl_changed": 3, "ft_changed": 2}
+    assert ref.change_recall(zsl=[1, 0], icl=[1, 0], ft=[1, 0])[0] is None
+    # Label shift: scores log(0.2), log(0.05) renormalise to (0.8, 0.2); against (0.5, 0.5) TV 0.3.
+    p, q = ref.label_distribution([np.log(0.2), np.log(0.05)]), ref.label_distribution([0.0, 0.0])
+    assert p == pytest.approx([0.8, 0.2]) and ref.tv(p, q) == pytest.approx(0.3)
+    assert ref.kl(p, q) == pytest.approx(0.8 * np.log(1.6) + 0.2 * np.log(0.4)) and ref.kl(p, p) == 0.0
+    shift = ref.label_shift({"zsl": [0.0, 0.0], "icl": [np.log(0.2), np.log(0.05)], "ft": [0.0, 0.0]})
+    assert shift["kl_icl_ft"] == shift["kl_icl_zsl"] == pytest.approx(ref.kl(p, q)) and shift["kl_ft_zsl"] == 0.0
 
 
 @pytest.mark.parametrize("arch", sorted(SLIDING))

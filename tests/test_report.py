@@ -10,6 +10,16 @@ import pytest
 from hf_metaopt.analysis.report import PLOT_FILES, REQUIRED_KEYS, ICLAnalysisReport
 
 
+def label_shift(kl: float, tv: float) -> dict:
+    """A ``label_shift`` entry: KL(ICL || FT) = ``kl``, TV = ``tv``; the shifts from ZSL 2x and 3x those."""
+    out = {}
+    for pair, factor in (("icl_ft", 1), ("icl_zsl", 2), ("ft_zsl", 3)):
+        for name, value in (("kl", kl), ("tv", tv)):
+            mean = value * factor
+            out[f"{name}_{pair}"] = {"mean": mean, "ci95": [mean / 2, mean * 1.5]}
+    return out
+
+
 def synthetic_report(n_layers: int = 4, n_queries: int = 20, control: bool = True, selection: bool = False) -> dict:
     """A report dict that follows the schema in report.py's docstring, with made-up numbers."""
     rng = random.Random(0)
@@ -39,7 +49,14 @@ def synthetic_report(n_layers: int = 4, n_queries: int = 20, control: bool = Tru
         },
         "simam": {**metrics["simam"], "per_layer_delta": layer(0.0, 0.2), "before_ci95": [0.3, 0.4], "after_ci95": [0.4, 0.5], "delta_ci95": [0.05, 0.15]},
         "kendall": {**metrics["kendall"], "ci95": [0.1, 0.2], "random_per_layer": layer(-0.01, 0.01)},
-        "controls": {"untrained": {"accuracy": {"zsl": 0.5, "icl": 0.5, "ft": 0.5}, **metrics}} if control else {},
+        "rec2ftp_counts": {"ft_fixed": 4, "both_fixed": 3},
+        "change_recall": 0.4,
+        "change_recall_ci95": [0.2, 0.6],
+        "change_recall_counts": {"changed": 10, "same_change": 4, "icl_changed": 8, "ft_changed": 6},
+        "label_shift": label_shift(0.25, 0.2),
+        "controls": {"untrained": {"accuracy": {"zsl": 0.5, "icl": 0.5, "ft": 0.5}, **metrics, "rec2ftp_counts": {"ft_fixed": 8, "both_fixed": 6},
+                                   "change_recall": 0.125, "change_recall_counts": {"changed": 8, "same_change": 1},
+                                   "label_shift": label_shift(0.01, 0.02)}} if control else {},
         "config": {
             "model": "tiny-llama",
             "model_revision": None,
@@ -79,6 +96,14 @@ def test_markdown_has_every_section():
     assert "| SimAM delta cos(ICL-ZSL, FT-ZSL) | 0.100 | [0.050, 0.150] |" in md
     assert "![simaou](simaou.png)" in md
     assert "| learning_rate | 0.001 |" in md
+    # The counts beside the ratios, the label shift against the shifts from ZSL; also for the control.
+    assert "| Rec2FTP | 0.750 (3 of 4) | [0.500, 0.900] | - |" in md
+    assert "| ChangeRecall (Deutch et al.) | 0.400 (4 of 10) | [0.200, 0.600] | - |" in md
+    assert "| KL(ICL ‖ FT) of the label distributions | 0.250 | [0.125, 0.375] | shift from ZSL: ICL 0.500, FT 0.750 |" in md
+    assert "| TV(ICL, FT) of the label distributions | 0.200 | [0.100, 0.300] | shift from ZSL: ICL 0.400, FT 0.600 |" in md
+    assert "| Rec2FTP | 0.750 (3 of 4) | 0.750 (6 of 8) |" in md and "| ChangeRecall | 0.400 (4 of 10) | 0.125 (1 of 8) |" in md
+    assert "| KL(ICL ‖ FT) of the label distributions | 0.250 | 0.010 |" in md
+    assert "per query, not per layer" in md
     # per-layer table has one row per layer
     assert sum(1 for line in md.splitlines() if line.startswith("| 3 |")) == 1
 
@@ -89,6 +114,21 @@ def test_markdown_without_optional_parts():
     md = ICLAnalysisReport(data).to_markdown(plots_dir=None)
     assert "## Untrained control" not in md and "## Plots" not in md and "## Hyperparameter selection" not in md
     assert "n/a (FT fixes no query)" in md
+
+
+def test_markdown_of_undefined_ratios_and_reports_without_the_new_metrics():
+    data = synthetic_report(control=False)
+    data.update(rec2ftp=None, rec2ftp_ci95=None, change_recall=None, change_recall_ci95=None,
+                rec2ftp_counts={"ft_fixed": 0, "both_fixed": 0},
+                change_recall_counts={"changed": 0, "same_change": 0, "icl_changed": 0, "ft_changed": 0})
+    md = ICLAnalysisReport(data).to_markdown(plots_dir=None)
+    assert "| Rec2FTP | n/a (FT fixes no query) | n/a | - |" in md
+    assert "| ChangeRecall (Deutch et al.) | n/a (no prediction changed) | n/a | - |" in md
+    for key in ("rec2ftp_counts", "change_recall", "change_recall_ci95", "change_recall_counts", "label_shift"):
+        del data[key]
+    md = ICLAnalysisReport({**data, "rec2ftp": 0.5}).to_markdown(plots_dir=None)
+    assert "| Rec2FTP | 0.500 | n/a | - |" in md  # no counts recorded: the ratio alone
+    assert "ChangeRecall" not in md and "label distributions" not in md and "per query, not per layer" not in md
 
 
 def test_save_writes_json_markdown_and_pngs(tmp_path):

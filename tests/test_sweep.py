@@ -284,6 +284,8 @@ def test_summary_holds_mean_and_std_over_seeds(single_run, tiny_models):
         "simaou_random": [r["simaou"]["random_mean"] for r in seeds],
         "simam_delta": [r["simam"]["delta"] for r in seeds],
         "kendall_example": [r["kendall"]["example_level"]["mean"] for r in seeds],
+        "kl_icl_ft": [r["label_shift"]["kl_icl_ft"]["mean"] for r in seeds],
+        "rec2ftp_ft_fixed": [r["rec2ftp_counts"]["ft_fixed"] for r in seeds],
     }.items():
         assert group["pretrained"][name]["mean"] == pytest.approx(statistics.fmean(values))
         assert group["pretrained"][name]["std"] == pytest.approx(statistics.stdev(values))
@@ -293,8 +295,17 @@ def test_summary_holds_mean_and_std_over_seeds(single_run, tiny_models):
     assert average["pretrained"]["icl"] == pytest.approx(group["pretrained"]["icl"]["mean"])  # one task
 
     md = (out / "summary.md").read_text()
-    for heading in ("Table 1: accuracy", "Table 2: Rec2FTP", "Table 3: SimAOU", "Table 4: SimAM", "Table 5: Kendall"):
+    for heading in ("Table 1: accuracy", "Table 2: Rec2FTP", "Table 3: SimAOU", "Table 4: SimAM", "Table 5: Kendall",
+                    "Table 7: ChangeRecall", "Table 8: label-distribution shift", "Table 9: label-distribution shift, TV"):
         assert heading in md
+    # Rec2FTP and ChangeRecall with their counts summed over the seeds that define them.
+    for title, key, num, den in (("Table 2: Rec2FTP", "rec2ftp_counts", "both_fixed", "ft_fixed"),
+                                 ("Table 7: ChangeRecall", "change_recall_counts", "same_change", "changed")):
+        lines = md.split(f"### {title}")[1].split("###")[0].splitlines()
+        column = next(line for line in lines if line.startswith("| task |")).split(" | ").index(label)
+        cell = next(line for line in lines if line.startswith("| rt_sentiment |")).split(" | ")[column]
+        expected = f"({sum(r[key][num] for r in seeds)} of {sum(r[key][den] for r in seeds)})"
+        assert cell.endswith(expected), (cell, expected)
     assert re.search(r"\| rt_sentiment \| .+ \| .+ \| 65\.9 / 73\.0 / 89\.0 \(MR\) \| 60\.9 / 80\.0 / 91\.3 \(MR\) \|", md)
     assert "| rt_sentiment, untrained |" in md
     import matplotlib.image

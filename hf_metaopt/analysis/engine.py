@@ -45,7 +45,11 @@ from .scores_meta import scores_meta
 from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
-__all__ = ["AnalysisResult", "run_analysis", "run_planned", "untrained_copy"]
+__all__ = ["AnalysisResult", "CONTROL_KEYS", "run_analysis", "run_planned", "untrained_copy"]
+
+# The summary keys a control's report holds (report.py: ``controls``), beside its label counts and finetuning.
+CONTROL_KEYS = ("accuracy", "rec2ftp", "rec2ftp_counts", "change_recall", "change_recall_ci95", "change_recall_counts",
+                "simaou", "simam", "kendall", "topk_recall", "label_shift")
 
 
 @dataclass
@@ -127,7 +131,7 @@ def run_planned(
             control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
                                      bar, "not run for the untrained control", n_inspect=0)
             control_rows["untrained"] = control.rows
-            controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
+            controls["untrained"] = {k: control.summary[k] for k in CONTROL_KEYS}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
             controls["untrained"]["finetuning"] = control.finetuning
             notes += [f"untrained control: {n}" for n in control.notes]

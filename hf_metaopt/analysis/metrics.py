@@ -28,14 +28,22 @@ from scipy import stats
 
 __all__ = [
     "bootstrap_ci",
+    "check_bootstrap_args",
+    "checked_array",
     "cosine",
     "kendall_random_scores",
     "kendall_scores",
     "example_mass",
     "layer_bootstrap_ci",
     "update",
+    "count_ratio",
+    "count_ratio_bootstrap_ci",
     "rec2ftp",
     "rec2ftp_bootstrap_ci",
+    "rec2ftp_counts",
+    "rec2ftp_indicators",
+    "percentile_interval",
+    "ratio_indicators",
     "simam_scores",
     "simaou_random_scores",
     "simaou_scores",
@@ -57,6 +65,11 @@ def _array(x: Any, name: str, ndim: int | None = None, dtype=np.float64) -> np.n
     if dtype is np.float64 and not np.all(np.isfinite(arr)):
         raise ValueError(f"`{name}` contains NaN or infinite values; remove or fix them before scoring.")
     return arr
+
+
+def checked_array(x: Any, name: str, ndim: int | None = None) -> np.ndarray:
+    """``x`` (array, nested lists or CPU torch tensor) as a finite float64 array; errors name the argument ``name``."""
+    return _array(x, name, ndim=ndim)
 
 
 def _same_shape(ref: np.ndarray, ref_name: str, other: np.ndarray, other_name: str) -> None:
@@ -113,6 +126,19 @@ def _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct):
     return zsl, icl, ft
 
 
+def rec2ftp_indicators(zsl_correct: Any, icl_correct: Any, ft_correct: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Per query, whether it counts in Rec2FTP's numerator and in its denominator.
+
+    ``(both_fixed, ft_fixed)``: boolean ``[Q]`` arrays, ``ft_fixed = FT correct & ZSL wrong`` and
+    ``both_fixed = ft_fixed & ICL correct``, so Rec2FTP is ``both_fixed.sum() / ft_fixed.sum()``
+    (:func:`count_ratio`); the paired test over queries takes them as they are
+    (:func:`~hf_metaopt.analysis.significance.paired_ratio_test`).
+    """
+    zsl, icl, ft = _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct)
+    fixed_by_ft = ft & ~zsl
+    return fixed_by_ft & icl, fixed_by_ft
+
+
 def rec2ftp(zsl_correct: Any, icl_correct: Any, ft_correct: Any) -> float | None:
     """Recall to finetuning predictions.
 
@@ -126,12 +152,17 @@ def rec2ftp(zsl_correct: Any, icl_correct: Any, ft_correct: Any) -> float | None
     Returns:
         The ratio as a float, or ``None`` when FT fixes no query (empty denominator).
     """
-    zsl, icl, ft = _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct)
-    fixed_by_ft = ft & ~zsl
-    denom = int(fixed_by_ft.sum())
-    if denom == 0:
-        return None
-    return float((fixed_by_ft & icl).sum() / denom)
+    return count_ratio(*rec2ftp_indicators(zsl_correct, icl_correct, ft_correct))
+
+
+def rec2ftp_counts(zsl_correct: Any, icl_correct: Any, ft_correct: Any) -> dict[str, int]:
+    """Rec2FTP's numerator and denominator: ``{"ft_fixed": #(FT correct & ZSL wrong), "both_fixed": ... & ICL correct}``.
+
+    A ratio of 2 of 3 reads like 67%; the report shows the counts beside it. No query fixed by
+    FT gives ``{"ft_fixed": 0, "both_fixed": 0}``.
+    """
+    both, fixed = rec2ftp_indicators(zsl_correct, icl_correct, ft_correct)
+    return {"ft_fixed": int(fixed.sum()), "both_fixed": int(both.sum())}
 
 
 def rec2ftp_bootstrap_ci(
@@ -142,24 +173,52 @@ def rec2ftp_bootstrap_ci(
     seed: int = 0,
     confidence: float = 0.95,
 ) -> list[float] | None:
-    """Percentile bootstrap interval of :func:`rec2ftp` over queries.
+    """Percentile bootstrap interval of :func:`rec2ftp` over queries (:func:`count_ratio_bootstrap_ci`).
 
     Queries are resampled with replacement and the ratio recomputed; resamples in
     which FT fixes nothing (empty denominator) are skipped. Returns ``None`` when
     the full sample's ratio is undefined.
     """
-    zsl, icl, ft = _rec2ftp_inputs(zsl_correct, icl_correct, ft_correct)
-    _check_bootstrap_args(n_resamples, confidence)
-    fixed = ft & ~zsl
-    if not fixed.any():
+    both, fixed = rec2ftp_indicators(zsl_correct, icl_correct, ft_correct)
+    return count_ratio_bootstrap_ci(both, fixed, n_resamples=n_resamples, seed=seed, confidence=confidence)
+
+
+# ---------------------------------------------------------------- ratios of query counts (Rec2FTP, ChangeRecall)
+
+def ratio_indicators(numerator: Any, denominator: Any, names: tuple[str, str] = ("numerator", "denominator")) -> tuple[np.ndarray, np.ndarray]:
+    """Checked boolean ``[Q]`` indicators of a ratio of query counts; the numerator's queries must be among the denominator's."""
+    num, den = _bool_vector(numerator, names[0]), _bool_vector(denominator, names[1])
+    _same_shape(den, names[1], num, names[0])
+    if np.any(num & ~den):
+        raise ValueError(f"`{names[0]}` marks queries that `{names[1]}` does not (e.g. query {int(np.argmax(num & ~den))}); "
+                         "a ratio of counts needs the numerator's queries among the denominator's.")
+    return num, den
+
+
+def count_ratio(numerator: Any, denominator: Any) -> float | None:
+    """``#numerator / #denominator`` of two boolean ``[Q]`` indicators (numerator within denominator); ``None`` for an empty denominator."""
+    num, den = ratio_indicators(numerator, denominator)
+    total = int(den.sum())
+    return None if total == 0 else float(num.sum() / total)
+
+
+def count_ratio_bootstrap_ci(numerator: Any, denominator: Any, n_resamples: int = 1000, seed: int = 0,
+                             confidence: float = 0.95) -> list[float] | None:
+    """Percentile bootstrap interval of :func:`count_ratio` over queries.
+
+    Queries are resampled with replacement and the ratio recomputed; resamples with an empty
+    denominator are skipped. ``None`` when the full sample's ratio is undefined.
+    """
+    num, den = ratio_indicators(numerator, denominator)
+    check_bootstrap_args(n_resamples, confidence)
+    if not den.any():
         return None
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, fixed.shape[0], size=(n_resamples, fixed.shape[0]))
-    denom = fixed[idx].sum(axis=1)
-    num = (fixed & icl)[idx].sum(axis=1)
-    ok = denom > 0
-    ratios = num[ok] / denom[ok]
-    return _percentile_interval(ratios, confidence)
+    idx = rng.integers(0, den.shape[0], size=(n_resamples, den.shape[0]))
+    totals = den[idx].sum(axis=1)
+    hits = num[idx].sum(axis=1)
+    ok = totals > 0
+    return percentile_interval(hits[ok] / totals[ok], confidence)
 
 
 # ---------------------------------------------------------------- SimAOU
@@ -406,14 +465,16 @@ def topk_recall_random(m_ft: Any, k: int, seed: int = 0, visible: Any = None) ->
 
 # ---------------------------------------------------------------- summaries
 
-def _check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+def check_bootstrap_args(n_resamples: int, confidence: float) -> None:
+    """Refuse a non-positive number of resamples or a confidence outside (0, 1), naming the argument."""
     if not isinstance(n_resamples, (int, np.integer)) or n_resamples < 1:
         raise ValueError(f"`n_resamples` must be a positive integer; got {n_resamples!r}.")
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"`confidence` must lie strictly between 0 and 1 (e.g. 0.95); got {confidence!r}.")
 
 
-def _percentile_interval(estimates: np.ndarray, confidence: float) -> list[float]:
+def percentile_interval(estimates: np.ndarray, confidence: float) -> list[float]:
+    """``[low, high]``: the central ``confidence`` quantiles of bootstrap ``estimates``."""
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(estimates, [alpha, 1.0 - alpha])
     return [float(low), float(high)]
@@ -433,13 +494,13 @@ def bootstrap_ci(values: Any, n_resamples: int = 1000, seed: int = 0, confidence
     arr = _array(values, "values", ndim=1)
     if arr.shape[0] == 0:
         raise ValueError("`values` is empty; a bootstrap interval needs at least one query.")
-    _check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_args(n_resamples, confidence)
     if arr.shape[0] == 1 or np.all(arr == arr[0]):
         v = float(arr.mean())
         return [v, v]
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, arr.shape[0], size=(n_resamples, arr.shape[0]))
-    return _percentile_interval(arr[idx].mean(axis=1), confidence)
+    return percentile_interval(arr[idx].mean(axis=1), confidence)
 
 
 def layer_bootstrap_ci(scores: Any, n_resamples: int = 1000, seed: int = 0, confidence: float = 0.95) -> list[list[float] | None]:

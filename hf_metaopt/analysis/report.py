@@ -9,6 +9,12 @@ The dictionary schema (every float is a plain float, every list a JSON list;
     labels:         [int]                          gold label per query
     rec2ftp:        float | None                   None when FT fixes nothing
     rec2ftp_ci95:   [low, high] | None
+    rec2ftp_counts: {ft_fixed, both_fixed}         #(FT correct & ZSL wrong), and of those #(ICL correct)
+    change_recall:  float | None                   Deutch et al.: of the queries ICL or FT changes from
+                                                   ZSL, the share both change to the same label;
+                                                   None when neither changes any
+    change_recall_ci95:   [low, high] | None
+    change_recall_counts: {changed, same_change, icl_changed, ft_changed}
     simaou:   {per_layer, mean, ci95, random_mean, random_per_layer,
                unnormalized_per_layer, unnormalized_mean, unnormalized_ci95}
     simam:    {per_layer_before, per_layer_after, per_layer_delta,
@@ -19,6 +25,10 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                reports of version 0.1 summed raw scores there)
     topk_recall: {token_level: {k, per_layer, mean, ci95, random_mean, random_per_layer},
                   example_level: {same}, n_queries}     absent in 0.1 reports
+    label_shift: {kl_icl_ft, tv_icl_ft, kl_icl_zsl, tv_icl_zsl, kl_ft_zsl, tv_ft_zsl}, each {mean, ci95}:
+                 per query the label distribution of a route is the softmax of its label-word scores;
+                 kl_a_b = KL(p_a || p_b), tv_a_b = TV(p_a, p_b) (Shen et al. 2024), mean over queries.
+                 Per query, not per layer, as are Rec2FTP and ChangeRecall.
     label_counts: {demonstrations, gold, predictions: {zsl, icl, ft}}   counts per label index
                    (lists indexed like label_words) over the demonstrations used, the
                    gold labels and each route's predictions
@@ -30,7 +40,8 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                  stability: {checked: true, perturbation: "float64 training", agreement, n_queries,
                              accuracy, update_relative_difference}
                             or {checked: false, reason}}
-    controls: {"untrained": {accuracy, rec2ftp, simaou, simam, kendall, topk_recall,
+    controls: {"untrained": {accuracy, rec2ftp, rec2ftp_counts, change_recall, change_recall_ci95,
+               change_recall_counts, simaou, simam, kendall, topk_recall, label_shift,
                label_counts: {predictions: {zsl, icl, ft}}, finetuning}} or {}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
@@ -46,7 +57,8 @@ The report is typed (:class:`ICLAnalysisReport` and the parts in ``report_parts.
 read-only mapping with these keys, read as ``report["simaou"]["mean"]`` or
 ``report.simaou.mean``. Keys absent from a report are absent as keys and ``None`` as
 attributes: reports of version 0.1 have no ``topk_recall``, ``label_counts``, ``finetuning``,
-``kendall.n_queries`` or ``config.environment``. Keys not listed here are kept as given, so
+``kendall.n_queries`` or ``config.environment``, and older reports none of ``rec2ftp_counts``,
+``change_recall*`` or ``label_shift``. Keys not listed here are kept as given, so
 ``report.json`` files of any version load and save unchanged.
 
 The per-query scores behind the means are not a key: ``report.scores`` (a
@@ -75,7 +87,8 @@ from .report_base import ReportPart, report_part
 from .report_html import report_html
 from .report_markdown import PLOT_FILES, markdown, metric_rows
 from .report_parts import (
-    AnalysisConfig, ControlReport, Finetuning, KendallSummary, LabelCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
+    AnalysisConfig, ChangeRecallCounts, ControlReport, Finetuning, KendallSummary, LabelCounts, LabelShift, Rec2FTPCounts,
+    RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
 )
 from .report_plots import plots
 from .report_push import HTML_FILE, push_analysis, stage_report
@@ -117,10 +130,15 @@ class ICLAnalysisReport(ReportPart):
     labels: list[int]
     rec2ftp: float | None
     rec2ftp_ci95: list[float] | None
+    rec2ftp_counts: Rec2FTPCounts | None
+    change_recall: float | None
+    change_recall_ci95: list[float] | None
+    change_recall_counts: ChangeRecallCounts | None
     simaou: SimAOUSummary
     simam: SimAMSummary
     kendall: KendallSummary
     topk_recall: TopKRecall | None
+    label_shift: LabelShift | None
     label_counts: LabelCounts | None
     finetuning: Finetuning | None
     controls: dict[str, ControlReport] | None

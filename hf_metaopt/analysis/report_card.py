@@ -20,7 +20,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from ..hub.cards import template_path
 from ..model_id import display_name, hub_model_id, is_hub_id
 from ..tasks.paper import PAPER_TASKS
-from .report_markdown import metric_rows
+from .label_shift import LABEL_SHIFTS
+from .report_markdown import LABEL_SHIFT_ROWS, change_recall_text, metric_rows, rec2ftp_text
 
 __all__ = ["PAPER_TASK_DATASETS", "dataset_of", "eval_results_from_report", "render_analysis_card"]
 
@@ -79,6 +80,9 @@ def _metric_values(report: Mapping[str, Any]) -> list[tuple[str, str, str | None
         ("kendall_tau", "Kendall (example level)", "example_level", _finite(example_level.get("mean"))),
         ("kendall_tau", "Kendall (example level), random-score baseline", "example_level_random_baseline",
          _finite(example_level.get("random_mean"))),
+        *_topk_values(report, "", None),
+        ("change_recall", "ChangeRecall", None, _finite(report.get("change_recall"))),
+        *_label_shift_values(report, "", None),
     ]
     for control_name, control in _mapping(report.get("controls")).items():
         control = _mapping(control)
@@ -92,7 +96,45 @@ def _metric_values(report: Mapping[str, Any]) -> list[tuple[str, str, str | None
              _finite(c_simam.get("after"))),
             ("simam", f"SimAM delta, {control_name} control", f"{control_name}_control_delta", _finite(c_simam.get("delta"))),
             ("kendall_tau", f"Kendall, {control_name} control", f"{control_name}_control", _finite(c_kendall.get("mean"))),
+            *_topk_values(control, f", {control_name} control", f"{control_name}_control"),
+            ("change_recall", f"ChangeRecall, {control_name} control", f"{control_name}_control",
+             _finite(control.get("change_recall"))),
+            *_label_shift_values(control, f", {control_name} control", f"{control_name}_control"),
         ]
+    return values
+
+
+def _config(prefix: str | None, name: str | None) -> str | None:
+    """``metric_config`` of a variant: ``name`` under a control's ``prefix`` (``untrained_control_token_level``)."""
+    return "_".join(p for p in (prefix, name) if p) or None
+
+
+def _topk_values(part: Mapping[str, Any], suffix: str, prefix: str | None) -> list[tuple[str, str, str | None, float | None]]:
+    """Top-k recall at both levels, with the random-ranking baselines (not for a control: they are about ``k / n`` whatever the model)."""
+    recall = _mapping(part.get("topk_recall"))
+    values = []
+    for level, items in (("token_level", "tokens"), ("example_level", "demonstrations")):
+        entry = _mapping(recall.get(level))
+        if not entry:
+            continue
+        name = f"Top-{entry.get('k')} recall ({items})"
+        values.append(("topk_recall", name + suffix, _config(prefix, level), _finite(entry.get("mean"))))
+        if prefix is None:
+            values.append(("topk_recall", f"{name}, random-ranking baseline", f"{level}_random_baseline",
+                           _finite(entry.get("random_mean"))))
+    return values
+
+
+def _label_shift_values(part: Mapping[str, Any], suffix: str, prefix: str | None) -> list[tuple[str, str, str | None, float | None]]:
+    """The six label-distribution shifts (``kl_icl_ft`` ... ``tv_ft_zsl``): metric type ``kl_divergence`` or ``total_variation``."""
+    shift = _mapping(part.get("label_shift"))
+    kinds = {"kl": ("kl_divergence", "KL({} ‖ {})"), "tv": ("total_variation", "TV({}, {})")}
+    values = []
+    for key, (a, b) in LABEL_SHIFTS.items():
+        if key in shift:
+            metric_type, pattern = kinds[key[:2]]
+            name = f"{pattern.format(a.upper(), b.upper())} of the label distributions{suffix}"
+            values.append((metric_type, name, _config(prefix, f"{a}_{b}"), _finite(_mapping(shift[key]).get("mean"))))
     return values
 
 
@@ -106,10 +148,14 @@ def eval_results_from_report(report: Any) -> list[EvalResult]:
     Accuracy of ZSL, ICL and FT (``metric_config`` ``zsl``/``icl``/``ft``), Rec2FTP (left out when
     finetuning fixes no query), SimAOU and its random-vector baseline, SimAM before and after
     finetuning and its delta, Kendall's tau (token and example level) and their random-score
-    baselines, and, for a report with a control (``control="untrained"``), the control's accuracies,
-    Rec2FTP, SimAOU, SimAM after finetuning and delta, and Kendall (``metric_config``
-    ``untrained_control...``); each with the data set id, config and split of the report's task and
-    the settings as ``metric_args``. A metric the report lacks (or holds as ``None``) is left out.
+    baselines, top-k recall (``token_level``/``example_level``) and its random-ranking baseline,
+    ChangeRecall (left out when no prediction changed), the label-distribution shifts
+    (``kl_divergence`` / ``total_variation``, ``metric_config`` ``icl_ft``, ``icl_zsl``, ``ft_zsl``),
+    and, for a report with a control (``control="untrained"``), the control's accuracies,
+    Rec2FTP, SimAOU, SimAM after finetuning and delta, Kendall, top-k recall, ChangeRecall and the
+    label shifts (``metric_config`` ``untrained_control...``); each with the data set id, config and
+    split of the report's task and the settings as ``metric_args``. A metric the report lacks (or
+    holds as ``None``) is left out.
     """
     data = _report_dict(report)
     config = data["config"]
@@ -171,10 +217,14 @@ def _control_rows(report: Mapping[str, Any]) -> dict[str, Any] | None:
     name, control = next(iter(controls.items()))
     acc = control.get("accuracy") or {}
     rows = [{"name": f"Accuracy ({s.upper()})", "value": _fmt(acc.get(s), True)} for s in ("zsl", "icl", "ft") if s in acc]
-    rows.append({"name": "Rec2FTP", "value": _fmt(control.get("rec2ftp"))})  # a fraction, as in the main table
+    rows.append({"name": "Rec2FTP", "value": rec2ftp_text(control)})  # a fraction, as in the main table
     for key, label, sub in (("simaou", "SimAOU", "mean"), ("simam", "SimAM after finetuning", "after"), ("kendall", "Kendall", "mean")):
         value = control.get(key)
         rows.append({"name": label, "value": _fmt(value.get(sub) if isinstance(value, Mapping) else value)})
+    if "change_recall" in control:
+        rows.append({"name": "ChangeRecall", "value": change_recall_text(control)})
+    shift = _mapping(control.get("label_shift"))
+    rows += [{"name": label, "value": _fmt(_mapping(shift[key]).get("mean"))} for key, label, _ in LABEL_SHIFT_ROWS if key in shift]
     return {"name": f"{name} model", "rows": rows}
 
 

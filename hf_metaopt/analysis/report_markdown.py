@@ -8,7 +8,8 @@ from typing import Any
 from ..model_id import display_name
 from .report_finetuning import finetuning_section
 
-__all__ = ["PLOT_FILES", "SETTINGS", "markdown", "metric_rows"]
+__all__ = ["LABEL_SHIFT_ROWS", "PLOT_FILES", "SETTINGS", "change_recall_text", "markdown", "metric_rows", "of_counts",
+           "rec2ftp_text"]
 
 # The PNGs ICLAnalysisReport.plot writes, in the order report.md shows them.
 PLOT_FILES = ("accuracy.png", "simaou.png", "simam.png", "kendall.png")
@@ -24,13 +25,46 @@ def _ci(ci: Any, digits: int = 3) -> str:
     return "n/a" if not ci else f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
+def of_counts(value: float | None, counts: Any, numerator: str, denominator: str, undefined: str = "n/a") -> str:
+    """A ratio of query counts with its counts beside it, ``0.667 (2 of 3)`` (a ratio alone for reports without counts)."""
+    if value is None:
+        return undefined
+    counts = counts or {}
+    if counts.get(numerator) is None or counts.get(denominator) is None:
+        return _num(value)
+    return f"{_num(value)} ({counts[numerator]} of {counts[denominator]})"
+
+
+def rec2ftp_text(part: dict[str, Any], undefined: str = "n/a") -> str:
+    """Rec2FTP of a report (or its control) as ``0.667 (2 of 3)``: of the queries FT fixes, how many ICL fixes too."""
+    return of_counts(part.get("rec2ftp"), part.get("rec2ftp_counts"), "both_fixed", "ft_fixed", undefined)
+
+
+def change_recall_text(part: dict[str, Any], undefined: str = "n/a") -> str:
+    """ChangeRecall as ``0.400 (2 of 5)``: of the queries ICL or FT changes, how many both change the same way."""
+    return of_counts(part.get("change_recall"), part.get("change_recall_counts"), "same_change", "changed", undefined)
+
+
+# Label-distribution shift rows: (key, name, the two shifts from ZSL shown beside it). Per query, not per layer.
+LABEL_SHIFT_ROWS = (
+    ("kl_icl_ft", "KL(ICL ‖ FT) of the label distributions", ("kl_icl_zsl", "kl_ft_zsl")),
+    ("tv_icl_ft", "TV(ICL, FT) of the label distributions", ("tv_icl_zsl", "tv_ft_zsl")),
+)
+
+
+def _label_shift_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    shift = data.get("label_shift") or {}
+    mean = lambda key: _num((shift.get(key) or {}).get("mean"))  # noqa: E731
+    return [(name, mean(key), _ci(shift[key].get("ci95")), f"shift from ZSL: ICL {mean(from_icl)}, FT {mean(from_ft)}")
+            for key, name, (from_icl, from_ft) in LABEL_SHIFT_ROWS if shift.get(key)]
+
+
 def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(metric, value, 95% interval, baseline) rows of the four metrics (report.md and the Hub card)."""
+    """(metric, value, 95% interval, baseline) rows of every metric (report.md and the Hub card)."""
     aou, am, kd = data.get("simaou", {}), data.get("simam", {}), data.get("kendall", {})
     ex = kd.get("example_level") or {}
-    rec = data.get("rec2ftp")
     rows = [
-        ("Rec2FTP", "n/a (FT fixes no query)" if rec is None else _num(rec), _ci(data.get("rec2ftp_ci95")), "-"),
+        ("Rec2FTP", rec2ftp_text(data, "n/a (FT fixes no query)"), _ci(data.get("rec2ftp_ci95")), "-"),
         ("SimAOU", _num(aou.get("mean")), _ci(aou.get("ci95")), f"random vector {_num(aou.get('random_mean'))}"),
         ("SimAOU (unnormalised, Deutch et al.)", _num(aou.get("unnormalized_mean")), _ci(aou.get("unnormalized_ci95")), "-"),
         ("SimAM before finetuning cos(ICL, ZSL)", _num(am.get("before")), _ci(am.get("before_ci95")), "-"),
@@ -47,7 +81,10 @@ def metric_rows(data: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         if r:
             rows.append((f"top-{r.get('k')} recall ({name})", _num(r.get("mean")), _ci(r.get("ci95")),
                          f"random ranking {_num(r.get('random_mean'))}"))
-    return rows
+    if "change_recall" in data:
+        rows.append(("ChangeRecall (Deutch et al.)", change_recall_text(data, "n/a (no prediction changed)"),
+                     _ci(data.get("change_recall_ci95")), "-"))
+    return rows + _label_shift_rows(data)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -94,7 +131,7 @@ def _control(data: dict[str, Any]) -> list[str]:
     acc, c_acc = data["accuracy"], control.get("accuracy", {})
     pick = lambda d, metric, key: _num((d.get(metric) or {}).get(key))  # noqa: E731
     rows = [[f"accuracy {s.upper()}", _num(acc.get(s)), _num(c_acc.get(s))] for s in SETTINGS] + [
-        ["Rec2FTP", _num(data.get("rec2ftp")), _num(control.get("rec2ftp"))],
+        ["Rec2FTP", rec2ftp_text(data), rec2ftp_text(control)],
         ["SimAOU", pick(data, "simaou", "mean"), pick(control, "simaou", "mean")],
         ["SimAM after", pick(data, "simam", "after"), pick(control, "simam", "after")],
         ["SimAM delta", pick(data, "simam", "delta"), pick(control, "simam", "delta")],
@@ -104,6 +141,10 @@ def _control(data: dict[str, Any]) -> list[str]:
         ["top-k recall (tokens)", pick(data.get("topk_recall") or {}, "token_level", "mean"),
          pick(control.get("topk_recall") or {}, "token_level", "mean")],
     ]
+    if "change_recall" in control:
+        rows.append(["ChangeRecall", change_recall_text(data), change_recall_text(control)])
+    rows += [[name, pick(data.get("label_shift") or {}, key, "mean"), pick(control.get("label_shift") or {}, key, "mean")]
+             for key, name, _ in LABEL_SHIFT_ROWS if key in (control.get("label_shift") or {})]
     intro = ("The same analysis on a randomly initialised copy of the architecture, which cannot learn in context: "
              "metrics that score about as high here say little about ICL.")
     return ["", "## Untrained control (Deutch et al.)", "", intro, ""] + _table(["metric", "pretrained", "untrained"], rows)
@@ -136,7 +177,11 @@ def _per_layer(data: dict[str, Any]) -> list[str]:
     rows = [[str(i)] + [_num(s[i]) if s and i < len(s) else "-" for s in series] for i in range(n)]
     header = ["layer", "SimAOU", "SimAOU random", "SimAM before", "SimAM after", "SimAM delta", "Kendall",
               "Kendall (example)", "Kendall random", "top-k recall", "top-k recall (example)"]
-    return ["", "## Per layer", ""] + _table(header, rows)
+    lines = ["", "## Per layer", ""] + _table(header, rows)
+    if "change_recall" in data or "label_shift" in data:
+        lines += ["", "Rec2FTP, ChangeRecall and the label-distribution shift compare predictions and label "
+                  "distributions per query, not per layer: they are in the metrics table only."]
+    return lines
 
 
 def _plain(value: Any) -> str:

@@ -14,8 +14,9 @@ from typing import Any
 from .report_base import ReportPart, report_part
 
 __all__ = [
-    "AnalysisConfig", "ControlReport", "Environment", "Finetuning", "KendallSummary", "LabelCounts", "LayerSummary",
-    "RouteValues", "SimAMSummary", "SimAOUSummary", "Stability", "TopKLevel", "TopKRecall", "Versions",
+    "AnalysisConfig", "ChangeRecallCounts", "ControlReport", "Environment", "Finetuning", "KendallSummary", "LabelCounts",
+    "LabelShift", "LayerSummary", "MeanInterval", "Rec2FTPCounts", "RouteValues", "SimAMSummary", "SimAOUSummary",
+    "Stability", "TopKLevel", "TopKRecall", "Versions",
 ]
 
 Interval = list[float]  # [low, high]
@@ -93,6 +94,46 @@ class TopKRecall(ReportPart):
 
 
 @report_part
+class Rec2FTPCounts(ReportPart):
+    """Rec2FTP's counts: the queries FT fixes (FT correct, ZSL wrong) and how many of those ICL fixes too."""
+
+    ft_fixed: int | None
+    both_fixed: int | None
+
+
+@report_part
+class ChangeRecallCounts(ReportPart):
+    """ChangeRecall's counts: queries whose prediction ICL or FT changes from ZSL (``changed``), those both
+    change to the same label (``same_change``), and those each route changes."""
+
+    changed: int | None
+    same_change: int | None
+    icl_changed: int | None
+    ft_changed: int | None
+
+
+@report_part
+class MeanInterval(ReportPart):
+    """A per-query value's mean over queries and its bootstrap interval."""
+
+    mean: float | None
+    ci95: Interval | None
+
+
+@report_part
+class LabelShift(ReportPart):
+    """How far the label distributions move, per query, averaged over queries (Shen et al. 2024):
+    ``kl_a_b = KL(p_a || p_b)`` and ``tv_a_b = TV(p_a, p_b)`` between ICL and FT, and each from ZSL."""
+
+    kl_icl_ft: MeanInterval | None
+    tv_icl_ft: MeanInterval | None
+    kl_icl_zsl: MeanInterval | None
+    tv_icl_zsl: MeanInterval | None
+    kl_ft_zsl: MeanInterval | None
+    tv_ft_zsl: MeanInterval | None
+
+
+@report_part
 class LabelCounts(ReportPart):
     """Counts per label index (lists indexed like ``label_words``): the demonstrations used, the gold
     labels and each route's predictions (the untrained control holds ``predictions`` only)."""
@@ -135,10 +176,15 @@ class ControlReport(ReportPart):
 
     accuracy: RouteValues | None
     rec2ftp: float | None
+    rec2ftp_counts: Rec2FTPCounts | None
+    change_recall: float | None
+    change_recall_ci95: Interval | None
+    change_recall_counts: ChangeRecallCounts | None
     simaou: SimAOUSummary | None
     simam: SimAMSummary | None
     kendall: KendallSummary | None
     topk_recall: TopKRecall | None
+    label_shift: LabelShift | None
     label_counts: LabelCounts | None
     finetuning: Finetuning | None
 

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from . import metrics
+from .change_recall import change_recall, change_recall_bootstrap_ci, change_recall_counts
+from .label_shift import LABEL_SHIFTS, label_shift_scores, summarize_label_shift
 from .routes import RouteOutput
 
 __all__ = ["ScoreCollector"]
@@ -59,7 +61,9 @@ class ScoreCollector:
         self._order.extend(batch)
         for name, route in (("zsl", zsl), ("icl", icl), ("ft", ft)):
             self._put(f"pred_{name}", route.logprobs.argmax(axis=1))
-            self._put(f"logprobs_{name}", route.logprobs)
+            self._put(f"logprobs_{name}", route.logprobs)  # [B, n_labels] label-word scores
+        for key, values in label_shift_scores(zsl.logprobs, icl.logprobs, ft.logprobs).items():
+            self._put(key, values)  # [B] per query: kl_icl_ft, tv_icl_ft, kl_icl_zsl, ...
         self._put("simaou", metrics.simaou_scores(zsl.output, icl.output, ft.output))
         self._put("simaou_raw", metrics.simaou_scores(zsl.output, icl.output, ft.output, normalize=False))
         for part, values in metrics.simam_scores(zsl.own, icl.own, ft.own).items():
@@ -156,10 +160,15 @@ class ScoreCollector:
             "labels": [int(x) for x in labels],
             "rec2ftp": metrics.rec2ftp(correct["zsl"], correct["icl"], correct["ft"]),
             "rec2ftp_ci95": metrics.rec2ftp_bootstrap_ci(correct["zsl"], correct["icl"], correct["ft"], **boot),
+            "rec2ftp_counts": metrics.rec2ftp_counts(correct["zsl"], correct["icl"], correct["ft"]),
+            "change_recall": change_recall(preds["zsl"], preds["icl"], preds["ft"]),
+            "change_recall_ci95": change_recall_bootstrap_ci(preds["zsl"], preds["icl"], preds["ft"], **boot),
+            "change_recall_counts": change_recall_counts(preds["zsl"], preds["icl"], preds["ft"]),
             "simaou": _simaou(rows, boot),
             "simam": _simam(rows, boot),
             "kendall": _kendall(rows, boot, self.kendall_queries),
             "topk_recall": _topk_recall(rows, boot, self.kendall_queries, self.top_k),
+            "label_shift": summarize_label_shift({key: rows[key] for key in LABEL_SHIFTS}, **boot),
         }
 
     def visibility(self) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..analysis.options import AnalysisOptions
+from ..analysis.report_markdown import change_recall_text, rec2ftp_text
 from ..analysis.selection import SelectionArguments
 from ..arguments import ConfigError, MetaoptParser
 from ..loading import ModelArguments
@@ -97,11 +98,13 @@ def _check_push(out: OutputArguments) -> None:
 
 
 def _summary_line(report) -> str:
-    acc, rec = report["accuracy"], report["rec2ftp"]
+    acc, shift = report["accuracy"], report.get("label_shift") or {}
+    kl = (shift.get("kl_icl_ft") or {}).get("mean")
     return (
         f"accuracy ZSL {acc['zsl']:.3f}  ICL {acc['icl']:.3f}  FT {acc['ft']:.3f}; "
-        f"Rec2FTP {'n/a' if rec is None else round(rec, 3)}, SimAOU {report['simaou']['mean']:.3f}, "
-        f"SimAM {report['simam']['before']:.3f} -> {report['simam']['after']:.3f}, Kendall {report['kendall']['mean']:.3f}"
+        f"Rec2FTP {rec2ftp_text(report)}, SimAOU {report['simaou']['mean']:.3f}, "
+        f"SimAM {report['simam']['before']:.3f} -> {report['simam']['after']:.3f}, Kendall {report['kendall']['mean']:.3f}, "
+        f"ChangeRecall {change_recall_text(report)}, KL(ICL||FT) {'n/a' if kl is None else f'{kl:.3f}'}"
     )
 
 

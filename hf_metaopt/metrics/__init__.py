@@ -9,7 +9,8 @@
 ``evaluate.load("simaou")`` by bare name does not find them: evaluate looks for a ``simaou``
 folder in the working directory, then on the Hub, where these modules are not published.
 
-Each module delegates to :mod:`hf_metaopt.analysis.metrics`, so scores computed here equal
+Each module delegates to :mod:`hf_metaopt.analysis.metrics` (ChangeRecall to
+:mod:`hf_metaopt.analysis.change_recall`, the label shift to :mod:`hf_metaopt.analysis.label_shift`), so scores computed here equal
 those in an :class:`~hf_metaopt.ICLAnalysisReport`.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-METRICS = ("rec2ftp", "simaou", "simam", "kendall")
+METRICS = ("rec2ftp", "simaou", "simam", "kendall", "topk_recall", "change_recall", "label_shift")
 
 __all__ = ["METRICS", "load", "module_path"]
 
@@ -35,7 +36,8 @@ def load(name: str, **kwargs: Any):
     """``evaluate.load`` the packaged metric ``name``; no network access is needed.
 
     Args:
-        name: one of ``"rec2ftp"``, ``"simaou"``, ``"simam"``, ``"kendall"``.
+        name: one of :data:`METRICS`: ``"rec2ftp"``, ``"simaou"``, ``"simam"``, ``"kendall"``,
+            ``"topk_recall"``, ``"change_recall"``, ``"label_shift"``.
         **kwargs: passed to :func:`evaluate.load` (e.g. ``experiment_id``, ``keep_in_memory``).
     """
     import evaluate

@@ -20,3 +20,15 @@ REFERENCE_URLS = [
     "https://github.com/microsoft/LMOps/tree/main/understand_icl",
     "https://arxiv.org/abs/2311.07772",
 ]
+
+# The output-distribution comparison (the label_shift module).
+SHEN_CITATION = """\
+@inproceedings{shen2024pretrained,
+  title={Do pretrained Transformers Learn In-Context by Gradient Descent?},
+  author={Shen, Lingfeng and Mishra, Aayush and Khashabi, Daniel},
+  booktitle={Proceedings of the 41st International Conference on Machine Learning (ICML)},
+  year={2024}
+}
+"""
+
+SHEN_URL = "https://arxiv.org/abs/2310.08540"

@@ -29,6 +29,9 @@ FAMILIES = (
     ("Kendall and top-k recall", "Kendall's tau / top-k recall", (
         ("kendall", "Kendall, tokens"), ("kendall_random", "Kendall, random scores"), ("kendall_example", "Kendall, demonstrations"),
         ("recall_token", "top-k recall, tokens"), ("recall_token_random", "top-k recall, random ranking"))),
+    ("Agreement of predictions", "share of queries", (("rec2ftp", "Rec2FTP"), ("change_recall", "ChangeRecall"))),
+    ("Label-distribution shift", "KL (nats) / total variation", (
+        ("kl_icl_ft", "KL(ICL || FT)"), ("tv_icl_ft", "TV(ICL, FT)"), ("kl_icl_zsl", "KL(ICL || ZSL)"), ("kl_ft_zsl", "KL(FT || ZSL)"))),
 )
 PAPER_ACCURACY_INDEX = {"zsl": 0, "ft": 1, "icl": 2}  # where each setting is in the paper's accuracy triples
 _MARKERS = {"1.3B": "D", "2.7B": "^"}

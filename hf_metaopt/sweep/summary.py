@@ -1,8 +1,9 @@
 """A sweep's summary: per grid point (model, task, method, learning rate, control, balanced draw), mean ± std over seeds.
 
 Every metric of the report is summarised with its baseline (``docs/analysis.md``,
-"Metrics"): accuracies, Rec2FTP, SimAOU (+ random, unnormalised), SimAM (before, after,
-delta), Kendall and top-k recall at token and example level (+ random). Runs with the untrained control
+"Metrics"): accuracies, Rec2FTP (and its counts), SimAOU (+ random, unnormalised), SimAM (before,
+after, delta), Kendall and top-k recall at token and example level (+ random), ChangeRecall (and
+its counts) and the label-distribution shifts (KL and TV). Runs with the untrained control
 also summarise ``report["controls"]["untrained"]``. The standard deviation is the sample
 one (n - 1), undefined (``None``) for fewer than two values; ``None`` values (Rec2FTP when
 finetuning fixes nothing) are left out and ``n`` says how many values remain.
@@ -38,6 +39,17 @@ METRICS: dict[str, tuple[tuple[str, ...], str]] = {
     "recall_token_random": (("topk_recall", "token_level", "random_mean"), "top-k recall, token level, random ranking (baseline)"),
     "recall_example": (("topk_recall", "example_level", "mean"), "top-k recall, example level (k = 5)"),
     "recall_example_random": (("topk_recall", "example_level", "random_mean"), "top-k recall, example level, random ranking (baseline)"),
+    "rec2ftp_ft_fixed": (("rec2ftp_counts", "ft_fixed"), "Rec2FTP's denominator: queries FT fixes"),
+    "rec2ftp_both_fixed": (("rec2ftp_counts", "both_fixed"), "Rec2FTP's numerator: of those, queries ICL fixes too"),
+    "change_recall": (("change_recall",), "ChangeRecall (Deutch et al.)"),
+    "change_recall_changed": (("change_recall_counts", "changed"), "ChangeRecall's denominator: queries ICL or FT changes"),
+    "change_recall_same": (("change_recall_counts", "same_change"), "ChangeRecall's numerator: of those, queries both change alike"),
+    "kl_icl_ft": (("label_shift", "kl_icl_ft", "mean"), "KL(ICL || FT) of the label distributions (Shen et al.)"),
+    "kl_icl_zsl": (("label_shift", "kl_icl_zsl", "mean"), "KL(ICL || ZSL): the label shift ICL makes"),
+    "kl_ft_zsl": (("label_shift", "kl_ft_zsl", "mean"), "KL(FT || ZSL): the label shift finetuning makes"),
+    "tv_icl_ft": (("label_shift", "tv_icl_ft", "mean"), "TV(ICL, FT) of the label distributions (Shen et al.)"),
+    "tv_icl_zsl": (("label_shift", "tv_icl_zsl", "mean"), "TV(ICL, ZSL): the label shift ICL makes"),
+    "tv_ft_zsl": (("label_shift", "tv_ft_zsl", "mean"), "TV(FT, ZSL): the label shift finetuning makes"),
 }
 
 

@@ -1,4 +1,4 @@
-"""summary.md: the sweep's numbers in the layout of Dai et al.'s Tables 1-5, models side by side.
+"""summary.md: the sweep's numbers in the layout of Dai et al.'s Tables 1-5 (then top-k recall, ChangeRecall and the label shift), models side by side.
 
 One section per (method, learning rate, balanced demonstration draw); in each table a row per task (its mean ± std
 over seeds), the untrained control's row below it when the grid has that control, then
@@ -11,7 +11,7 @@ from typing import Any
 
 from .paper import PAPER, paper_task
 
-__all__ = ["TABLES", "model_numbers", "table_rows", "to_markdown"]
+__all__ = ["COUNTS", "TABLES", "model_numbers", "table_rows", "to_markdown"]
 
 # (title, metrics shown in each cell, percentages?)
 TABLES = (
@@ -21,7 +21,12 @@ TABLES = (
     ("Table 4: SimAM before / after finetuning / delta of the updates (Deutch et al.)", ("simam_before", "simam_after", "simam_delta"), False),
     ("Table 5: Kendall token level / random scores / example level / random scores", ("kendall", "kendall_random", "kendall_example", "kendall_example_random"), False),
     ("Table 6: top-k recall token level (k = 100) / random / example level (k = 5) / random", ("recall_token", "recall_token_random", "recall_example", "recall_example_random"), False),
+    ("Table 7: ChangeRecall (%, Deutch et al.)", ("change_recall",), True),
+    ("Table 8: label-distribution shift (Shen et al.), KL(ICL ‖ FT) / KL(ICL ‖ ZSL) / KL(FT ‖ ZSL)", ("kl_icl_ft", "kl_icl_zsl", "kl_ft_zsl"), False),
+    ("Table 9: label-distribution shift, TV(ICL, FT) / TV(ICL, ZSL) / TV(FT, ZSL)", ("tv_icl_ft", "tv_icl_zsl", "tv_ft_zsl"), False),
 )
+# A ratio of query counts shown with its counts summed over seeds: metric -> (numerator, denominator).
+COUNTS = {"rec2ftp": ("rec2ftp_both_fixed", "rec2ftp_ft_fixed"), "change_recall": ("change_recall_same", "change_recall_changed")}
 _SIZES = tuple(PAPER)
 
 
@@ -39,11 +44,26 @@ def _stat(stat: dict, pct: bool, n_seeds: int) -> str:
     return text + (f" (n={stat['n']})" if 0 < stat["n"] < n_seeds else "")
 
 
+def _total(stat: dict | None) -> int | None:
+    """A count summed over the seeds that recorded it (its mean times their number)."""
+    return None if not stat or stat.get("mean") is None else round(stat["mean"] * stat["n"])
+
+
+def _with_counts(text: str, values: dict, metric: str) -> str:
+    """``text`` and, for a ratio of query counts, its counts summed over seeds: ``75.0 ± 5.0 (12 of 16)``."""
+    if metric not in COUNTS:
+        return text
+    hits, total = (_total(values.get(name)) for name in COUNTS[metric])
+    return text if hits is None or total is None else f"{text} ({hits} of {total})"
+
+
 def _cell(values: dict | None, metrics: tuple, pct: bool, n_seeds: int | None) -> str:
     """``a / b / c`` for one model; ``n_seeds`` None: values are averages over tasks (plain numbers)."""
     if values is None:
         return ""
-    return " / ".join(_number(values[m], pct) if n_seeds is None else _stat(values[m], pct, n_seeds) for m in metrics)
+    if n_seeds is None:
+        return " / ".join(_number(values[m], pct) for m in metrics)
+    return " / ".join(_with_counts(_stat(values[m], pct, n_seeds), values, m) for m in metrics)
 
 
 def _paper_cell(size: str, task: str | None, metrics: tuple, pct: bool, tasks: list[str]) -> str:
@@ -122,7 +142,8 @@ def _header(summary: dict) -> list[str]:
         f"weights in {settings['dtype']}.",
         "",
         "Each cell: mean ± sample standard deviation over seeds (the mean alone with one seed; n=k: "
-        "over the k seeds where the metric is defined); "
+        "over the k seeds where the metric is defined; Rec2FTP and ChangeRecall with their counts summed "
+        "over seeds, \"12 of 16\"); "
         "*average* rows are the mean over tasks of the per-task means. Rows marked *untrained* are the "
         "same analysis on a randomly initialised copy of each model (Deutch et al.'s control). "
         "Paper: Dai et al. (2023), fairseq dense GPT 1.3B and 2.7B; accuracies per task (offline tasks: the "
