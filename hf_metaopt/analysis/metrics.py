@@ -517,7 +517,7 @@ def layer_bootstrap_ci(scores: Any, n_resamples: int = 1000, seed: int = 0, conf
     values = np.asarray(scores.detach().cpu().double() if hasattr(scores, "detach") else scores, dtype=np.float64)
     missing = np.isnan(values)
     arr = _array(np.where(missing, 0.0, values), "scores", ndim=2)  # the shape and finiteness checks, NaN apart
-    _check_bootstrap_args(n_resamples, confidence)
+    check_bootstrap_args(n_resamples, confidence)
     out: list[list[float] | None] = []
     for column, gone in zip(arr.T, missing.T):
         kept = column[~gone]
