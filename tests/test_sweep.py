@@ -326,7 +326,7 @@ def test_summary_html_holds_the_tables_the_curves_and_a_link_to_every_run(single
     data = json.loads(re.search(r'id="page-data">(.*?)</script>', page, re.S).group(1))
     ids = [chart["id"] for chart in data["charts"]]
     assert ids == [*(f"bars-0-{f}" for f in range(5)), "layers-0-0", "layers-0-1"]  # 5 metric families, then each model
-    curves = data["charts"][3]["figure"]
+    curves = data["charts"][5]["figure"]  # the first model's per-layer curves
     simaou = next(t for t in curves["data"] if t.get("name") == "rt_sentiment" and t.get("xaxis") in (None, "x"))
     label = Path(tiny_models[0]).name
     seeds = [r["simaou"]["per_layer"] for run, r in _reports(out).items() if run.startswith(f"{label}/") and "untrained" in run]
