@@ -218,7 +218,7 @@ class _LayerCausalTrainer(_ModelLossTrainer):
         self.layout = layout
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = self.layout.loss(self.accelerator.unwrap_model(model), inputs)
+        loss, outputs = self.layout.loss(model, inputs)
         return (loss, outputs) if return_outputs else loss
 
 

@@ -46,9 +46,11 @@ def _refusal(model: nn.Module, why: str) -> UnsupportedArchitectureError:
 
 
 def transformers_model(module: nn.Module) -> nn.Module:
-    """The transformers model inside ``module`` (a PEFT wrapper's base model), or ``module`` itself."""
+    """The transformers model inside ``module`` (a distributed wrapper's module, a PEFT wrapper's base model), or ``module``."""
+    from accelerate.utils import extract_model_from_parallel
     from transformers import PreTrainedModel
 
+    module = extract_model_from_parallel(module)
     if not isinstance(module, PreTrainedModel) and callable(getattr(module, "get_base_model", None)):
         return module.get_base_model()
     return module
