@@ -169,9 +169,7 @@ def test_the_analysis_runs_with_the_method_and_leaves_the_model_as_given(build, 
 
 
 def test_options_and_pipeline_finetune(tiny_tokenizer):
-    from transformers import pipeline
-
-    import hf_metaopt  # noqa: F401  registers the pipeline
+    from transformers import pipeline  # conftest's import of hf_metaopt registered "icl-analysis"
 
     assert AnalysisOptions(method="layer_causal").base_method == "kv" and AnalysisOptions(method="layer_causal").layer_causal
     assert AnalysisOptions(method="layer_causal_lora").base_method == "lora" and not AnalysisOptions().layer_causal
