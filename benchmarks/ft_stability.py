@@ -77,6 +77,8 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    from hf_metaopt.analysis.options import METHODS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["gemma3", "smollm2"], help="offline models (or Hub ids / folders).")
     parser.add_argument("--task", default="rt_sentiment")
@@ -84,7 +86,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, default=32, help="demonstrations.")
     parser.add_argument("--n-queries", type=int, default=48)
     parser.add_argument("--learning-rates", type=float, nargs="+", default=list(LEARNING_RATES))
-    parser.add_argument("--method", default="kv", choices=["kv", "lora", "full"])
+    parser.add_argument("--method", default="kv", choices=list(METHODS))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, help="write the rows as JSON here.")

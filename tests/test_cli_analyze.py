@@ -113,6 +113,26 @@ def test_balanced_demonstrations_flag_reaches_the_draw(monkeypatch, tmp_path, ti
     assert "## Label balance" in (out / "report.md").read_text()
 
 
+def test_analyze_with_the_layer_causal_method(monkeypatch, tmp_path, tiny_model_dir, reviews_csv, capsys):
+    from hf_metaopt.commands.analyze import make_parser
+
+    assert make_parser().parse_args_into_dataclasses(["--method", "layer_causal_lora"])[2].method == "layer_causal_lora"
+    out = tmp_path / "layer-causal"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+        "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--n-queries", 3, "--method", "layer_causal",
+        "--no-stability-check", "--n-bootstrap", 20, "--output-dir", out, "--no-progress",
+    )
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["method"] == "layer_causal" and report["finetuning"]["objective"] == "layer_causal"
+    assert "the layer-causal objective" in (out / "report.md").read_text()
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal of a choice
+        _main(monkeypatch, "analyze", "--method", "layer-causal", "--output-dir", tmp_path / "never", "--no-progress")
+    assert refused.value.code == 2 and not (tmp_path / "never").exists()
+    assert "invalid choice: 'layer-causal' (choose from 'kv', 'lora', 'full', 'layer_causal', 'layer_causal_lora')" in capsys.readouterr().err
+
+
 # More bad inputs, with the faults after the analysis, are the table of tests/test_cli_reliability.py.
 @pytest.mark.parametrize(
     "argv, message",

@@ -148,6 +148,19 @@ def test_the_balanced_axis_expands_the_grid_and_names_its_folders(tmp_path, tiny
     assert "## Finetuning `kv`, learning rate 0.01\n" in md and "## Finetuning `kv`, learning rate 0.01, balanced demonstrations" in md
 
 
+def test_the_methods_axis_takes_the_layer_causal_methods(tmp_path, tiny_models):
+    from hf_metaopt.sweep.config import parse_args
+    from hf_metaopt.sweep.grid import plan_sweep
+
+    args, shared = parse_args(["--config", str(TINY), "--models", tiny_models[1], "--controls", "none", "--seeds", "1",
+                               "--methods", "kv", "layer_causal", "layer_causal_lora", "--output_dir", str(tmp_path / "o")])
+    plan = plan_sweep(args, shared)
+    assert [job.relative_path.as_posix() for job in plan.jobs] == [
+        f"tiny-llama/rt_sentiment/{m}-lr0.01-none/seed-1" for m in ("kv", "layer_causal", "layer_causal_lora")]
+    assert [(job.options.method, job.options.base_method) for job in plan.jobs] == [
+        ("kv", "kv"), ("layer_causal", "kv"), ("layer_causal_lora", "lora")]
+
+
 def test_grid_progress_puts_analysis_bars_below_every_grid_bar():
     import io
 

@@ -30,6 +30,7 @@ from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
 from .inference import check_causal_lm, length_batches
+from .layer_causal import layer_causal_layout
 from ..model_id import model_identity
 from .label_balance import label_balance_notes, label_counts, prediction_counts
 from .notes import accuracy_notes, finetuning_notes, visibility_notes
@@ -156,7 +157,9 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.start_ids + ids for ids in prefix.demo_ids]  # each training example: start token + d_i
     losses, updates = LossRecorder(), None if skip_stability else ParameterUpdates()
-    loss_before = demonstration_loss(model, examples)
+    # The layer-causal methods' losses are their objective's; an unsupported model is refused here, before any training.
+    layout = layer_causal_layout(model, examples[0]) if options.layer_causal else None
+    loss_before = demonstration_loss(model, examples, layout)
     with _finetune_and_record(model, encoder, examples, prefix, options, bar, losses, updates) as (tuned, token_queries):
         collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed, top_k_tokens=options.top_k_tokens,
                                    top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries,
@@ -164,13 +167,14 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
         del token_queries
         _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
         with tuned.active():
-            loss_after = demonstration_loss(tuned.model, examples)
+            loss_after = demonstration_loss(tuned.model, examples, layout)
     # Leaving the block released the finetuned tensors (LoRA: removed the adapters) before anything
     # else, the float64 rerun and an untrained control included, is built.
     labels = [q["label"] for q in queries]
     summary = collector.summary(labels, options.n_bootstrap)
     notes += visibility_notes(collector.visibility(), len(prefix.demo_positions), model.config)
-    finetuning = finetuning_summary(losses.losses, loss_before, loss_after, options.learning_rate)
+    finetuning = finetuning_summary(losses.losses, loss_before, loss_after, options.learning_rate,
+                                    "layer_causal" if options.layer_causal else "causal_lm")
     if skip_stability:
         finetuning["stability"] = skipped_stability(skip_stability)
     else:

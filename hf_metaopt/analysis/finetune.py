@@ -19,6 +19,10 @@ Methods, and what :func:`finetuned` (the analysis's finetuning) holds beside the
   target a part of a fused layer, so GPT-2's ``c_attn`` is refused with an error (use
   ``"kv"``, which masks the Q part, or ``"full"``).
 - ``"full"``: every parameter trains, in a full copy of the model.
+- ``"layer_causal"`` / ``"layer_causal_lora"``: as ``"kv"`` / ``"lora"`` (what trains, what is
+  held, what is refused), but the loss is Deutch et al.'s layer-causal loss (:mod:`.layer_causal`):
+  every layer's input detached, the sum over layers of each layer's causal-LM loss. The model's
+  layout is found and checked before anything is copied or trained.
 
 A model that accelerate dispatched (``device_map``): with layers spread over devices, each
 trained tensor stays on its layer's device and the copies above keep accelerate's hooks. With
@@ -51,6 +55,7 @@ import torch
 from torch import nn
 from transformers import PrinterCallback, Trainer, TrainingArguments
 
+from .layer_causal import LayerCausalLayout, layer_causal_layout
 from .layout import UnsupportedArchitectureError, attention_layers, kv_parameter_names
 from .options import METHODS, AnalysisOptions
 
@@ -98,23 +103,27 @@ def prepare_kv(model: nn.Module) -> None:
             _mask_query_columns(layer.module.c_attn)
 
 
-def _lora_config(model: nn.Module):
+def _lora_config(model: nn.Module, method: str = "lora"):
     from peft import LoraConfig
 
     if any(layer.fused for layer in attention_layers(model)):
+        kv = "layer_causal" if method == "layer_causal_lora" else "kv"
         raise ValueError(
-            "method='lora' cannot target GPT-2's fused c_attn: PEFT adapts whole layers, so an adapter there would "
-            "also change the query projection. Use method='kv' (trains K and V, the Q columns masked) or "
+            f"method={method!r} cannot target GPT-2's fused c_attn: PEFT adapts whole layers, so an adapter there would "
+            f"also change the query projection. Use method={kv!r} (trains K and V, the Q columns masked) or "
             "method='full'."
         )
     return LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["k_proj", "v_proj"], bias="none")
 
 
-def prepare_lora(model: nn.Module, seed: int) -> nn.Module:
-    """``model`` wrapped by PEFT with rank-8 LoRA adapters on ``k_proj``/``v_proj``, initialised from ``seed``."""
+def prepare_lora(model: nn.Module, seed: int, method: str = "lora") -> nn.Module:
+    """``model`` wrapped by PEFT with rank-8 LoRA adapters on ``k_proj``/``v_proj``, initialised from ``seed``.
+
+    ``method`` (``"lora"`` or ``"layer_causal_lora"``) is named in the refusal of a fused ``c_attn``.
+    """
     from peft import get_peft_model
 
-    config = _lora_config(model)
+    config = _lora_config(model, method)
     torch.manual_seed(seed)  # the adapters' initialisation
     # In the model's own dtype: PEFT would otherwise upcast bfloat16/float16 adapters to float32.
     return get_peft_model(model, config, autocast_adapter_dtype=False)
@@ -161,7 +170,8 @@ def _swapped(swaps: list[tuple[nn.Module, str, nn.Module]]) -> Iterator[None]:
 
 
 @contextmanager
-def _kv_offloaded(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks) -> Iterator[FinetunedModel]:
+def _kv_offloaded(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks,
+                  layout: LayerCausalLayout | None = None) -> Iterator[FinetunedModel]:
     """K/V finetuning of an offloaded model: trainable K/V copies swapped into ``model`` (module docstring)."""
     swaps = [(layer.module, name, _plain_copy(getattr(layer.module, name)))
              for layer in attention_layers(model) for name in (["c_attn"] if layer.fused else ["k_proj", "v_proj"])]
@@ -175,7 +185,7 @@ def _kv_offloaded(model: nn.Module, examples, options: AnalysisOptions, on_train
             for _, _, module in swaps:
                 module.requires_grad_(True)
             with on_train_start(model) if on_train_start is not None else nullcontext():
-                _train(model, examples, options, callbacks)
+                _train(model, examples, options, callbacks, layout)
         state.restore()
         for _, _, module in swaps:
             _freeze(module)
@@ -280,6 +290,19 @@ class _ModelLossTrainer(Trainer):
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
 
+class _LayerCausalTrainer(_ModelLossTrainer):
+    """A ``Trainer`` whose loss is the layer-causal loss (:meth:`.LayerCausalLayout.loss`): every layer's input
+    detached, the sum over layers of each layer's causal-LM loss (each a mean over the example's shifted labels)."""
+
+    def __init__(self, *args, layout: LayerCausalLayout, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layout = layout
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = self.layout.loss(model, inputs)
+        return (loss, outputs) if return_outputs else loss
+
+
 def training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu: bool) -> TrainingArguments:
     """The paper's regime as ``TrainingArguments``: plain SGD, constant rate, one epoch, batch 1, in order, quiet."""
     return _OneDeviceArguments(
@@ -311,13 +334,17 @@ def training_arguments(output_dir: str, learning_rate: float, seed: int, on_cpu:
     )
 
 
-def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: AnalysisOptions, callbacks: Sequence) -> None:
-    """Train ``trained`` in place in the paper's regime; nothing of the ``Trainer`` outlives the call."""
+def _train(trained: nn.Module, examples: Sequence[Sequence[int]], options: AnalysisOptions, callbacks: Sequence,
+           layout: LayerCausalLayout | None = None) -> None:
+    """Train ``trained`` in place in the paper's regime (with ``layout``: the layer-causal loss); nothing of the
+    ``Trainer`` outlives the call."""
     on_cpu = all(p.device.type == "cpu" for p in trained.parameters())
     with tempfile.TemporaryDirectory(prefix="hf-metaopt-ft-") as out:
         args = training_arguments(out, options.learning_rate, options.seed, on_cpu)
-        trainer = _ModelLossTrainer(
-            model=trained, args=args, train_dataset=ExampleDataset(examples), data_collator=collate_examples, callbacks=list(callbacks)
+        kind, extra = (_ModelLossTrainer, {}) if layout is None else (_LayerCausalTrainer, {"layout": layout})
+        trainer = kind(
+            model=trained, args=args, train_dataset=ExampleDataset(examples), data_collator=collate_examples, callbacks=list(callbacks),
+            **extra,
         )
         # The Trainer's documented way to drop a default callback: with disable_tqdm, PrinterCallback
         # would print every step's log line to stdout; the losses reach LossRecorder instead.
@@ -394,13 +421,14 @@ def _merged_copy(peft_model) -> nn.Module:
 
 
 @contextmanager
-def _lora_in_place(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks) -> Iterator[FinetunedModel]:
+def _lora_in_place(model: nn.Module, examples, options: AnalysisOptions, on_train_start, callbacks,
+                   layout: LayerCausalLayout | None) -> Iterator[FinetunedModel]:
     """LoRA adapters trained on ``model`` itself, disabled outside ``active()``, removed on exit."""
     state = _ModelState.of(model)
     try:
-        peft_model = prepare_lora(model, options.seed)
+        peft_model = prepare_lora(model, options.seed, options.method)
         with on_train_start(model) if on_train_start is not None else nullcontext():
-            _train(peft_model, examples, options, callbacks)
+            _train(peft_model, examples, options, callbacks, layout)
         peft_model.base_model.disable_adapter_layers()
         state.restore()  # ZSL and ICL run the model as given: adapters disabled, flags and modes restored
         yield FinetunedModel(model, lambda: _adapters_enabled(peft_model), lambda: _merged_copy(peft_model))
@@ -421,8 +449,9 @@ def finetuned(
     """Finetune on ``examples`` and yield the :class:`FinetunedModel`, released (LoRA: removed) on exit.
 
     What is held beside ``model`` depends on the method (module docstring): ``"kv"`` copies
-    only the K/V projections, ``"lora"`` adds only adapters, ``"full"`` copies the model.
-    ``model`` is never changed, also when interrupted.
+    only the K/V projections, ``"lora"`` adds only adapters, ``"full"`` copies the model; a
+    layer-causal method holds what its base method holds. ``model`` is never changed, also
+    when interrupted.
 
     Args:
         model: a causal LM.
@@ -436,28 +465,30 @@ def finetuned(
     options = options or AnalysisOptions()
     if not examples:
         raise ValueError("`examples` is empty; finetuning needs at least one demonstration.")
-    if options.method == "lora" and not _offloaded(model):
-        with _lora_in_place(model, examples, options, on_train_start, callbacks) as tuned:
+    # Found and checked on the model as given, before anything is copied or trained; its module names hold for the copies.
+    layout = layer_causal_layout(model, examples[0]) if options.layer_causal else None
+    if options.base_method == "lora" and not _offloaded(model):
+        with _lora_in_place(model, examples, options, on_train_start, callbacks, layout) as tuned:
             yield tuned
         return
     # accelerate's Trainer preparation moves a model dispatched as one piece (a one-entry device map), which an
     # offloaded model refuses: that one is materialised below, as for the other methods.
-    if options.method == "kv" and _offloaded(model) and len(getattr(model, "hf_device_map", None) or {}) > 1:
-        with _kv_offloaded(model, examples, options, on_train_start, callbacks) as tuned:
+    if options.base_method == "kv" and _offloaded(model) and len(getattr(model, "hf_device_map", None) or {}) > 1:
+        with _kv_offloaded(model, examples, options, on_train_start, callbacks, layout) as tuned:
             yield tuned
         return
     tuned, trained = _trainable(model, options)
     with on_train_start(tuned) if on_train_start is not None else nullcontext():
-        _train(trained, examples, options, callbacks)
-    tuned = _freeze(trained.merge_and_unload() if options.method == "lora" else tuned)
+        _train(trained, examples, options, callbacks, layout)
+    tuned = _freeze(trained.merge_and_unload() if options.base_method == "lora" else tuned)
     del trained
-    shares = options.method == "kv" and not _offloaded(model)
+    shares = options.base_method == "kv" and not _offloaded(model)
     yield FinetunedModel(tuned, nullcontext, lambda: copy.deepcopy(tuned) if shares else tuned)
 
 
 def _trainable(model: nn.Module, options: AnalysisOptions) -> tuple[nn.Module, nn.Module]:
     """``(copy, module to train)``: the K/V copy sharing frozen tensors, else a full copy (LoRA-wrapped)."""
-    if options.method == "kv":
+    if options.base_method == "kv":
         tuned = _trainable_copy(model) if _offloaded(model) else _kv_copy(model)
         prepare_kv(tuned)
         shared = {p.data_ptr() for p in model.parameters()}
@@ -465,8 +496,8 @@ def _trainable(model: nn.Module, options: AnalysisOptions) -> tuple[nn.Module, n
             raise RuntimeError("a trained K/V parameter shares storage with the input model; refusing to train it.")
         return tuned, tuned
     tuned = _trainable_copy(model)
-    if options.method == "lora":
-        return tuned, prepare_lora(tuned, options.seed)
+    if options.base_method == "lora":
+        return tuned, prepare_lora(tuned, options.seed, options.method)
     return tuned.requires_grad_(True), tuned
 
 

@@ -15,9 +15,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
-__all__ = ["AnalysisOptions", "SharedOptions", "CONTROLS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS", "check_learning_rate"]
+__all__ = [
+    "AnalysisOptions", "SharedOptions", "CONTROLS", "LAYER_CAUSAL_METHODS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS",
+    "check_learning_rate",
+]
 
-METHODS = ("kv", "lora", "full")
+METHODS = ("kv", "lora", "full", "layer_causal", "layer_causal_lora")
+# Each layer-causal method trains what its base method trains, with the layer-causal loss
+# (docs/analysis.md, "Layer-causal finetuning"); everywhere else it behaves as its base method.
+LAYER_CAUSAL_METHODS = {"layer_causal": "kv", "layer_causal_lora": "lora"}
 POSITIONS = ("prediction", "label")
 CONTROLS = (None, "untrained")
 SPLITS = ("train", "dev", "test")
@@ -114,8 +120,11 @@ class AnalysisOptions(SharedOptions):
                   "in a seeded order) instead of the paper's unbalanced one; given demonstrations: chosen from them."},
     )
     learning_rate: float = field(default=1e-2, metadata={"help": "finetuning SGD learning rate (constant, no momentum)."})
-    method: Literal["kv", "lora", "full"] = field(
-        default="kv", metadata={"help": "what finetuning trains: kv (key/value projections), lora (PEFT on k/v) or full."}
+    method: Literal["kv", "lora", "full", "layer_causal", "layer_causal_lora"] = field(
+        default="kv",
+        metadata={"help": "what finetuning trains: kv (key/value projections), lora (PEFT on k/v), full, or layer_causal / "
+                          "layer_causal_lora (kv / lora with every layer's input detached and a loss at every layer, "
+                          "Deutch et al.)."},
     )
     seed: int = field(default=1, metadata={"help": "demonstration shuffle, training and bootstrap seed."})
     control: Literal["untrained"] | None = field(
@@ -131,6 +140,16 @@ class AnalysisOptions(SharedOptions):
         _choice("control", self.control, CONTROLS)
         if not isinstance(self.balanced_demonstrations, bool):
             raise ValueError(f"`balanced_demonstrations` must be True or False; got {self.balanced_demonstrations!r}.")
+
+    @property
+    def base_method(self) -> str:
+        """What finetuning trains: ``"kv"``, ``"lora"`` or ``"full"`` (a layer-causal method: its base method's)."""
+        return LAYER_CAUSAL_METHODS.get(self.method, self.method)
+
+    @property
+    def layer_causal(self) -> bool:
+        """Whether finetuning takes the layer-causal loss (``method`` ``layer_causal`` or ``layer_causal_lora``)."""
+        return self.method in LAYER_CAUSAL_METHODS
 
     @classmethod
     def from_kwargs(cls, base: "AnalysisOptions | None" = None, **kwargs: Any) -> "AnalysisOptions":

@@ -37,6 +37,8 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                  loss_before, loss_after,          mean loss on the demonstrations with the weights
                                                    before / after finetuning (None where inf/NaN)
                  learning_rate, diverged: bool, divergence: [reason],
+                 objective: "causal_lm" | "layer_causal",  the loss of these figures (the layer-causal
+                                                   methods': the sum over layers); absent before it
                  stability: {checked: true, perturbation: "float64 training", agreement, n_queries,
                              accuracy, update_relative_difference}
                             or {checked: false, reason}}

@@ -70,4 +70,7 @@ def finetuning_section(data: dict[str, Any]) -> list[str]:
     intro = ("Step i's loss is demonstration i's under the weights of the steps before it, so the curve mixes examples; "
              "the loss on all demonstrations before and after finetuning compares like with like. The stability rerun "
              "repeats the same finetuning in float64 and casts it back (`docs/analysis.md`, \"Finetuning stability\").")
+    if block.get("objective") == "layer_causal":
+        intro += (" Every loss here is the layer-causal objective the finetuning minimises: the sum over layers of each "
+                  "layer's causal-LM loss (`docs/analysis.md`, \"Layer-causal finetuning\").")
     return ["", "## Finetuning", "", intro, ""] + lines

@@ -159,12 +159,14 @@ class Stability(ReportPart):
 @report_part
 class Finetuning(ReportPart):
     """The FT route's training: loss per SGD step (``None`` where inf/NaN), mean loss on the demonstrations
-    before / after, divergence and the stability check."""
+    before / after, divergence and the stability check. ``objective`` names the loss: ``causal_lm``, or
+    ``layer_causal`` (the sum over layers) for the layer-causal methods; absent in reports before it."""
 
     loss_per_step: list[float | None] | None
     loss_before: float | None
     loss_after: float | None
     learning_rate: float | None
+    objective: str | None
     diverged: bool | None
     divergence: list[str] | None
     stability: Stability | None

@@ -4,7 +4,10 @@ Finetuning takes one SGD step per demonstration (batch size 1, in order), so the
 loss of step ``i`` is the loss of demonstration ``i`` under the weights of steps ``< i``:
 consecutive steps score *different* examples. The main divergence criterion is therefore
 the mean loss over all demonstrations with the weights before and after finetuning; the
-curve's criteria are secondary (``docs/analysis.md``, "Finetuning stability").
+curve's criteria are secondary (``docs/analysis.md``, "Finetuning stability"). Every loss here is
+the objective the finetuning minimises: the model's causal-LM loss, or for the layer-causal
+methods the layer-causal loss (the sum over layers, :mod:`.layer_causal`), so the criteria
+compare like with like.
 """
 
 from __future__ import annotations
@@ -17,8 +20,12 @@ from torch import nn
 from transformers import TrainerCallback
 
 from ..torch_utils import input_device
+from .layer_causal import LayerCausalLayout
 
-__all__ = ["LossRecorder", "RISE_MARGIN", "SPIKE_FACTOR", "demonstration_loss", "divergence", "finetuning_summary"]
+__all__ = ["LossRecorder", "OBJECTIVES", "RISE_MARGIN", "SPIKE_FACTOR", "demonstration_loss", "divergence", "finetuning_summary"]
+
+# ``report["finetuning"]["objective"]``: the loss every figure of the entry measures.
+OBJECTIVES = ("causal_lm", "layer_causal")
 
 # The last quarter's mean loss must exceed the first quarter's by this fraction to count as rising:
 # per-step losses are of different examples, so small differences are the examples', not the training's.
@@ -44,11 +51,15 @@ class LossRecorder(TrainerCallback):
 
 
 @torch.no_grad()
-def demonstration_loss(model: nn.Module, examples: Sequence[Sequence[int]]) -> float:
+def demonstration_loss(model: nn.Module, examples: Sequence[Sequence[int]], layout: LayerCausalLayout | None = None) -> float:
     """The mean over ``examples`` of the model's causal-LM loss on each (one forward each, no grad).
 
-    Each example's loss is the model's own mean over its shifted labels, as in training.
+    Each example's loss is the model's own mean over its shifted labels, as in training; with
+    ``layout``, the layer-causal loss (:meth:`.LayerCausalLayout.example_loss`), as the
+    layer-causal methods train.
     """
+    if layout is not None:
+        return sum(layout.example_loss(model, ids) for ids in examples) / len(examples)
     device = input_device(model)
     losses = []
     for ids in examples:
@@ -90,9 +101,14 @@ def divergence(loss_per_step: Sequence[float | None], loss_before: float | None,
 
 
 def finetuning_summary(
-    loss_per_step: Sequence[float], loss_before: float, loss_after: float, learning_rate: float
+    loss_per_step: Sequence[float], loss_before: float, loss_after: float, learning_rate: float, objective: str = "causal_lm"
 ) -> dict:
-    """``report["finetuning"]`` without its ``stability`` entry; inf/NaN losses become ``None`` (JSON)."""
+    """``report["finetuning"]`` without its ``stability`` entry; inf/NaN losses become ``None`` (JSON).
+
+    ``objective`` (one of :data:`OBJECTIVES`) names the loss the figures measure.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"`objective` must be one of {list(OBJECTIVES)}; got {objective!r}.")
     steps = [_finite(float(x)) for x in loss_per_step]
     before, after = _finite(float(loss_before)), _finite(float(loss_after))
     reasons = divergence(steps, before, after)
@@ -101,6 +117,7 @@ def finetuning_summary(
         "loss_before": before,
         "loss_after": after,
         "learning_rate": float(learning_rate),
+        "objective": objective,
         "diverged": bool(reasons),
         "divergence": reasons,
     }

@@ -48,7 +48,7 @@ class SweepArguments:
         default_factory=lambda: [_default(AnalysisOptions, "learning_rate")], metadata={"help": "finetuning SGD learning rates."}
     )
     methods: list[str] = field(
-        default_factory=lambda: [_default(AnalysisOptions, "method")], metadata={"help": "what finetuning trains: kv, lora and/or full."}
+        default_factory=lambda: [_default(AnalysisOptions, "method")], metadata={"help": "what finetuning trains: kv, lora, full, layer_causal and/or layer_causal_lora."}
     )
     controls: list[str] = field(
         default_factory=lambda: [_default(AnalysisOptions, "control")],
