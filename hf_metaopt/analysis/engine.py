@@ -12,6 +12,14 @@ finetuned tensors are released, the stability check reruns the finetuning in flo
 on a randomly initialised copy, built after the main run's finetuned tensors are released.
 Notes are return values, collected into the report. The per-query scores behind the report's
 means (:class:`~.query_scores.QueryScores`) come with it: ``result.scores`` and ``report.scores``.
+
+With ``permutations=P > 1`` the same demonstrations are analysed in ``P - 1`` more orders after the
+main run (:mod:`.orders`; the ICL prefix re-concatenated from the planned segments, the finetuning
+in the same order, the ZSL route's outputs kept from the main run and reused), one at a time, each
+leaving only its summary (``report["permutations"]``). The shuffled-label control
+(:mod:`.shuffled_labels`) analyses the pretrained model on relabelled demonstrations (ZSL reused
+too). Every finetuned copy is released before the next is made, and the verdict
+(:mod:`.verdict`) compares the main run with each control and baseline query by query.
 """
 
 from __future__ import annotations
@@ -35,16 +43,19 @@ from ..model_id import model_identity
 from .label_balance import label_balance_notes, label_counts, prediction_counts
 from .notes import accuracy_notes, finetuning_notes, visibility_notes
 from .options import AnalysisOptions
+from .orders import demonstration_orders, orders_report
 from .progress import AnalysisProgress
 from .plan import AnalysisPlan, plan_analysis
 from .prompts import IclPrefix, PromptEncoder, PromptFormat
 from .query_scores import QueryScores
 from .report import ICLAnalysisReport
-from .routes import RouteRunner
+from .routes import RouteOutput, RouteRunner
 from .scores import ScoreCollector
 from .scores_meta import scores_meta
+from .shuffled_labels import relabelled, shuffle_summary, shuffled_labels
 from .stability import ParameterUpdates, float64_stability, skipped_stability
-from .training_log import LossRecorder, demonstration_loss, finetuning_summary
+from .training_log import LossRecorder, demonstration_loss, finetuning_summary, recorded_losses
+from .verdict import verdict
 
 __all__ = ["AnalysisResult", "CONTROL_KEYS", "run_analysis", "run_planned", "untrained_copy"]
 
@@ -119,29 +130,52 @@ def run_planned(
     """Run the analysis of ``plan`` (:mod:`.plan`, made with this model's tokenizer and context length) on ``model``.
 
     ``provenance``: more facts for ``report["config"]`` (where the model came from), beside the plan's.
+    The steps, each releasing its finetuned tensors before the next builds any: the main run (order 0),
+    its float64 stability rerun, the other demonstration orders, the shuffled-label control, the
+    untrained control.
     """
     check_causal_lm(model)
     encoder, demos, queries, prompt = plan.encoder, plan.demonstrations, plan.queries, plan.encoder.prompt
+    orders = demonstration_orders(plan.prefix.n_demonstrations, options.permutations, options.seed)
     notes = list(plan.notes)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
-        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip, options.n_inspect)
+        # The ZSL route does not depend on the demonstrations: kept for the later orders and the shuffled-label control.
+        zsl = [] if len(orders) > 1 or "shuffled_labels" in options.controls else None
+        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip, options.n_inspect, keep_zsl=zsl)
         notes += main.notes
+        permutations = None
+        if len(orders) > 1:
+            summaries, losses = [main.summary], [main.finetuning["loss_per_step"]]
+            for order in orders[1:]:
+                summary, loss = _order_run(model, encoder, encoder.reordered(plan.prefix, order), queries, options, plan.pad_id,
+                                           bar, zsl)
+                summaries.append(summary)
+                losses.append(loss)
+            permutations = orders_report(orders, summaries, losses)
+            del summaries
         controls, control_rows = {}, {}
-        if options.control == "untrained":
+        if "shuffled_labels" in options.controls:
+            control, shuffle, control_notes = _shuffled_control(model, plan, options, bar, zsl)
+            control_rows["shuffled_labels"] = control.rows
+            controls["shuffled_labels"] = _control_report(control, len(prompt.label_words), shuffle=shuffle)
+            notes += [f"shuffled-label control: {n}" for n in control_notes + control.notes]
+        zsl = None
+        if "untrained" in options.controls:
             control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
                                      bar, "not run for the untrained control", n_inspect=0)
             control_rows["untrained"] = control.rows
-            controls["untrained"] = {k: control.summary[k] for k in CONTROL_KEYS}
-            controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
-            controls["untrained"]["finetuning"] = control.finetuning
+            controls["untrained"] = _control_report(control, len(prompt.label_words))
             notes += [f"untrained control: {n}" for n in control.notes]
+    controls = {name: controls[name] for name in options.controls}  # the order of CONTROL_NAMES
     counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
     config = _config(model, encoder, options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
-    report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "config": config,
-              "notes": notes, **(extra or {})}
+    judged = verdict(main.summary["labels"], main.rows, control_rows, kendall_queries=main.summary["kendall"]["n_queries"],
+                     n_bootstrap=options.n_bootstrap, seed=options.seed)
+    report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "verdict": judged,
+              **({"permutations": permutations} if permutations else {}), "config": config, "notes": notes, **(extra or {})}
     meta = scores_meta(plan, model.config, config, heads=main.heads, demo_visible=main.rows["demo_visible"],
                        n_inspect=len(main.inspected.get("query_index", ())), kendall_queries=main.summary["kendall"]["n_queries"],
                        controls=list(control_rows))
@@ -149,8 +183,39 @@ def run_planned(
     return AnalysisResult(ICLAnalysisReport(report).with_scores(scores), notes, scores)
 
 
+def _control_report(control: _ModelRun, n_labels: int, shuffle: dict | None = None) -> dict:
+    """``report["controls"][name]``: the summary keys of :data:`CONTROL_KEYS`, label counts and finetuning."""
+    report = {k: control.summary[k] for k in CONTROL_KEYS}
+    report["label_counts"] = {"predictions": prediction_counts(control.summary, n_labels)}
+    if shuffle is not None:
+        report["label_counts"]["demonstrations"] = [shuffle["labels"].count(i) for i in range(n_labels)]
+        report["shuffle"] = shuffle
+    report["finetuning"] = control.finetuning
+    return report
+
+
+def _shuffled_control(model, plan: AnalysisPlan, options: AnalysisOptions, bar, zsl) -> tuple[_ModelRun, dict, list[str]]:
+    """The shuffled-label control: the demonstrations used, their labels permuted, re-encoded and fitted to the context."""
+    encoder, demos = plan.encoder, plan.demonstrations[: plan.prefix.n_demonstrations]
+    original = [d["label"] for d in demos]
+    labels = shuffled_labels(original, options.seed)
+    prefix, notes = encoder.fit_prefix(relabelled(demos, labels), plan.queries, context_length(model))
+    kept = prefix.n_demonstrations
+    if len(set(original)) == 1:
+        notes.append("the demonstrations share one label, so shuffling leaves every label as it was: this control repeats "
+                     "the pretrained analysis.")
+    run = _analyze_model(model, encoder, prefix, plan.queries, options, plan.pad_id, bar, "not run for the shuffled-label control",
+                         n_inspect=0, zsl=zsl)
+    return run, shuffle_summary(original[:kept], labels[:kept]), notes
+
+
 def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
-                   skip_stability: str | None, n_inspect: int) -> _ModelRun:
+                   skip_stability: str | None, n_inspect: int, *, zsl: Sequence[RouteOutput] | None = None,
+                   keep_zsl: list | None = None) -> _ModelRun:
+    """One model's analysis on one prefix: finetune, score every batch, summarise, rerun in float64 (unless skipped).
+
+    ``zsl``: the ZSL outputs of every batch, reused instead of rerun; ``keep_zsl``: a list that collects them.
+    """
     notes: list[str] = []
     query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
@@ -165,7 +230,7 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
                                    top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries,
                                    n_inspect=n_inspect)
         del token_queries
-        _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar)
+        _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar, zsl, keep_zsl)
         with tuned.active():
             loss_after = demonstration_loss(tuned.model, examples, layout)
     # Leaving the block released the finetuned tensors (LoRA: removed the adapters) before anything
@@ -188,15 +253,40 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
                      collector.token_queries[0].shape[0])
 
 
+def _order_run(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
+               zsl: Sequence[RouteOutput]) -> tuple[dict, list[float | None]]:
+    """One more demonstration order: finetune in the prefix's order, score ICL and FT (ZSL reused); its summary and
+    its loss per step. Nothing else of it is kept (no per-query rows, no stability rerun, no loss before / after)."""
+    query_ids = [encoder.query_ids(q) for q in queries]
+    batches = length_batches(query_ids, options.batch_size)
+    bar.add_phase(prefix.n_demonstrations + len(batches))
+    examples = [encoder.start_ids + ids for ids in prefix.demo_ids]
+    losses = LossRecorder()
+    with _finetune_and_record(model, encoder, examples, prefix, options, bar, losses, None) as (tuned, token_queries):
+        collector = ScoreCollector(token_queries, prefix.demo_owner, options.seed, top_k_tokens=options.top_k_tokens,
+                                   top_k_examples=options.top_k_examples, kendall_queries=options.kendall_queries)
+        del token_queries
+        _score_batches(model, tuned, encoder, prefix, query_ids, batches, options, pad_id, collector, bar, zsl)
+    summary = collector.summary([q["label"] for q in queries], options.n_bootstrap)
+    return summary, recorded_losses(losses.losses)
+
+
 def _score_batches(model, tuned: FinetunedModel, encoder: PromptEncoder, prefix: IclPrefix, query_ids, batches,
-                   options: AnalysisOptions, pad_id: int, collector: ScoreCollector, bar) -> None:
-    """Every batch of queries through the ZSL, ICL and FT routes, scored into ``collector``."""
+                   options: AnalysisOptions, pad_id: int, collector: ScoreCollector, bar,
+                   zsl_outputs: Sequence[RouteOutput] | None = None, keep_zsl: list | None = None) -> None:
+    """Every batch of queries through the ZSL, ICL and FT routes, scored into ``collector``.
+
+    ``zsl_outputs``: each batch's ZSL output from an earlier run (same queries, same batches), used instead of
+    rerunning ZSL; ``keep_zsl``: a list to which each batch's ZSL output is appended (what the scores read of it).
+    """
     base = RouteRunner(model, encoder.label_ids, options.position, pad_id)
     ft_route = RouteRunner(tuned.model, encoder.label_ids, options.position, pad_id)
     cache = base.prefix_cache(prefix.ids) if options.fast else None
-    for batch in batches:
+    for b, batch in enumerate(batches):
         ids = [query_ids[i] for i in batch]
-        zsl = base.run(ids, encoder.start_ids)
+        zsl = zsl_outputs[b] if zsl_outputs is not None else base.run(ids, encoder.start_ids)
+        if keep_zsl is not None:
+            keep_zsl.append(RouteOutput(logprobs=zsl.logprobs, output=zsl.output, own=zsl.own))
         icl = base.run(ids, prefix.ids, cache=cache, demo_positions=prefix.demo_positions, inspect=collector.inspects(batch))
         with tuned.active():
             ft = ft_route.run(ids, encoder.start_ids)

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
-    "AnalysisOptions", "SharedOptions", "CONTROLS", "LAYER_CAUSAL_METHODS", "MAX_LEARNING_RATE", "METHODS", "POSITIONS", "SPLITS",
-    "check_learning_rate",
+    "AnalysisOptions", "SharedOptions", "CONTROL_NAMES", "CONTROLS", "LAYER_CAUSAL_METHODS", "MAX_LEARNING_RATE", "METHODS",
+    "POSITIONS", "SPLITS", "check_learning_rate", "control_names", "normalize_control",
 ]
 
 METHODS = ("kv", "lora", "full", "layer_causal", "layer_causal_lora")
@@ -25,7 +25,9 @@ METHODS = ("kv", "lora", "full", "layer_causal", "layer_causal_lora")
 # (docs/analysis.md, "Layer-causal finetuning"); everywhere else it behaves as its base method.
 LAYER_CAUSAL_METHODS = {"layer_causal": "kv", "layer_causal_lora": "lora"}
 POSITIONS = ("prediction", "label")
-CONTROLS = (None, "untrained")
+# The controls an analysis can add (docs/analysis.md, "Controls"), in the order they run and are named.
+CONTROL_NAMES = ("untrained", "shuffled_labels")
+CONTROLS = (None, "untrained", "shuffled_labels", "untrained+shuffled_labels")
 SPLITS = ("train", "dev", "test")
 # Larger rates overflow SGD's update step in float16 (largest value 65504) and wreck any model.
 MAX_LEARNING_RATE = 1e4
@@ -45,6 +47,30 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> float:
     return float(value)
 
 
+def normalize_control(value: Any) -> str | None:
+    """``control`` as :class:`AnalysisOptions` holds it: ``None`` or the names of :data:`CONTROL_NAMES` joined by ``+``.
+
+    Accepts ``None``, a name, names joined by ``+`` (``"untrained+shuffled_labels"``, in either order),
+    or a list / tuple of names (empty: ``None``); each name once. Anything else raises ``ValueError``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [part.strip() for part in value.split("+")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        names = [v.strip() for v in value]
+    else:
+        names = None
+    if names is None or any(n not in CONTROL_NAMES for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"`control` must be one of {list(CONTROLS)} (or a list of {list(CONTROL_NAMES)}, each once); got {value!r}.")
+    return "+".join(n for n in CONTROL_NAMES if n in names) or None
+
+
+def control_names(control: str | None) -> tuple[str, ...]:
+    """The controls of a ``control`` value: ``"untrained+shuffled_labels"`` -> ``("untrained", "shuffled_labels")``; ``None`` -> ``()``."""
+    return tuple(control.split("+")) if control else ()
+
+
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {list(allowed)}; got {value!r}.")
@@ -53,7 +79,8 @@ def _choice(name: str, value: Any, allowed: tuple) -> None:
 @dataclass(frozen=True)
 class SharedOptions:
     """The analysis options a sweep does not vary: every :class:`AnalysisOptions` field but the grid axes
-    (``seed``, ``learning_rate``, ``method``, ``control``, ``balanced_demonstrations``), validated the same way."""
+    (``seed``, ``learning_rate``, ``method``, ``control``, ``balanced_demonstrations``, ``permutations``), validated the
+    same way."""
 
     n_demonstrations: int = field(
         default=32, metadata={"help": "demonstrations: the task's train split shuffled with --seed, the first k (those that fit the context are used)."}
@@ -127,8 +154,15 @@ class AnalysisOptions(SharedOptions):
                           "Deutch et al.)."},
     )
     seed: int = field(default=1, metadata={"help": "demonstration shuffle, training and bootstrap seed."})
-    control: Literal["untrained"] | None = field(
-        default=None, metadata={"help": "untrained: also analyse a randomly initialised copy (Deutch et al.)."}
+    control: Literal["untrained", "shuffled_labels", "untrained+shuffled_labels"] | None = field(
+        default=None,
+        metadata={"help": "also analyse a control: untrained (a randomly initialised copy, Deutch et al.), shuffled_labels "
+                          "(the demonstrations' labels permuted, for ICL and FT alike), or both (untrained+shuffled_labels)."},
+    )
+    permutations: int = field(
+        default=1,
+        metadata={"help": "analyse the same demonstrations in this many orders (ICL prompt and FT training order permuted "
+                          "together; order 0 is the drawn order, the others seeded permutations) and report the spread."},
     )
 
     def __post_init__(self):
@@ -137,7 +171,8 @@ class AnalysisOptions(SharedOptions):
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ValueError(f"`seed` must be an integer; got {self.seed!r}.")
         _choice("method", self.method, METHODS)
-        _choice("control", self.control, CONTROLS)
+        object.__setattr__(self, "control", normalize_control(self.control))
+        _positive_int("permutations", self.permutations)
         if not isinstance(self.balanced_demonstrations, bool):
             raise ValueError(f"`balanced_demonstrations` must be True or False; got {self.balanced_demonstrations!r}.")
 
@@ -145,6 +180,11 @@ class AnalysisOptions(SharedOptions):
     def base_method(self) -> str:
         """What finetuning trains: ``"kv"``, ``"lora"`` or ``"full"`` (a layer-causal method: its base method's)."""
         return LAYER_CAUSAL_METHODS.get(self.method, self.method)
+
+    @property
+    def controls(self) -> tuple[str, ...]:
+        """The controls asked for, in the order they run: ``()``, ``("untrained",)``, ``("untrained", "shuffled_labels")``, ..."""
+        return control_names(self.control)
 
     @property
     def layer_causal(self) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 from .. import tasks
 from .inference import resolve_pad_id
 from .options import AnalysisOptions
+from .orders import check_orders
 from .prompts import IclPrefix, PromptEncoder, PromptFormat, validate_examples
 
 __all__ = ["AnalysisPlan", "plan_analysis", "plan_task", "prompt_format"]
@@ -63,7 +64,8 @@ def plan_analysis(
     context next to the longest query (dropped from the end, with a note).
 
     Raises:
-        ValueError: bad examples, label words or start token, no pad token, or not one demonstration fits.
+        ValueError: bad examples, label words or start token, no pad token, not one demonstration fits, or more
+            ``permutations`` than the demonstrations that fit have orders.
     """
     encoder = PromptEncoder(tokenizer, prompt, options.start_token)
     demos = validate_examples(demonstrations, "demonstrations", prompt)
@@ -74,6 +76,7 @@ def plan_analysis(
         demos = demos[: options.max_demonstrations]
     pad_id, pad_notes = resolve_pad_id(tokenizer)
     prefix, fit_notes = encoder.fit_prefix(demos, queries, max_length)
+    check_orders(prefix.n_demonstrations, options.permutations)
     return AnalysisPlan(encoder, demos[: prefix.n_demonstrations], queries, prefix, pad_id, notes + pad_notes + fit_notes,
                         dict(provenance or {}))
 

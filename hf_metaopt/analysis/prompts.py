@@ -219,18 +219,29 @@ class PromptEncoder:
 
     def prefix(self, demonstrations: Sequence[Mapping]) -> IclPrefix:
         """The ICL demonstration prefix for ``demonstrations`` in order."""
+        return self._assembled([self.demonstration_ids(ex) for ex in demonstrations])
+
+    def reordered(self, prefix: IclPrefix, order: Sequence[int]) -> IclPrefix:
+        """The prefix of ``prefix``'s demonstrations in ``order`` (indices into them), from their token ids.
+
+        The segments are re-concatenated, not re-tokenized: the result equals :meth:`prefix` of the
+        demonstrations in that order (``docs/analysis.md``, "Demonstration orders").
+        """
+        if sorted(order) != list(range(prefix.n_demonstrations)):
+            raise ValueError(f"`order` must be a permutation of 0..{prefix.n_demonstrations - 1}; got {list(order)}.")
+        return self._assembled([prefix.demo_ids[i] for i in order])
+
+    def _assembled(self, demo_ids: Sequence[Sequence[int]]) -> IclPrefix:
+        """Start token + ``d_1`` + separator + ... + ``d_k`` + separator, from each demonstration's token ids."""
         ids = list(self.start_ids)
         positions: list[int] = []
         owner: list[int] = []
-        demo_ids = []
-        for i, ex in enumerate(demonstrations):
-            d = self.demonstration_ids(ex)
-            demo_ids.append(d)
+        for i, d in enumerate(demo_ids):
             positions.extend(range(len(ids), len(ids) + len(d)))
             owner.extend([i] * len(d))
             ids.extend(d)
             ids.extend(self.separator_ids)
-        return IclPrefix(ids, positions, len(demonstrations), demo_ids, owner)
+        return IclPrefix(ids, positions, len(demo_ids), [list(d) for d in demo_ids], owner)
 
     def fit_prefix(
         self, demonstrations: Sequence[Mapping], queries: Sequence[Mapping], max_length: int | None

@@ -44,7 +44,28 @@ The dictionary schema (every float is a plain float, every list a JSON list;
                             or {checked: false, reason}}
     controls: {"untrained": {accuracy, rec2ftp, rec2ftp_counts, change_recall, change_recall_ci95,
                change_recall_counts, simaou, simam, kendall, topk_recall, label_shift,
-               label_counts: {predictions: {zsl, icl, ft}}, finetuning}} or {}
+               label_counts: {predictions: {zsl, icl, ft}}, finetuning},
+               "shuffled_labels": {the same keys; label_counts also with demonstrations;
+                                   shuffle: {labels, changed, n_demonstrations}}}
+              holding the controls asked for (config.control), or {}
+    verdict:  {alpha: 0.05, test: str, controls: [names],      absent in reports before it
+               rows: [{metric, name, alike: "higher" | "lower", value, ci95, n_queries, counts?,
+                       comparisons: {<control name> | "baseline": {name?, value, ci95, counts?,
+                                     difference, difference_ci95, p_value, exact, beyond}},
+                       beyond_all}]}
+               per metric (Rec2FTP, ChangeRecall, SimAOU, SimAOU unnormalised, SimAM after,
+               SimAM delta, Kendall token / example, top-k recall token / example, KL and TV
+               of ICL and FT): is the pretrained value beyond each control and baseline, by a
+               one-sided paired test over queries (docs/analysis.md, "Verdict")
+    permutations: only with permutations > 1: {n, orders: [[demonstration index]] (order 0 the
+               main body's), per_order: [{order, values: {accuracy_zsl, accuracy_icl, accuracy_ft,
+               rec2ftp, change_recall, simaou, simaou_unnormalized, simam_before, simam_after,
+               simam_delta, kendall_token, kendall_example, recall_token, recall_example, kl_icl_ft,
+               tv_icl_ft, kl_icl_zsl, tv_icl_zsl, kl_ft_zsl, tv_ft_zsl}, rec2ftp_counts,
+               change_recall_counts, predictions: {icl, ft}, loss_per_step}],
+               spread: {<value name>: {mean, std, min, max, n}},
+               agreement: {icl: {all_orders, pairwise}, ft: {all_orders, pairwise},
+                           icl_ft: {per_order, mean}}}
     config:   every AnalysisOptions field (n_demonstrations and n_queries replaced by the
                numbers used), template, label_words, separator, start_token_used,
                model, model_revision, task, split, demonstrations_used (ids), query_ids,
@@ -60,7 +81,7 @@ read-only mapping with these keys, read as ``report["simaou"]["mean"]`` or
 ``report.simaou.mean``. Keys absent from a report are absent as keys and ``None`` as
 attributes: reports of version 0.1 have no ``topk_recall``, ``label_counts``, ``finetuning``,
 ``kendall.n_queries`` or ``config.environment``, and older reports none of ``rec2ftp_counts``,
-``change_recall*`` or ``label_shift``. Keys not listed here are kept as given, so
+``change_recall*``, ``label_shift`` or ``verdict``. Keys not listed here are kept as given, so
 ``report.json`` files of any version load and save unchanged.
 
 The per-query scores behind the means are not a key: ``report.scores`` (a
@@ -89,8 +110,8 @@ from .report_base import ReportPart, report_part
 from .report_html import report_html
 from .report_markdown import PLOT_FILES, markdown, metric_rows
 from .report_parts import (
-    AnalysisConfig, ChangeRecallCounts, ControlReport, Finetuning, KendallSummary, LabelCounts, LabelShift, Rec2FTPCounts,
-    RouteValues, SimAMSummary, SimAOUSummary, TopKRecall,
+    AnalysisConfig, ChangeRecallCounts, ControlReport, Finetuning, KendallSummary, LabelCounts, LabelShift, Permutations,
+    Rec2FTPCounts, RouteValues, SimAMSummary, SimAOUSummary, TopKRecall, Verdict,
 )
 from .report_plots import plots
 from .report_push import HTML_FILE, push_analysis, stage_report
@@ -144,6 +165,8 @@ class ICLAnalysisReport(ReportPart):
     label_counts: LabelCounts | None
     finetuning: Finetuning | None
     controls: dict[str, ControlReport] | None
+    verdict: Verdict | None
+    permutations: Permutations | None
     config: AnalysisConfig
     notes: list[str] | None
     selection: dict[str, Any] | None

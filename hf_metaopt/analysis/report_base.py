@@ -9,8 +9,9 @@ query) is a key holding ``None``, while a key never given (``topk_recall`` in a 
 older or newer version, or added by a caller, like ``sweep``) are kept as given, readable by
 key, so a report survives loading and saving unchanged. Keys keep the order they were given in.
 
-A field annotated with a ``ReportPart`` subclass (or ``dict[str, <subclass>]``) turns the
-mapping it is given into that part, so nested parts are typed at every level.
+A field annotated with a ``ReportPart`` subclass (or ``dict[str, <subclass>]``, or
+``list[<subclass>]``) turns the mapping it is given into that part, so nested parts are typed at
+every level.
 """
 
 from __future__ import annotations
@@ -29,12 +30,15 @@ report_part = dataclasses.dataclass(init=False, repr=False, eq=False)
 
 
 def _part_type(annotation: Any) -> tuple[str, type] | None:
-    """``("part", cls)`` for ``cls`` or ``cls | None``, ``("dict", cls)`` for ``dict[str, cls]``; else ``None``."""
+    """``("part", cls)`` for ``cls`` or ``cls | None``, ``("dict", cls)`` for ``dict[str, cls]``, ``("list", cls)`` for
+    ``list[cls]``; else ``None``."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     if typing.get_origin(annotation) is None and isinstance(annotation, type) and issubclass(annotation, ReportPart):
         return "part", annotation
     if typing.get_origin(annotation) in (dict, Mapping) and len(args) == 2 and _part_type(args[1]):
         return "dict", args[1]
+    if typing.get_origin(annotation) is list and len(args) == 1 and _part_type(args[0]) == ("part", args[0]):
+        return "list", args[0]
     if len(args) == 1 and typing.get_origin(annotation) in (typing.Union, types.UnionType):
         return _part_type(args[0])
     return None
@@ -128,6 +132,10 @@ def _typed(owner: str, key: str, value: Any, kind: tuple[str, type] | None) -> A
         if isinstance(value, Mapping):
             return cls(value)
         raise TypeError(f"{owner} key {key!r} must be a mapping ({cls.__name__}); got {type(value).__name__}.")
+    if how == "list":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, Mapping) for v in value):
+            raise TypeError(f"{owner} key {key!r} must be a list of mappings ({cls.__name__}); got {value!r:.80}.")
+        return [v if isinstance(v, cls) else cls(v) for v in value]
     if not isinstance(value, Mapping) or not all(isinstance(v, Mapping) for v in value.values()):
         raise TypeError(f"{owner} key {key!r} must map names to mappings ({cls.__name__}); got {value!r:.80}.")
     return {k: v if isinstance(v, cls) else cls(v) for k, v in value.items()}

@@ -15,8 +15,9 @@ from .report_base import ReportPart, report_part
 
 __all__ = [
     "AnalysisConfig", "ChangeRecallCounts", "ControlReport", "Environment", "Finetuning", "KendallSummary", "LabelCounts",
-    "LabelShift", "LayerSummary", "MeanInterval", "Rec2FTPCounts", "RouteValues", "SimAMSummary", "SimAOUSummary",
-    "Stability", "TopKLevel", "TopKRecall", "Versions",
+    "LabelShift", "LayerSummary", "MeanInterval", "OrderAgreement", "OrderRun", "Permutations", "Rec2FTPCounts", "RouteValues",
+    "Shuffle", "SimAMSummary", "SimAOUSummary", "Spread", "Stability", "TopKLevel", "TopKRecall", "Verdict", "VerdictComparison",
+    "VerdictRow", "Versions",
 ]
 
 Interval = list[float]  # [low, high]
@@ -173,8 +174,18 @@ class Finetuning(ReportPart):
 
 
 @report_part
+class Shuffle(ReportPart):
+    """The shuffled-label control's demonstrations: their shuffled labels, how many got another label, how many there are."""
+
+    labels: list[int] | None
+    changed: int | None
+    n_demonstrations: int | None
+
+
+@report_part
 class ControlReport(ReportPart):
-    """The analysis repeated on a control model (``controls["untrained"]``: random weights)."""
+    """The analysis repeated on a control: ``controls["untrained"]`` (random weights) or ``controls["shuffled_labels"]``
+    (the pretrained model on the demonstrations with their labels shuffled; ``shuffle`` says how)."""
 
     accuracy: RouteValues | None
     rec2ftp: float | None
@@ -189,6 +200,92 @@ class ControlReport(ReportPart):
     label_shift: LabelShift | None
     label_counts: LabelCounts | None
     finetuning: Finetuning | None
+    shuffle: Shuffle | None
+
+
+@report_part
+class VerdictComparison(ReportPart):
+    """The pretrained value against one control or baseline: its value and interval (``counts`` [numerator,
+    denominator] for a ratio), the paired test's difference (beyond the control: pretrained minus control, or
+    control minus pretrained where lower means more alike), its interval and p-value, and whether it is beyond."""
+
+    name: str | None
+    value: float | None
+    ci95: Interval | None
+    counts: list[int] | None
+    difference: float | None
+    difference_ci95: Interval | None
+    p_value: float | None
+    exact: bool | None
+    beyond: bool | None
+
+
+@report_part
+class VerdictRow(ReportPart):
+    """One metric of the verdict: its value and interval, the direction that means "alike" (``higher`` or ``lower``),
+    one comparison per control and baseline (``comparisons["baseline"]``), and whether it is beyond all of them."""
+
+    metric: str | None
+    name: str | None
+    alike: str | None
+    value: float | None
+    ci95: Interval | None
+    counts: list[int] | None
+    n_queries: int | None
+    comparisons: dict[str, VerdictComparison] | None
+    beyond_all: bool | None
+
+
+@report_part
+class Verdict(ReportPart):
+    """Does ICL behave like finetuning on this model, by each metric, beyond its controls? (absent before it)"""
+
+    alpha: float | None
+    test: str | None
+    controls: list[str] | None
+    rows: list[VerdictRow] | None
+
+
+@report_part
+class Spread(ReportPart):
+    """A number's spread over the demonstration orders: mean, sample std, min, max, and over how many orders (defined)."""
+
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    n: int | None
+
+
+@report_part
+class OrderRun(ReportPart):
+    """One demonstration order's headline numbers (``values``), counts, ICL and FT predictions and training losses."""
+
+    order: int | None
+    values: dict[str, float | None] | None
+    rec2ftp_counts: Rec2FTPCounts | None
+    change_recall_counts: ChangeRecallCounts | None
+    predictions: dict[str, list[int]] | None
+    loss_per_step: list[float | None] | None
+
+
+@report_part
+class OrderAgreement(ReportPart):
+    """A route's predictions across orders: the share of queries alike in every order, the mean pairwise share."""
+
+    all_orders: float | None
+    pairwise: float | None
+
+
+@report_part
+class Permutations(ReportPart):
+    """The same demonstrations in ``n`` orders (``orders``: indices into the main order, order 0 first)."""
+
+    n: int | None
+    orders: list[list[int]] | None
+    per_order: list[OrderRun] | None
+    spread: dict[str, Spread] | None
+    agreement: dict[str, Any] | None
 
 
 @report_part
@@ -236,6 +333,7 @@ class AnalysisConfig(ReportPart):
     n_demonstrations: int | None
     n_queries: int | None
     control: str | None
+    permutations: int | None
     demonstrations_used: list[Any] | None
     query_ids: list[Any] | None
     dtype: str | None

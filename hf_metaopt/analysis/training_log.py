@@ -22,7 +22,8 @@ from transformers import TrainerCallback
 from ..torch_utils import input_device
 from .layer_causal import LayerCausalLayout
 
-__all__ = ["LossRecorder", "OBJECTIVES", "RISE_MARGIN", "SPIKE_FACTOR", "demonstration_loss", "divergence", "finetuning_summary"]
+__all__ = ["LossRecorder", "OBJECTIVES", "RISE_MARGIN", "SPIKE_FACTOR", "demonstration_loss", "divergence", "finetuning_summary",
+           "recorded_losses"]
 
 # ``report["finetuning"]["objective"]``: the loss every figure of the entry measures.
 OBJECTIVES = ("causal_lm", "layer_causal")
@@ -100,6 +101,11 @@ def divergence(loss_per_step: Sequence[float | None], loss_before: float | None,
     return reasons
 
 
+def recorded_losses(loss_per_step: Sequence[float]) -> list[float | None]:
+    """The per-step losses as the report holds them: floats, ``None`` where inf/NaN (JSON)."""
+    return [_finite(float(x)) for x in loss_per_step]
+
+
 def finetuning_summary(
     loss_per_step: Sequence[float], loss_before: float, loss_after: float, learning_rate: float, objective: str = "causal_lm"
 ) -> dict:
@@ -109,7 +115,7 @@ def finetuning_summary(
     """
     if objective not in OBJECTIVES:
         raise ValueError(f"`objective` must be one of {list(OBJECTIVES)}; got {objective!r}.")
-    steps = [_finite(float(x)) for x in loss_per_step]
+    steps = recorded_losses(loss_per_step)
     before, after = _finite(float(loss_before)), _finite(float(loss_after))
     reasons = divergence(steps, before, after)
     return {
