@@ -3,7 +3,8 @@
     python docs/screenshots.py --run runs/bbc_news-gemma3-<time> --sweep runs/sweep_offline --out docs/images
 
 writes ``report-explorer.png`` (the explorer of the run's report.html, at ``--query`` and ``--layer``)
-and ``sweep-summary.png`` (the top of summary.html), each a PNG under 400 KB. It needs Debian's
+and ``sweep-summary.png`` (the top of summary.html), each a PNG under 400 KB; with ``--headline`` also
+``report-headline.png`` (the run's headline: the verdict table, then the metrics and the accuracies). It needs Debian's
 ``chromium`` and ``chromium-driver`` (``apt-get install -y chromium chromium-driver``) and selenium
 (the ``dev`` extra); selenium drives the system chromedriver and never downloads one. Pages are
 opened from ``file://`` with the network switched off, as a reader opens a copied report.
@@ -122,6 +123,16 @@ def explorer_shot(driver, run_dir: Path, out: Path, query: int | None = None, la
     return _save_png(section.screenshot_as_png, out)
 
 
+def headline_shot(driver, run_dir: Path, out: Path) -> Path:
+    """A PNG of the run's headline section (the verdict table first)."""
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, run_dir / "report.html")
+    section = driver.find_element(By.ID, "headline")
+    driver.execute_script("arguments[0].scrollIntoView();", section)
+    return _save_png(section.screenshot_as_png, out)
+
+
 def summary_shot(driver, sweep_dir: Path, out: Path) -> Path:
     """A PNG of the top of the sweep's summary.html (its first tables and charts)."""
     open_page(driver, sweep_dir / "summary.html")
@@ -135,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/images"))
     parser.add_argument("--query", type=int, default=None, help="the query the explorer shows (default: the first inspected)")
     parser.add_argument("--layer", type=int, default=None, help="the layer index it shows (default: the middle layer)")
+    parser.add_argument("--headline", action="store_true", help="also report-headline.png: the run's headline (the verdict first)")
     args = parser.parse_args(argv)
     problem = chromium_available()
     if problem:
@@ -145,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     with chromium(1400, 2300) as driver:  # tall enough for the explorer's token panels
         if args.run:
             print(explorer_shot(driver, args.run, args.out / "report-explorer.png", args.query, args.layer))
+            if args.headline:
+                print(headline_shot(driver, args.run, args.out / "report-headline.png"))
     with chromium(1400, 1800) as driver:
         if args.sweep:
             print(summary_shot(driver, args.sweep, args.out / "sweep-summary.png"))

@@ -22,6 +22,7 @@ from ..model_id import display_name, hub_model_id, is_hub_id
 from ..tasks.paper import PAPER_TASKS
 from .label_shift import LABEL_SHIFTS
 from .report_markdown import LABEL_SHIFT_ROWS, change_recall_text, metric_rows, rec2ftp_text
+from .report_verdict import CONTROL_TITLES, cell_text, verdict_table
 
 __all__ = ["PAPER_TASK_DATASETS", "dataset_of", "eval_results_from_report", "render_analysis_card"]
 
@@ -61,7 +62,8 @@ def dataset_of(config: Mapping[str, Any]) -> tuple[str, str | None, str | None]:
 
 def _metric_values(report: Mapping[str, Any]) -> list[tuple[str, str, str | None, float | None]]:
     """(metric type, display name, metric config, value) for every metric the model-index holds:
-    the headline numbers, SimAM's delta, the random baselines and the untrained control's values."""
+    the headline numbers, SimAM's delta, the random baselines and each control's values (the verdict's
+    p-values are tests, not results of the model: they are in the card's table only)."""
     acc = report["accuracy"]
     simaou, simam, kendall = (_mapping(report.get(k)) for k in ("simaou", "simam", "kendall"))
     example_level = _mapping(kendall.get("example_level"))
@@ -87,19 +89,20 @@ def _metric_values(report: Mapping[str, Any]) -> list[tuple[str, str, str | None
     for control_name, control in _mapping(report.get("controls")).items():
         control = _mapping(control)
         c_acc, c_simaou, c_simam, c_kendall = (_mapping(control.get(k)) for k in ("accuracy", "simaou", "simam", "kendall"))
+        title = CONTROL_TITLES.get(control_name, f"{control_name} control")
         values += [
-            *(("accuracy", f"Accuracy ({route.upper()}), {control_name} control", f"{control_name}_control_{route}",
+            *(("accuracy", f"Accuracy ({route.upper()}), {title}", f"{control_name}_control_{route}",
                _finite(c_acc.get(route))) for route in ("zsl", "icl", "ft")),
-            ("rec2ftp", f"Rec2FTP, {control_name} control", f"{control_name}_control", _finite(control.get("rec2ftp"))),
-            ("simaou", f"SimAOU, {control_name} control", f"{control_name}_control", _finite(c_simaou.get("mean"))),
-            ("simam", f"SimAM after finetuning, {control_name} control", f"{control_name}_control_after_finetuning",
+            ("rec2ftp", f"Rec2FTP, {title}", f"{control_name}_control", _finite(control.get("rec2ftp"))),
+            ("simaou", f"SimAOU, {title}", f"{control_name}_control", _finite(c_simaou.get("mean"))),
+            ("simam", f"SimAM after finetuning, {title}", f"{control_name}_control_after_finetuning",
              _finite(c_simam.get("after"))),
-            ("simam", f"SimAM delta, {control_name} control", f"{control_name}_control_delta", _finite(c_simam.get("delta"))),
-            ("kendall_tau", f"Kendall, {control_name} control", f"{control_name}_control", _finite(c_kendall.get("mean"))),
-            *_topk_values(control, f", {control_name} control", f"{control_name}_control"),
-            ("change_recall", f"ChangeRecall, {control_name} control", f"{control_name}_control",
+            ("simam", f"SimAM delta, {title}", f"{control_name}_control_delta", _finite(c_simam.get("delta"))),
+            ("kendall_tau", f"Kendall, {title}", f"{control_name}_control", _finite(c_kendall.get("mean"))),
+            *_topk_values(control, f", {title}", f"{control_name}_control"),
+            ("change_recall", f"ChangeRecall, {title}", f"{control_name}_control",
              _finite(control.get("change_recall"))),
-            *_label_shift_values(control, f", {control_name} control", f"{control_name}_control"),
+            *_label_shift_values(control, f", {title}", f"{control_name}_control"),
         ]
     return values
 
@@ -210,22 +213,30 @@ def _metric_rows(report: Mapping[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
-def _control_rows(report: Mapping[str, Any]) -> dict[str, Any] | None:
-    controls = report.get("controls") or {}
-    if not controls:
+def _control_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per control the report holds, its table: ``{"name", "rows": [{"name", "value"}]}``."""
+    tables = []
+    for name, control in (report.get("controls") or {}).items():
+        acc = control.get("accuracy") or {}
+        rows = [{"name": f"Accuracy ({s.upper()})", "value": _fmt(acc.get(s), True)} for s in ("zsl", "icl", "ft") if s in acc]
+        rows.append({"name": "Rec2FTP", "value": rec2ftp_text(control)})  # a fraction, as in the main table
+        for key, label, sub in (("simaou", "SimAOU", "mean"), ("simam", "SimAM after finetuning", "after"), ("kendall", "Kendall", "mean")):
+            value = control.get(key)
+            rows.append({"name": label, "value": _fmt(value.get(sub) if isinstance(value, Mapping) else value)})
+        if "change_recall" in control:
+            rows.append({"name": "ChangeRecall", "value": change_recall_text(control)})
+        shift = _mapping(control.get("label_shift"))
+        rows += [{"name": label, "value": _fmt(_mapping(shift[key]).get("mean"))} for key, label, _ in LABEL_SHIFT_ROWS if key in shift]
+        tables.append({"name": {"untrained": "untrained model", "shuffled_labels": "shuffled labels"}.get(name, name), "rows": rows})
+    return tables
+
+
+def _verdict(report: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The verdict table as the card's Markdown cells (:func:`~.report_verdict.verdict_table`), or ``None``."""
+    table = verdict_table(report)
+    if table is None:
         return None
-    name, control = next(iter(controls.items()))
-    acc = control.get("accuracy") or {}
-    rows = [{"name": f"Accuracy ({s.upper()})", "value": _fmt(acc.get(s), True)} for s in ("zsl", "icl", "ft") if s in acc]
-    rows.append({"name": "Rec2FTP", "value": rec2ftp_text(control)})  # a fraction, as in the main table
-    for key, label, sub in (("simaou", "SimAOU", "mean"), ("simam", "SimAM after finetuning", "after"), ("kendall", "Kendall", "mean")):
-        value = control.get(key)
-        rows.append({"name": label, "value": _fmt(value.get(sub) if isinstance(value, Mapping) else value)})
-    if "change_recall" in control:
-        rows.append({"name": "ChangeRecall", "value": change_recall_text(control)})
-    shift = _mapping(control.get("label_shift"))
-    rows += [{"name": label, "value": _fmt(_mapping(shift[key]).get("mean"))} for key, label, _ in LABEL_SHIFT_ROWS if key in shift]
-    return {"name": f"{name} model", "rows": rows}
+    return {**table, "rows": [[cell_text(cell).replace("|", "\\|") for cell in row] for row in table["rows"]]}
 
 
 _SETTING_NAMES = (
@@ -300,6 +311,7 @@ def render_analysis_card(
         settings=_settings(config),
         metrics=_metric_rows(data),
         controls=_control_rows(data),
+        verdict=_verdict(data),
         plots=[{"title": Path(p).stem.replace("_", " "), "path": p} for p in plots],
         notes=[str(n) for n in data.get("notes") or []],
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .report_verdict import CONTROL_TITLES
+
 __all__ = ["finetuning_section"]
 
 
@@ -61,10 +63,10 @@ def finetuning_section(data: dict[str, Any]) -> list[str]:
         return []
     columns = [_column(block)]
     header = ["", "pretrained"]
-    control = ((data.get("controls") or {}).get("untrained") or {}).get("finetuning")
-    if control:
-        columns.append(_column(control))
-        header.append("untrained control")
+    for name, control in (data.get("controls") or {}).items():
+        if (control or {}).get("finetuning"):
+            columns.append(_column(control["finetuning"]))
+            header.append(CONTROL_TITLES.get(name, f"{name} control"))
     rows = [[name] + [c[i] for c in columns] for i, name in enumerate(ROWS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
     intro = ("Step i's loss is demonstration i's under the weights of the steps before it, so the curve mixes examples; "

@@ -1,4 +1,5 @@
-"""The headline table of report.html: each metric against its baseline and every control, read from report keys.
+"""The headline of report.html: the verdict first (:mod:`.report_verdict`), then each metric against its baseline and
+every control, read from report keys.
 
 One :class:`Row` per metric names where its value, its 95% interval and its baseline are in a
 report (key paths, ``docs/analysis.md`` defines the metrics); each control the report holds
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .report_curves import lookup
+from .report_verdict import verdict_table
 
 __all__ = ["ROWS", "Row", "headline"]
 
@@ -55,7 +57,8 @@ def _interval(value: Any) -> list[float] | None:
 
 
 def headline(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"controls": [names], "rows": [{name, percent, value, ci, baseline, baseline_name, controls: {name: {value, ci}}}]}``.
+    """``{"controls": [names], "rows": [{name, percent, value, ci, baseline, baseline_name, controls: {name: {value, ci}}}],
+    "verdict": verdict_table(data)}`` (the verdict ``None`` for a report without one).
 
     ``value`` is ``None`` where the metric is undefined (Rec2FTP when finetuning fixes no query).
     """
@@ -76,4 +79,4 @@ def headline(data: Mapping[str, Any]) -> dict[str, Any]:
             "controls": {name: {"value": lookup(c, row.value), "ci": _interval(lookup(c, row.ci)) if row.ci else None}
                          for name, c in controls.items()},
         })
-    return {"controls": list(controls), "rows": rows}
+    return {"controls": list(controls), "rows": rows, "verdict": verdict_table(data)}

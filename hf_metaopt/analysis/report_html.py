@@ -1,7 +1,9 @@
 """report.html: one self-contained page per analysis (``templates/report.html.j2``).
 
-Sections: the headline (accuracies with their intervals, each metric against its baseline and every
-control: :mod:`.report_headline`), the per-layer curves of every metric with interval bands and
+Sections: the headline (first the verdict, :mod:`.report_verdict`: per metric, beyond each control and
+baseline?; then accuracies with their intervals, each metric against its baseline and every
+control: :mod:`.report_headline`), the demonstration orders when the run has several
+(:mod:`.report_orders`), the per-layer curves of every metric with interval bands and
 controls (:mod:`.report_curves`, drawn with plotly, hover values), the per-query explorer when the
 run kept its per-query scores (:mod:`.report_explorer`), and the settings and notes. The page opens
 from ``file://`` without network (:mod:`.html_page`) and stays under :data:`PAGE_BUDGET` bytes for
@@ -21,6 +23,7 @@ from .report_curves import PanelCurves, layer_curves
 from .report_explorer import explorer_data, optional_arrays
 from .report_headline import headline
 from .report_markdown import SETTINGS, _plain
+from .report_orders import orders_table
 
 __all__ = ["PAGE_BUDGET", "accuracy_figure", "curves_figure", "report_html"]
 
@@ -124,6 +127,7 @@ def _context(data: Mapping[str, Any], scores: Any) -> dict[str, Any]:
         "config": config,
         "n_queries": len(data.get("labels") or []),
         "headline": headline(data),
+        "orders": orders_table(data),
         "charts": charts,
         "explorer": explorer_data(data, scores),
         "settings": _settings(config),

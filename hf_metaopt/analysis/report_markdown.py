@@ -7,6 +7,8 @@ from typing import Any
 
 from ..model_id import display_name
 from .report_finetuning import finetuning_section
+from .report_orders import orders_table
+from .report_verdict import CONTROL_TITLES, cell_text, verdict_table
 
 __all__ = ["LABEL_SHIFT_ROWS", "PLOT_FILES", "SETTINGS", "change_recall_text", "markdown", "metric_rows", "of_counts",
            "rec2ftp_text"]
@@ -124,8 +126,19 @@ def _metrics(data: dict[str, Any]) -> list[str]:
     return ["", "## ICL vs finetuning metrics", ""] + _table(["metric", "value", "95% interval", "baseline"], [list(r) for r in metric_rows(data)])
 
 
-def _control(data: dict[str, Any]) -> list[str]:
-    control = (data.get("controls") or {}).get("untrained")
+_CONTROL_INTROS = {
+    "untrained": ("Untrained control (Deutch et al.)",
+                  "The same analysis on a randomly initialised copy of the architecture, which cannot learn in context: "
+                  "metrics that score about as high here say little about ICL."),
+    "shuffled_labels": ("Shuffled-label control",
+                        "The same analysis of the pretrained model on the same demonstrations with their labels shuffled "
+                        "({changed} of {n} got another label; the label counts are unchanged), for ICL and FT alike: "
+                        "a similarity that holds on wrong labels says little about learning the task from them."),
+}
+
+
+def _control(data: dict[str, Any], name: str) -> list[str]:
+    control = (data.get("controls") or {}).get(name)
     if not control:
         return []
     acc, c_acc = data["accuracy"], control.get("accuracy", {})
@@ -143,11 +156,38 @@ def _control(data: dict[str, Any]) -> list[str]:
     ]
     if "change_recall" in control:
         rows.append(["ChangeRecall", change_recall_text(data), change_recall_text(control)])
-    rows += [[name, pick(data.get("label_shift") or {}, key, "mean"), pick(control.get("label_shift") or {}, key, "mean")]
-             for key, name, _ in LABEL_SHIFT_ROWS if key in (control.get("label_shift") or {})]
-    intro = ("The same analysis on a randomly initialised copy of the architecture, which cannot learn in context: "
-             "metrics that score about as high here say little about ICL.")
-    return ["", "## Untrained control (Deutch et al.)", "", intro, ""] + _table(["metric", "pretrained", "untrained"], rows)
+    rows += [[name_, pick(data.get("label_shift") or {}, key, "mean"), pick(control.get("label_shift") or {}, key, "mean")]
+             for key, name_, _ in LABEL_SHIFT_ROWS if key in (control.get("label_shift") or {})]
+    title, intro = _CONTROL_INTROS.get(name, (CONTROL_TITLES.get(name, name), ""))
+    shuffle = control.get("shuffle") or {}
+    intro = intro.format(changed=shuffle.get("changed", "?"), n=shuffle.get("n_demonstrations", "?"))
+    column = CONTROL_TITLES.get(name, name).removesuffix(" control")
+    return ["", f"## {title}", "", intro, ""] + _table(["metric", "pretrained", column], rows)
+
+
+def _controls(data: dict[str, Any]) -> list[str]:
+    return [line for name in (data.get("controls") or {}) for line in _control(data, name)]
+
+
+def _verdict(data: dict[str, Any]) -> list[str]:
+    table = verdict_table(data)
+    if table is None:
+        return []
+    rows = [[cell_text(cell) for cell in row] for row in table["rows"]]
+    return (["", f"## {table['question']}", ""] + _table(table["columns"], rows)
+            + ["", f"Beyond: more alike than the control at alpha {table['alpha']}, by a {table['test']}. "
+               "Intervals: bootstrap 95% over queries. Definitions: `docs/analysis.md`, \"Verdict\"."])
+
+
+def _orders(data: dict[str, Any]) -> list[str]:
+    table = orders_table(data)
+    if table is None:
+        return []
+    orders = "; ".join(f"order {i}: {', '.join(map(str, order))}" for i, order in enumerate(table["orders"]))
+    intro = (f"The same demonstrations in {table['n']} orders, the ICL prompt and the finetuning in the same order (Shen et al.; "
+             f"demonstrations numbered in the main order, which is order 0 and the rest of this report): {orders}.")
+    return (["", "## Demonstration orders", "", intro, ""] + _table(table["columns"], table["rows"]) + [""]
+            + [f"- {line}" for line in table["agreement"]])
 
 
 def _selection(data: dict[str, Any]) -> list[str]:
@@ -214,8 +254,8 @@ def _settings(data: dict[str, Any]) -> list[str]:
 
 def markdown(data: dict[str, Any], plots_dir: str | None) -> str:
     """report.md for a report dictionary; ``plots_dir`` links the PNGs (``None``: no plots)."""
-    lines = (_header(data) + _accuracy(data) + _label_balance(data) + _metrics(data) + finetuning_section(data) + _control(data)
-             + _selection(data) + _per_layer(data))
+    lines = (_header(data) + _verdict(data) + _accuracy(data) + _label_balance(data) + _metrics(data) + finetuning_section(data)
+             + _controls(data) + _orders(data) + _selection(data) + _per_layer(data))
     if plots_dir is not None:
         prefix = "" if plots_dir in (".", "") else plots_dir.rstrip("/") + "/"
         lines += ["", "## Plots", ""] + [f"![{name[:-4]}]({prefix}{name})" for name in PLOT_FILES]

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..analysis.options import AnalysisOptions
 from ..analysis.report_markdown import change_recall_text, rec2ftp_text
+from ..analysis.report_verdict import verdict_lines
 from ..analysis.selection import SelectionArguments
 from ..arguments import ConfigError, MetaoptParser
 from ..loading import ModelArguments
@@ -106,6 +107,24 @@ def _summary_line(report) -> str:
         f"SimAM {report['simam']['before']:.3f} -> {report['simam']['after']:.3f}, Kendall {report['kendall']['mean']:.3f}, "
         f"ChangeRecall {change_recall_text(report)}, KL(ICL||FT) {'n/a' if kl is None else f'{kl:.3f}'}"
     )
+
+
+def _verdict_lines(report) -> list[str]:
+    """The verdict, one compact line per metric, and the spread over demonstration orders when there are several."""
+    data = report.to_dict()
+    lines = verdict_lines(data)
+    if lines:
+        alpha = data["verdict"].get("alpha")
+        lines = [f"verdict (beyond each control and baseline? one-sided paired tests over queries, alpha {alpha}):"] + [
+            f"  {line}" for line in lines]
+    perm = data.get("permutations")
+    if perm:
+        spread, agreement = perm["spread"], perm["agreement"]
+        std = lambda name: "n/a" if spread[name]["std"] is None else f"{spread[name]['std']:.3f}"  # noqa: E731
+        lines.append(f"over {perm['n']} demonstration orders: std of accuracy ICL {std('accuracy_icl')}, FT {std('accuracy_ft')}, "
+                     f"SimAOU {std('simaou')}, Kendall {std('kendall_token')}; the same prediction in every order for "
+                     f"ICL {agreement['icl']['all_orders']:.3f}, FT {agreement['ft']['all_orders']:.3f} of the queries")
+    return lines
 
 
 def _push(run_dir, repo_id: str, token: str | None) -> int:
@@ -234,6 +253,8 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)
         print(_summary_line(result.report))
+        for line in _verdict_lines(result.report):
+            print(line)
         _save(folder, result.report)
     print(f"wrote {folder.path}/report.md, report.json, report.html, {SCORES_FILE} and the plots ({', '.join(PLOT_FILES)})")
     return _push(folder.path, out.repo_id, out.token) if out.push_to_hub else 0
