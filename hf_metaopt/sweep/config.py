@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from ..analysis.options import AnalysisOptions, SharedOptions
+from ..analysis.options import AnalysisOptions, SharedOptions, normalize_control
 from ..arguments import MetaoptParser, read_yaml_config
 from ..loading import DEFAULT_MODEL, ModelArguments
 from ..tasks import DEFAULT_TASK
@@ -25,7 +25,7 @@ __all__ = ["GRID_AXES", "SharedOptions", "SweepArguments", "make_parser", "parse
 
 # AnalysisOptions field -> the SweepArguments list that makes it a grid axis.
 GRID_AXES = {"seed": "seeds", "learning_rate": "learning_rates", "method": "methods", "control": "controls",
-             "balanced_demonstrations": "balanced"}
+             "balanced_demonstrations": "balanced", "permutations": "permutations"}
 _NO_CONTROL = ("none", "null", "")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -36,7 +36,8 @@ def _default(cls: type, name: str) -> Any:
 
 @dataclass(frozen=True)
 class SweepArguments:
-    """The grid (one job per model x task x method x learning rate x control x balanced x seed) and where runs go."""
+    """The grid (one job per model x task x method x learning rate x control x balanced x permutations x seed) and where
+    runs go."""
 
     models: list[str] = field(
         default_factory=lambda: [DEFAULT_MODEL],
@@ -52,12 +53,17 @@ class SweepArguments:
     )
     controls: list[str] = field(
         default_factory=lambda: [_default(AnalysisOptions, "control")],
-        metadata={"help": "null/none (the pretrained model only) and/or untrained (also a randomly initialised copy)."},
+        metadata={"help": "null/none (the pretrained model only), untrained (also a randomly initialised copy), shuffled_labels "
+                          "(also the demonstrations with shuffled labels) and/or untrained+shuffled_labels (both in one job)."},
     )
     # Strings on the command line (argparse would read "false" as True), booleans after __post_init__.
     balanced: list[str] = field(
         default_factory=lambda: [_default(AnalysisOptions, "balanced_demonstrations")],
         metadata={"help": "false (the paper's unbalanced demonstration draw) and/or true (balanced_demonstrations)."},
+    )
+    permutations: list[int] = field(
+        default_factory=lambda: [_default(AnalysisOptions, "permutations")],
+        metadata={"help": "demonstration orders per job (1: the drawn order only; e.g. 1 3): the spread over orders."},
     )
     output_dir: str = field(default="runs/sweep", metadata={"help": "one run folder per job below it, and the summary files."})
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = field(
@@ -76,8 +82,9 @@ class SweepArguments:
         # YAML reads 1e-3 as a string and lists from a YAML file bypass argparse's type conversion.
         object.__setattr__(self, "learning_rates", [_number(float, "learning_rates", v) for v in self.learning_rates])
         object.__setattr__(self, "seeds", [_number(int, "seeds", v) for v in self.seeds])
-        controls = [None if c is None or str(c).strip().lower() in _NO_CONTROL else c for c in self.controls]
-        object.__setattr__(self, "controls", controls)
+        object.__setattr__(self, "permutations", [_number(int, "permutations", v) for v in self.permutations])
+        controls = [None if c is None or (isinstance(c, str) and c.strip().lower() in _NO_CONTROL) else c for c in self.controls]
+        object.__setattr__(self, "controls", [_control(c) for c in controls])
         object.__setattr__(self, "balanced", [_boolean("balanced", v) for v in self.balanced])
         dtypes = typing.get_args(typing.get_type_hints(SweepArguments)["dtype"])
         if self.dtype not in dtypes:
@@ -101,6 +108,15 @@ def _number(kind: type, name: str, value: Any) -> Any:
     if kind is int and number != float(value):
         raise ValueError(f"`{name}` must hold integers; got {value!r}.")
     return number
+
+
+def _control(value: Any) -> Any:
+    """A ``controls`` entry as ``AnalysisOptions.control`` holds it (``[untrained, shuffled_labels]`` and
+    ``shuffled_labels+untrained`` are ``untrained+shuffled_labels``); a bad one is left for the job's options to refuse."""
+    try:
+        return normalize_control(value)
+    except ValueError:
+        return value
 
 
 def _boolean(name: str, value: Any) -> bool:

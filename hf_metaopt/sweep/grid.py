@@ -4,8 +4,9 @@
 and data sizes, model references, every job's :class:`~hf_metaopt.analysis.AnalysisOptions`,
 run folders a previous sweep left) and returns the :class:`SweepPlan` every process
 computes alike. A job's folder is
-``<output_dir>/<model>/<task>/<method>-lr<learning rate>-<control>[-balanced]/seed-<seed>``
-(``-balanced``: ``balanced_demonstrations``; the paper's unbalanced draw has no suffix).
+``<output_dir>/<model>/<task>/<method>-lr<learning rate>-<control>[-balanced][-orders<P>]/seed-<seed>``
+(``-balanced``: ``balanced_demonstrations``; ``-orders<P>``: ``permutations=P`` above 1; the paper's
+unbalanced draw in one order has no suffix, so the folders of earlier sweeps keep their names).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from .. import tasks
 from ..analysis.options import AnalysisOptions
+from ..analysis.orders import check_orders
 from ..loading import ModelArguments, check_model_reference, model_label
 from ..model_sources import local_copy
 from .config import GRID_AXES, SweepArguments
@@ -26,10 +28,11 @@ from .config import GRID_AXES, SweepArguments
 __all__ = ["Job", "SweepPlan", "grid_point_name", "plan_sweep"]
 
 
-def grid_point_name(method: str, learning_rate: float, control: str | None, balanced: bool = False) -> str:
-    """``kv-lr0.001-none`` (``kv-lr0.001-none-balanced``): the folder of one (method, learning rate, control,
-    balanced draw); ``repr`` keeps distinct rates distinct."""
-    return f"{method}-lr{learning_rate!r}-{control or 'none'}" + ("-balanced" if balanced else "")
+def grid_point_name(method: str, learning_rate: float, control: str | None, balanced: bool = False, permutations: int = 1) -> str:
+    """``kv-lr0.001-none`` (``kv-lr0.001-none-balanced``, ``kv-lr0.001-shuffled_labels-orders3``): the folder of one
+    (method, learning rate, control, balanced draw, number of demonstration orders); ``repr`` keeps distinct rates distinct."""
+    return (f"{method}-lr{learning_rate!r}-{control or 'none'}" + ("-balanced" if balanced else "")
+            + (f"-orders{permutations}" if permutations != 1 else ""))
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,8 @@ class Job:
     def relative_path(self) -> Path:
         """The run folder below the sweep's ``output_dir``."""
         o = self.options
-        return Path(self.model_label, self.task, grid_point_name(o.method, o.learning_rate, o.control, o.balanced_demonstrations),
-                    f"seed-{o.seed}")
+        return Path(self.model_label, self.task,
+                    grid_point_name(o.method, o.learning_rate, o.control, o.balanced_demonstrations, o.permutations), f"seed-{o.seed}")
 
     def record(self, dtype: str) -> dict[str, Any]:
         """What ``report["sweep"]`` holds: the grid point, so a rerun recognises (or refuses) the folder."""
@@ -89,7 +92,7 @@ class SweepPlan:
         if not isinstance(data, dict):
             raise ValueError(f"{report} holds a JSON {type(data).__name__}, not a run report; "
                              f"delete the folder {self.path(job)} to rerun that job.")
-        found, wanted = data.get("sweep"), job.record(self.args.dtype)
+        found, wanted = _with_defaults(data.get("sweep")), job.record(self.args.dtype)
         if found != wanted:
             raise ValueError(
                 f"{self.path(job)} holds a run with other settings than this sweep's grid point ({_differences(found, wanted)}); "
@@ -100,6 +103,15 @@ class SweepPlan:
     def pending(self) -> list[Job]:
         """The jobs whose run folders are not complete yet, in grid order."""
         return [job for job in self.jobs if not self.is_complete(job)]
+
+
+def _with_defaults(found: Any) -> Any:
+    """A finished run's record with the options it lacks at their defaults: a run made before an option existed
+    (``permutations``) ran as its default does."""
+    if not isinstance(found, dict) or not isinstance(found.get("options"), dict):
+        return found
+    defaults = AnalysisOptions().to_dict()
+    return {**found, "options": {**{k: v for k, v in defaults.items() if k not in found["options"]}, **found["options"]}}
 
 
 def _differences(found: Any, wanted: dict) -> str:
@@ -114,13 +126,14 @@ def _differences(found: Any, wanted: dict) -> str:
 
 
 def _implied_controls(args: SweepArguments) -> tuple[SweepArguments, list[str]]:
-    """Drop the null control where ``untrained`` is also asked for: an untrained job's report holds the
+    """Drop the null control where a control is also asked for: a controlled job's report holds the
     pretrained model's analysis too, so the null job would repeat it."""
-    if None not in args.controls or "untrained" not in args.controls:
+    if None not in args.controls or all(c is None for c in args.controls):
         return args, []
-    note = ("controls: [null, untrained] runs the pretrained analysis once: each untrained job's report holds it too, "
-            "so the null jobs are left out (the summary's pretrained rows come from the untrained jobs).")
-    return replace(args, controls=[c for c in args.controls if c is not None]), [note]
+    named = [c for c in args.controls if c is not None]
+    note = (f"controls: [null, {', '.join(map(str, named))}] runs the pretrained analysis once: each controlled job's report "
+            "holds it too, so the null jobs are left out (the summary's pretrained rows come from the controlled jobs).")
+    return replace(args, controls=named), [note]
 
 
 def _shared_options(shared: Any) -> AnalysisOptions:
@@ -131,16 +144,17 @@ def _shared_options(shared: Any) -> AnalysisOptions:
 
 
 def _axis_options(base: AnalysisOptions, args: SweepArguments) -> list[AnalysisOptions]:
-    """Every (method, learning rate, control, balanced, seed) as options (seeds innermost); a bad value names its list."""
+    """Every (method, learning rate, control, balanced, permutations, seed) as options (seeds innermost); a bad value
+    names its list."""
     for option, axis in GRID_AXES.items():
         for value in getattr(args, axis):
             try:
                 AnalysisOptions.from_kwargs(base, **{option: value})
             except (TypeError, ValueError) as err:
                 raise ValueError(f"`{axis}`: {err}") from None
-    product = itertools.product(args.methods, args.learning_rates, args.controls, args.balanced, args.seeds)
-    return [AnalysisOptions.from_kwargs(base, method=m, learning_rate=lr, control=c, balanced_demonstrations=b, seed=s)
-            for m, lr, c, b, s in product]
+    product = itertools.product(args.methods, args.learning_rates, args.controls, args.balanced, args.permutations, args.seeds)
+    return [AnalysisOptions.from_kwargs(base, method=m, learning_rate=lr, control=c, balanced_demonstrations=b, permutations=p,
+                                        seed=s) for m, lr, c, b, p, s in product]
 
 
 def _check_model(name: str) -> str:
@@ -184,6 +198,11 @@ def plan_sweep(args: SweepArguments, shared: Any) -> SweepPlan:
     base = _shared_options(shared)
     specs = {name: tasks.get_task(name) for name in args.tasks}
     per_point = _axis_options(base, args)
+    for permutations in args.permutations:  # the demonstrations that fit the context may be fewer: the analysis checks again
+        try:
+            check_orders(base.n_demonstrations, permutations)
+        except ValueError as err:
+            raise ValueError(f"`permutations`: {err}") from None
     labels = _labels(args.models)
     data = {}
     for name, spec in specs.items():

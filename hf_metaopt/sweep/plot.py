@@ -1,7 +1,7 @@
-"""summary.png: per (method, learning rate, balanced draw), one row per metric family and one column per model.
+"""summary.png: per (method, learning rate, balanced draw, orders), one row per metric family and one column per model.
 
-Each panel holds bars per task (mean over seeds, error bars: sample std over seeds), the untrained
-control as black crosses on the bars, and the paper's numbers (Dai et al., ``paper.py``): its
+Each panel holds bars per task (mean over seeds, error bars: sample std over seeds), the controls
+as crosses on the bars (untrained black, shuffled labels pink), and the paper's numbers (Dai et al., ``paper.py``): its
 per-task accuracies as markers on the accuracy bars of the tasks it has (or is built like), its
 six-task averages of the other metrics as bars of their own at the right. Every panel of a family
 shares one y scale, across models and settings; colours are :mod:`hf_metaopt.analysis.palette`'s.
@@ -16,7 +16,8 @@ import numpy as np
 
 from ..analysis.palette import color
 from .paper import PAPER, paper_task
-from .table import model_numbers
+from .summary import CONTROL_PARTS
+from .table import PART_NAMES, model_numbers, settings_of
 
 __all__ = ["FAMILIES", "PAPER_ACCURACY_INDEX", "family_points", "plot", "series_color", "settings_of"]
 
@@ -44,16 +45,11 @@ def series_color(metric: str, index: int) -> str:
     return color("baseline") if metric.endswith("_random") else color("", index)
 
 
-def settings_of(summary: dict) -> list[tuple]:
-    """The (method, learning rate, balanced draw) points of the summary, in grid order."""
-    return list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
-
-
 def family_points(summary: dict, setting: tuple, label: str) -> list[dict]:
-    """Per task, the model's pretrained and untrained numbers at ``setting`` (:func:`~.table.model_numbers`)."""
-    method, lr, balanced = setting
-    return [model_numbers(summary, "groups", method, lr, model_label=label, task=t, balanced_demonstrations=balanced)
-            for t in summary["grid"]["tasks"]]
+    """Per task, the model's pretrained and control numbers at ``setting`` (:func:`~.table.model_numbers`)."""
+    method, lr, balanced, permutations = setting
+    return [model_numbers(summary, "groups", method, lr, model_label=label, task=t, balanced_demonstrations=balanced,
+                          permutations=permutations) for t in summary["grid"]["tasks"]]
 
 
 def _stat(point: dict, part: str, metric: str, key: str = "mean") -> float:
@@ -82,10 +78,11 @@ def _panel(ax, tasks: list[str], points: list[dict], series: tuple, accuracy: bo
         ax.bar(offset, means, width, yerr=errors, capsize=2, color=hue, label=name, hatch="//" if baseline else None,
                alpha=0.6 if baseline else 1.0, error_kw={"elinewidth": 0.8})
         drawn += [m + e for m, e in zip(means, errors)] + [m - e for m, e in zip(means, errors)]
-        controls = [_stat(p, "untrained", metric) for p in points]
-        if any(math.isfinite(v) for v in controls):
-            ax.scatter(offset, controls, marker="x", color=color("untrained"), s=22, zorder=3, label="untrained control")
-            drawn += controls
+        for part in CONTROL_PARTS:
+            controls = [_stat(p, part, metric) for p in points]
+            if any(math.isfinite(v) for v in controls):
+                ax.scatter(offset, controls, marker="x", color=color(part), s=22, zorder=3, label=f"{PART_NAMES[part]} control")
+                drawn += controls
         for size in PAPER:
             if accuracy:
                 paper = [PAPER[size]["accuracy"][n][PAPER_ACCURACY_INDEX[metric]] / 100 if (n := paper_task(t)) else math.nan for t in tasks]
@@ -129,14 +126,15 @@ def plot(summary: dict) -> bytes:
     drawn: dict[int, list[float]] = {}
     axes: dict[int, list] = {}
     for s, setting in enumerate(settings):
-        method, lr, balanced = setting
         for m, label in enumerate(labels):
             points = family_points(summary, setting, label)
             for f, (title, axis, series) in enumerate(FAMILIES):
                 ax = fig.add_subplot(rows, columns, (s * len(FAMILIES) + f) * columns + m + 1)
                 drawn.setdefault(f, []).extend(_panel(ax, tasks, points, series, accuracy=f == 0))
                 axes.setdefault(f, []).append(ax)
-                where = f"{label}, {method}, lr {lr:g}" + (", balanced" if balanced else "")
+                method, lr, balanced, permutations = setting
+                where = (f"{label}, {method}, lr {lr:g}" + (", balanced" if balanced else "")
+                         + (f", {permutations} orders" if permutations > 1 else ""))
                 ax.set_title(f"{where}: {title}", fontsize=9)
                 ax.set_ylabel(axis, fontsize=8)
     for f, family_axes in axes.items():

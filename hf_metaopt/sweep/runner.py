@@ -234,7 +234,8 @@ def _read_reports(plan: SweepPlan) -> list[tuple[Job, dict]]:
 def write_summary(plan: SweepPlan) -> dict:
     """Write summary.json, summary.md, summary.png and summary.html into ``output_dir`` from the finished runs; return the summary."""
     args, out = plan.args, Path(plan.args.output_dir)
-    grid = {name: getattr(args, name) for name in ("models", "tasks", "seeds", "learning_rates", "methods", "controls", "balanced")}
+    grid = {name: getattr(args, name) for name in ("models", "tasks", "seeds", "learning_rates", "methods", "controls", "balanced",
+                                                   "permutations")}
     grid["model_labels"] = dict(plan.labels)
     settings = {**{f.name: getattr(plan.shared, f.name) for f in fields(plan.shared)}, "dtype": args.dtype}
     summary = summarize(_read_reports(plan), grid, settings)

@@ -1,7 +1,8 @@
 """summary.html: the sweep on one self-contained page (``templates/summary.html.j2``).
 
-Per (method, learning rate, balanced draw): the tables of summary.md (models x tasks, mean ± sample
-std over seeds, the untrained control's rows, the paper's numbers beside them), the bars of
+Per (method, learning rate, balanced draw, demonstration orders): the tables of summary.md (models x tasks,
+mean ± sample std over seeds, each control's rows, the paper's numbers beside them; with several orders
+their spread and agreement), the bars of
 summary.png as interactive charts (one y scale per metric family), and per model the per-layer
 curves of every metric (read from the runs' ``report.json``: one line per task, the mean over
 seeds with a band of ± one sample std over seeds, the untrained control and the baselines averaged
@@ -24,8 +25,9 @@ from ..analysis.report_curves import FAMILIES as CURVE_FAMILIES
 from ..analysis.report_curves import Curve, PanelCurves, lookup
 from ..analysis.report_html import curves_figure
 from .paper import PAPER, paper_task
-from .plot import FAMILIES, PAPER_ACCURACY_INDEX, family_points, series_color, settings_of
-from .table import TABLES, table_rows
+from .plot import FAMILIES, PAPER_ACCURACY_INDEX, family_points, series_color
+from .summary import CONTROL_PARTS
+from .table import PART_NAMES, grid_controls, section_tables, setting_title, settings_of, table_rows
 
 __all__ = ["summary_html"]
 
@@ -60,13 +62,14 @@ def _bars_figure(summary: dict, setting: tuple, labels: list[str], family: tuple
                         error_y=dict(type="data", array=err, thickness=1), legendgroup=name, showlegend=name not in shown,
                         hovertemplate=f"{name}: " + "%{y:.3f} ± %{error_y.array:.3f}<extra>%{x}</extra>", row=1, col=m + 1)
             shown.add(name)
-            controls = [_stat(p, "untrained", metric) for p in points]
-            if any(v is not None for v in controls):
-                fig.add_scatter(x=list(tasks), y=controls, mode="markers", name="untrained control", legendgroup="untrained",
-                                offsetgroup=metric,
-                                showlegend="untrained" not in shown, marker=dict(symbol="x", color=color("untrained"), size=9),
-                                hovertemplate=f"{name}, untrained control: " + "%{y:.3f}<extra>%{x}</extra>", row=1, col=m + 1)
-                shown.add("untrained")
+            for part in CONTROL_PARTS:
+                controls = [_stat(p, part, metric) for p in points]
+                if any(v is not None for v in controls):
+                    title = f"{PART_NAMES[part]} control"
+                    fig.add_scatter(x=list(tasks), y=controls, mode="markers", name=title, legendgroup=part, offsetgroup=metric,
+                                    showlegend=part not in shown, marker=dict(symbol="x", color=color(part), size=9),
+                                    hovertemplate=f"{name}, {title}: " + "%{y:.3f}<extra>%{x}</extra>", row=1, col=m + 1)
+                    shown.add(part)
             if accuracy:
                 for size, symbol in zip(PAPER, ("diamond", "triangle-up")):
                     paper = [PAPER[size]["accuracy"][n][PAPER_ACCURACY_INDEX[metric]] / 100 if (n := paper_task(t)) else None for t in tasks]
@@ -119,9 +122,10 @@ def _layer_panels(by_task: dict[str, list[dict]]) -> list[PanelCurves]:
                 if rows:
                     values, band = _mean_std(rows)
                     shown.curves.append(Curve(task, "metric", task, values, band))
-            controls = [v for v in (lookup((r.get("controls") or {}).get("untrained"), panel.path) for r in everything) if v]
-            if controls:
-                shown.curves.append(Curve("untrained control (mean over tasks)", "control", "untrained", _mean_std(controls)[0]))
+            for part in CONTROL_PARTS:
+                controls = [v for v in (lookup((r.get("controls") or {}).get(part), panel.path) for r in everything) if v]
+                if controls:
+                    shown.curves.append(Curve(f"{PART_NAMES[part]} control (mean over tasks)", "control", part, _mean_std(controls)[0]))
             baselines = [v for v in (lookup(r, panel.baseline) for r in everything) if v] if panel.baseline else []
             if baselines:
                 shown.curves.append(Curve(f"{panel.baseline_name} (mean over tasks)", "baseline", "baseline", _mean_std(baselines)[0]))
@@ -139,6 +143,7 @@ def _runs(summary: dict, out_dir: Path) -> list[dict]:
             page = "report.html" if (out_dir / run / "report.html").is_file() else "report.md"
             rows.append({"model": group["model_label"], "task": group["task"], "method": group["method"],
                          "learning_rate": group["learning_rate"], "control": group["control"], "seed": seed,
+                         "permutations": group.get("permutations", 1),
                          "balanced": group["balanced_demonstrations"], "accuracy": acc, "link": f"{run}/{page}", "page": page})
     return rows
 
@@ -149,15 +154,16 @@ def summary_html(summary: dict, out_dir: str | Path) -> str:
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
     sections, charts = [], []
     for s, setting in enumerate(settings_of(summary)):
-        method, lr, balanced = setting
-        tables = [{"title": title, "rows": table_rows(summary, method, lr, balanced, metrics, pct)} for title, metrics, pct in TABLES]
+        method, lr, balanced, permutations = setting
+        tables = [{"title": title, "rows": table_rows(summary, method, lr, balanced, metrics, pct, permutations)}
+                  for title, metrics, pct in section_tables(permutations)]
         ids = []
         for f, family in enumerate(FAMILIES):
             ids.append(f"bars-{s}-{f}")
             charts.append({"id": ids[-1], "figure": figure_json(_bars_figure(summary, setting, labels, family, accuracy=f == 0))})
         for m, label in enumerate(labels):
-            groups = [g for g in summary["groups"] if g["model_label"] == label and (g["method"], g["learning_rate"],
-                                                                                    g["balanced_demonstrations"]) == setting]
+            groups = [g for g in summary["groups"] if g["model_label"] == label and (
+                g["method"], g["learning_rate"], g["balanced_demonstrations"], g.get("permutations", 1)) == setting]
             by_task = {}
             for g in groups:
                 by_task.setdefault(g["task"], []).extend(_reports(out_dir, g["runs"]))
@@ -167,11 +173,11 @@ def summary_html(summary: dict, out_dir: str | Path) -> str:
                 title = f"{label}: per layer (mean over seeds, band ± 1 std over seeds)"
                 figure = curves_figure(title, _layer_panels(by_task), band_name="± 1 std over seeds")
                 charts.append({"id": ids[-1], "figure": figure_json(figure)})
-        sections.append({"title": f"Finetuning {method}, learning rate {lr:g}" + (", balanced demonstrations" if balanced else ""),
-                         "tables": tables, "charts": ids})
+        sections.append({"title": setting_title(setting).replace("`", ""), "tables": tables, "charts": ids})
     grid = summary["grid"]
     return render(
         "summary.html.j2", templates=TEMPLATES, title="ICL vs finetuning: sweep summary", grid=grid,
         settings=summary.get("settings", {}), labels=labels, paper_sizes=list(PAPER), sections=sections,
+        controls=[f"the {PART_NAMES[c]} control" for c in grid_controls(grid)], part_names=PART_NAMES,
         runs=_runs(summary, out_dir), page_data={"charts": charts},
     )

@@ -1,17 +1,22 @@
 """summary.md: the sweep's numbers in the layout of Dai et al.'s Tables 1-5 (then top-k recall, ChangeRecall and the label shift), models side by side.
 
-One section per (method, learning rate, balanced demonstration draw); in each table a row per task (its mean ± std
-over seeds), the untrained control's row below it when the grid has that control, then
-the average over tasks, and the paper's 1.3B and 2.7B numbers in the last columns.
+One section per (method, learning rate, balanced demonstration draw, number of demonstration orders); in each table
+a row per task (its mean ± std over seeds), each control's row below it when the grid has that control (untrained,
+shuffled labels), then the average over tasks, and the paper's 1.3B and 2.7B numbers in the last columns. A section
+of runs in several orders adds the tables of :data:`ORDER_TABLES`: the spread over orders (mean over seeds of each
+run's std over its orders) and the agreement of predictions across orders.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ..analysis.options import control_names
 from .paper import PAPER, paper_task
+from .summary import CONTROL_PARTS
 
-__all__ = ["COUNTS", "TABLES", "model_numbers", "table_rows", "to_markdown"]
+__all__ = ["COUNTS", "ORDER_TABLES", "PART_NAMES", "TABLES", "grid_controls", "model_numbers", "section_tables", "table_rows",
+           "to_markdown"]
 
 # (title, metrics shown in each cell, percentages?)
 TABLES = (
@@ -25,6 +30,16 @@ TABLES = (
     ("Table 8: label-distribution shift (Shen et al.), KL(ICL ‖ FT) / KL(ICL ‖ ZSL) / KL(FT ‖ ZSL)", ("kl_icl_ft", "kl_icl_zsl", "kl_ft_zsl"), False),
     ("Table 9: label-distribution shift, TV(ICL, FT) / TV(ICL, ZSL) / TV(FT, ZSL)", ("tv_icl_ft", "tv_icl_zsl", "tv_ft_zsl"), False),
 )
+# Sections of runs in several demonstration orders (Shen et al.): the spread over orders and the agreement across them.
+ORDER_TABLES = (
+    ("Table 10: std over demonstration orders (%, each run's over its orders, mean over seeds), accuracy ICL / FT / Rec2FTP",
+     ("order_std_icl", "order_std_ft", "order_std_rec2ftp"), True),
+    ("Table 11: std over demonstration orders, SimAOU / SimAM after finetuning / Kendall (tokens)",
+     ("order_std_simaou", "order_std_simam_after", "order_std_kendall"), False),
+    ("Table 12: agreement across demonstration orders (% of queries): ICL alike in every order / FT alike in every order / "
+     "ICL = FT (mean over orders)", ("order_same_icl", "order_same_ft", "order_icl_ft"), True),
+)
+PART_NAMES = {"untrained": "untrained", "shuffled_labels": "shuffled labels"}
 # A ratio of query counts shown with its counts summed over seeds: metric -> (numerator, denominator).
 COUNTS = {"rec2ftp": ("rec2ftp_both_fixed", "rec2ftp_ft_fixed"), "change_recall": ("change_recall_same", "change_recall_changed")}
 _SIZES = tuple(PAPER)
@@ -81,37 +96,44 @@ def _paper_cell(size: str, task: str | None, metrics: tuple, pct: bool, tasks: l
     return " / ".join("-" if m not in paper["average"] else _number(paper["average"][m], pct) for m in metrics)
 
 
+def grid_controls(grid: dict) -> list[str]:
+    """The controls any job of the grid runs, in the order of the summary's parts (``untrained``, ``shuffled_labels``)."""
+    asked = {name for control in grid.get("controls") or [] for name in control_names(control)}
+    return [name for name in CONTROL_PARTS if name in asked]
+
+
 def model_numbers(summary: dict, kind: str, method: str, lr: float, **match) -> dict[str, Any]:
-    """A model's pretrained and untrained numbers at (method, lr) and ``match`` from ``summary[kind]``.
+    """A model's pretrained numbers and each control's at (method, lr) and ``match`` from ``summary[kind]``.
 
     The pretrained numbers come from the runs without control when the grid has them (a run
-    with the untrained control analyses the pretrained model too, identically).
+    with a control analyses the pretrained model too, identically); a control's from the runs that have it.
     """
     entries = [e for e in summary[kind] if e["method"] == method and e["learning_rate"] == lr
-               and all(e[k] == v for k, v in match.items())]
+               and all(e.get(k, 1 if k == "permutations" else None) == v for k, v in match.items())]
     plain = [e for e in entries if e["control"] is None]
-    controlled = [e for e in entries if e["control"] == "untrained"]
-    return {
-        "pretrained": (plain or controlled)[0]["pretrained"] if entries else None,
-        "untrained": controlled[0]["untrained"] if controlled else None,
-        "n_seeds": len(entries[0]["seeds"]) if entries and "seeds" in entries[0] else None,
-    }
+    numbers = {"pretrained": (plain or entries)[0]["pretrained"] if entries else None,
+               "n_seeds": len(entries[0]["seeds"]) if entries and "seeds" in entries[0] else None}
+    for name in CONTROL_PARTS:
+        with_it = [e for e in entries if e.get(name) is not None]
+        numbers[name] = with_it[0][name] if with_it else None
+    return numbers
 
 
-def table_rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[dict[str, Any]]:
-    """The rows of one table at (method, lr, balanced draw): per task (and its untrained row), then the average.
+def table_rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool,
+               permutations: int = 1) -> list[dict[str, Any]]:
+    """The rows of one table at (method, lr, balanced draw, orders): per task (and each control's row), then the average.
 
-    Each row: ``{"task"`` (``None`` for the average), ``"part"`` (``pretrained`` or ``untrained``),
+    Each row: ``{"task"`` (``None`` for the average), ``"part"`` (``pretrained``, ``untrained`` or ``shuffled_labels``),
     ``"cells"`` (one per model label, in grid order), ``"paper"`` (one per paper size)``}``.
     """
     grid = summary["grid"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    parts = ["pretrained"] + (["untrained"] if "untrained" in grid["controls"] else [])
+    parts = ["pretrained"] + grid_controls(grid)
     rows = []
     for task in grid["tasks"] + [None]:
         kind, match = ("groups", {"task": task}) if task else ("averages", {})
-        points = [model_numbers(summary, kind, method, lr, model_label=label, balanced_demonstrations=balanced, **match)
-                  for label in labels]
+        points = [model_numbers(summary, kind, method, lr, model_label=label, balanced_demonstrations=balanced,
+                                permutations=permutations, **match) for label in labels]
         for part in parts:
             rows.append({
                 "task": task, "part": part,
@@ -121,10 +143,29 @@ def table_rows(summary: dict, method: str, lr: float, balanced: bool, metrics: t
     return rows
 
 
-def _rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple, pct: bool) -> list[str]:
+def section_tables(permutations: int) -> tuple:
+    """The tables of a section: :data:`TABLES`, and :data:`ORDER_TABLES` when its runs are in several orders."""
+    return TABLES + (ORDER_TABLES if permutations > 1 else ())
+
+
+def settings_of(summary: dict) -> list[tuple]:
+    """The (method, learning rate, balanced draw, demonstration orders) points of the summary, in grid order."""
+    return list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"], g.get("permutations", 1))
+                              for g in summary["groups"]))
+
+
+def setting_title(setting: tuple) -> str:
+    """``Finetuning `kv`, learning rate 0.01, balanced demonstrations, 3 demonstration orders``."""
+    method, lr, balanced, permutations = setting
+    return (f"Finetuning `{method}`, learning rate {lr:g}" + (", balanced demonstrations" if balanced else "")
+            + (f", {permutations} demonstration orders" if permutations > 1 else ""))
+
+
+def _rows(summary: dict, setting: tuple, metrics: tuple, pct: bool) -> list[str]:
+    method, lr, balanced, permutations = setting
     lines = []
-    for row in table_rows(summary, method, lr, balanced, metrics, pct):
-        name = (row["task"] or "**average**") + (", untrained" if row["part"] == "untrained" else "")
+    for row in table_rows(summary, method, lr, balanced, metrics, pct, permutations):
+        name = (row["task"] or "**average**") + (f", {PART_NAMES[row['part']]}" if row["part"] in PART_NAMES else "")
         lines.append(f"| {name} | " + " | ".join(row["cells"] + row["paper"]) + " |")
     return lines
 
@@ -132,11 +173,14 @@ def _rows(summary: dict, method: str, lr: float, balanced: bool, metrics: tuple,
 def _header(summary: dict) -> list[str]:
     grid, settings = summary["grid"], summary["settings"]
     models = ", ".join(f"{label} (`{name}`)" for name, label in grid["model_labels"].items())
-    controls = "with the untrained control" if "untrained" in grid["controls"] else "no control"
+    controls = grid_controls(grid)
+    controls = f"with the {' and the '.join(PART_NAMES[c] + ' control' for c in controls)}" if controls else "no control"
+    orders = grid.get("permutations") or [1]
     return [
         "# ICL vs finetuning: sweep summary",
         "",
-        f"Models: {models}. Tasks: {', '.join(grid['tasks'])}. Seeds: {', '.join(map(str, grid['seeds']))}; {controls}.",
+        f"Models: {models}. Tasks: {', '.join(grid['tasks'])}. Seeds: {', '.join(map(str, grid['seeds']))}; {controls}"
+        + (f"; demonstration orders: {', '.join(map(str, orders))}." if orders != [1] else "."),
         f"Up to {settings['n_demonstrations']} demonstrations (as many as fit the context), up to {settings['n_queries']} "
         f"queries from the {settings['split']} split, metrics read at the `{settings['position']}` position, "
         f"weights in {settings['dtype']}.",
@@ -145,7 +189,8 @@ def _header(summary: dict) -> list[str]:
         "over the k seeds where the metric is defined; Rec2FTP and ChangeRecall with their counts summed "
         "over seeds, \"12 of 16\"); "
         "*average* rows are the mean over tasks of the per-task means. Rows marked *untrained* are the "
-        "same analysis on a randomly initialised copy of each model (Deutch et al.'s control). "
+        "same analysis on a randomly initialised copy of each model (Deutch et al.'s control), rows marked *shuffled "
+        "labels* on the demonstrations with their labels shuffled, for ICL and FT alike. "
         "Paper: Dai et al. (2023), fairseq dense GPT 1.3B and 2.7B; accuracies per task (offline tasks: the "
         "paper task they are built like, in brackets; *average*: over those tasks), other metrics the paper's "
         "average over its six tasks. Definitions: `docs/analysis.md`.",
@@ -155,16 +200,15 @@ def _header(summary: dict) -> list[str]:
 def to_markdown(summary: dict, plot_file: str | None = "summary.png") -> str:
     """summary.md for a :func:`~hf_metaopt.sweep.summary.summarize` dictionary."""
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    settings = list(dict.fromkeys((g["method"], g["learning_rate"], g["balanced_demonstrations"]) for g in summary["groups"]))
     lines = _header(summary)
-    for method, lr, balanced in settings:
-        lines += ["", f"## Finetuning `{method}`, learning rate {lr:g}" + (", balanced demonstrations" if balanced else "")]
-        for title, metrics, pct in TABLES:
+    for setting in settings_of(summary):
+        lines += ["", f"## {setting_title(setting)}"]
+        for title, metrics, pct in section_tables(setting[3]):
             columns = labels + [f"paper {size}" for size in _SIZES]
             lines += ["", f"### {title}", "", "| task | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-            lines += _rows(summary, method, lr, balanced, metrics, pct)
+            lines += _rows(summary, setting, metrics, pct)
     if plot_file:
         lines += ["", f"![sweep summary]({plot_file})"]
     lines += ["", "Per-run reports (per-layer values, 95% intervals, notes, settings): "
-              "`<model>/<task>/<method>-lr<learning rate>-<control>[-balanced]/seed-<seed>/report.md`."]
+              "`<model>/<task>/<method>-lr<learning rate>-<control>[-balanced][-orders<P>]/seed-<seed>/report.md`."]
     return "\n".join(lines) + "\n"
