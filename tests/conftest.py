@@ -87,3 +87,26 @@ def gemma3_path():
         return offline.gemma3_dir()
     except offline.MissingAssetError as err:
         pytest.fail(str(err))
+
+
+@pytest.fixture(scope="session")
+def controlled_run(tmp_path_factory, tiny_tokenizer_dir):
+    """A tiny GPT-2's analysis of the toy reviews with both controls (untrained, shuffled labels), saved as a run folder.
+
+    ``(run_dir, report dict, options)``; exact sign-flip tests (2**5 patterns <= n_bootstrap), Kendall over 4 queries.
+    """
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from hf_metaopt.analysis import AnalysisOptions, PromptFormat, run_analysis
+    from toy_reviews import DEMOS, QUERIES, TEMPLATE, WORDS
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=4, vocab_size=400, n_positions=256,
+                                       bos_token_id=0, eos_token_id=0)).eval()
+    options = AnalysisOptions(learning_rate=0.1, batch_size=2, n_bootstrap=64, seed=3, control=["shuffled_labels", "untrained"],
+                              kendall_queries=4, stability_check=False)
+    result = run_analysis(model, AutoTokenizer.from_pretrained(tiny_tokenizer_dir), DEMOS, QUERIES,
+                          PromptFormat(TEMPLATE, tuple(WORDS), "\n"), options)
+    run_dir = result.report.save_pretrained(tmp_path_factory.mktemp("controlled") / "run")
+    return run_dir, result.report.to_dict(), options

@@ -133,6 +133,40 @@ def test_analyze_with_the_layer_causal_method(monkeypatch, tmp_path, tiny_model_
     assert "invalid choice: 'layer-causal' (choose from 'kv', 'lora', 'full', 'layer_causal', 'layer_causal_lora')" in capsys.readouterr().err
 
 
+def test_analyze_with_shuffled_labels_in_two_orders_opens_with_the_verdict(monkeypatch, tmp_path, tiny_model_dir, reviews_csv,
+                                                                          capsys):
+    from hf_metaopt.analysis.report_verdict import QUESTION
+
+    out = tmp_path / "verdict"
+    code = _main(
+        monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+        "--label-words", "Negative,Positive", "--n-demonstrations", 3, "--n-queries", 4, "--method", "layer_causal",
+        "--control", "shuffled_labels", "--permutations", 2, "--no-stability-check", "--n-bootstrap", 20, "--output-dir", out,
+        "--no-progress",
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "verdict (beyond each control and baseline?" in printed
+    assert "  SimAOU " in printed and "shuffled labels " in printed and "-> beyond all: " in printed
+    assert "over 2 demonstration orders: std of accuracy ICL " in printed
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["control"] == "shuffled_labels" and report["config"]["permutations"] == 2
+    assert list(report["controls"]) == ["shuffled_labels"] and report["permutations"]["n"] == 2
+    assert report["verdict"]["controls"] == ["shuffled_labels"]
+    markdown = (out / "report.md").read_text()
+    assert [line for line in markdown.splitlines() if line.startswith("## ")][0] == f"## {QUESTION}"
+    assert "untrained control" not in markdown.split("## Accuracy")[0]  # a column for the control run only
+    assert "## Demonstration orders" in markdown
+    with pytest.raises(SystemExit) as refused:  # argparse's refusal of a choice
+        _main(monkeypatch, "analyze", "--control", "shuffled", "--output-dir", tmp_path / "never", "--no-progress")
+    assert refused.value.code == 2 and "choose from 'untrained', 'shuffled_labels', 'untrained+shuffled_labels'" in capsys.readouterr().err
+    assert _main(monkeypatch, "analyze", "--model", tiny_model_dir, "--data-file", reviews_csv, "--template", "Review: {text} Sentiment:",
+                 "--label-words", "Negative,Positive", "--n-demonstrations", 2, "--permutations", 3,
+                 "--output-dir", tmp_path / "never", "--no-progress") == 2
+    assert "permutations=3 asks for more orders than the 2 demonstration(s) used have: only 2 distinct order(s)" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()
+
+
 # More bad inputs, with the faults after the analysis, are the table of tests/test_cli_reliability.py.
 @pytest.mark.parametrize(
     "argv, message",

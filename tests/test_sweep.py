@@ -148,6 +148,67 @@ def test_the_balanced_axis_expands_the_grid_and_names_its_folders(tmp_path, tiny
     assert "## Finetuning `kv`, learning rate 0.01\n" in md and "## Finetuning `kv`, learning rate 0.01, balanced demonstrations" in md
 
 
+def test_the_permutations_axis_and_the_shuffled_label_control_in_folders_and_summary(tmp_path, tiny_models):
+    from hf_metaopt.sweep.config import parse_args
+    from hf_metaopt.sweep.grid import plan_sweep
+    from hf_metaopt.sweep.summary import summarize
+    from hf_metaopt.sweep.summary_html import summary_html
+    from hf_metaopt.sweep.table import to_markdown
+
+    args, shared = parse_args(["--config", str(TINY), "--models", tiny_models[0], "--controls", "null", "shuffled_labels+untrained",
+                               "--permutations", "1", "3", "--output_dir", str(tmp_path / "o")])
+    assert args.controls == [None, "untrained+shuffled_labels"] and args.permutations == [1, 3]
+    plan = plan_sweep(args, shared)
+    assert any("the null jobs are left out" in n for n in plan.notes)  # a controlled job holds the pretrained analysis
+    paths = [job.relative_path.as_posix() for job in plan.jobs]
+    assert paths == [f"tiny-gpt2/rt_sentiment/kv-lr0.01-untrained+shuffled_labels{suffix}/seed-{s}"
+                     for suffix in ("", "-orders3") for s in (1, 2)]  # one order: the folder name of before
+    assert [job.options.permutations for job in plan.jobs] == [1, 1, 3, 3]
+    assert parse_args(["--config", str(TINY)])[0].permutations == [1]
+    with pytest.raises(ValueError, match="`permutations`: permutations=10 asks for more orders than the 3 demonstration"):
+        plan_sweep(*parse_args(["--config", str(TINY), "--models", tiny_models[0], "--permutations", "10"]))
+    with pytest.raises(ValueError, match="`controls`: `control` must be one of"):
+        plan_sweep(*parse_args(["--config", str(TINY), "--models", tiny_models[0], "--controls", "untrained+untrained"]))
+    # A run made before the permutations option existed is that option's default: its folder is recognised, not refused.
+    record = plan.jobs[0].record(args.dtype)
+    del record["options"]["permutations"]
+    (plan.path(plan.jobs[0])).mkdir(parents=True)
+    (plan.path(plan.jobs[0]) / "report.json").write_text(json.dumps({"sweep": record}))
+    assert plan.is_complete(plan.jobs[0])
+
+    def report(seed, orders):
+        """A report whose ICL accuracy over its orders has std 0.1 * seed, and its controls'."""
+        acc = {"zsl": 0.5, "icl": 0.75, "ft": 0.5}
+        data = {"accuracy": acc, "simaou": {"mean": 0.2}, "controls": {
+            "untrained": {"accuracy": {**acc, "icl": 0.4}, "simaou": {"mean": 0.1}},
+            "shuffled_labels": {"accuracy": {**acc, "icl": 0.6}, "simaou": {"mean": 0.15 + seed / 100}}}}
+        if orders > 1:
+            data["permutations"] = {"n": orders, "spread": {"accuracy_icl": {"std": 0.1 * seed}},
+                                    "agreement": {"icl": {"all_orders": 0.5}, "ft": {"all_orders": 1.0}, "icl_ft": {"mean": 0.8}}}
+        return data
+
+    runs = [(job, report(job.options.seed, job.options.permutations)) for job in plan.jobs]
+    grid = {"tasks": ["rt_sentiment"], "controls": args.controls, "seeds": [1, 2], "model_labels": dict(plan.labels),
+            "permutations": [1, 3]}
+    summary = summarize(runs, grid, {"n_demonstrations": 3, "n_queries": 4, "split": "test", "position": "prediction",
+                                     "dtype": "float32"})
+    one, three = summary["groups"]
+    assert (one["permutations"], three["permutations"]) == (1, 3)
+    assert three["pretrained"]["order_std_icl"]["mean"] == pytest.approx(0.15)  # the mean over seeds of each run's std
+    assert three["pretrained"]["order_same_icl"]["mean"] == 0.5 and one["pretrained"]["order_std_icl"]["n"] == 0
+    assert three["shuffled_labels"]["simaou"]["mean"] == pytest.approx(0.165) and three["untrained"]["icl"]["mean"] == 0.4
+    md = to_markdown(summary, plot_file=None)
+    assert "## Finetuning `kv`, learning rate 0.01\n" in md and "## Finetuning `kv`, learning rate 0.01, 3 demonstration orders" in md
+    assert md.count("### Table 10: std over demonstration orders") == 1  # only in the section with several orders
+    assert "| rt_sentiment, shuffled labels | 50.0 ± 0.0 / 50.0 ± 0.0 / 60.0 ± 0.0 |" in md and "| rt_sentiment, untrained | 50.0 ± 0.0 / 50.0 ± 0.0 / 40.0" in md
+    assert "| rt_sentiment | 15.0 ± 7.1 /" in md  # the ICL accuracy's std over orders, in %, mean ± std over seeds
+    orders_table = md.split("### Table 10")[1].split("### Table 11")[0]
+    assert "untrained" not in orders_table and "shuffled" not in orders_table  # the controls run in one order: no rows here
+    assert "with the untrained control and the shuffled labels control; demonstration orders: 1, 3." in md
+    page = summary_html(summary, tmp_path / "o")
+    assert 'class="shuffled_labels"' in page and "shuffled labels control" in page and "Table 12: agreement across" in page
+
+
 def test_the_methods_axis_takes_the_layer_causal_methods(tmp_path, tiny_models):
     from hf_metaopt.sweep.config import parse_args
     from hf_metaopt.sweep.grid import plan_sweep

@@ -167,7 +167,8 @@ def run_planned(
             control_rows["untrained"] = control.rows
             controls["untrained"] = _control_report(control, len(prompt.label_words))
             notes += [f"untrained control: {n}" for n in control.notes]
-    controls = {name: controls[name] for name in options.controls}  # the order of CONTROL_NAMES
+    # In the order of CONTROL_NAMES, whatever order they ran in.
+    controls, control_rows = {name: controls[name] for name in options.controls}, {name: control_rows[name] for name in options.controls}
     counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))

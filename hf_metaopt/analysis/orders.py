@@ -47,7 +47,7 @@ def check_orders(n_demonstrations: int, permutations: int) -> None:
     """Refuse more orders than ``n_demonstrations!`` distinct ones, naming the largest number that works."""
     if permutations > math.factorial(n_demonstrations):
         raise ValueError(
-            f"`permutations` is {permutations}, but the {n_demonstrations} demonstration(s) used have only "
+            f"permutations={permutations} asks for more orders than the {n_demonstrations} demonstration(s) used have: only "
             f"{math.factorial(n_demonstrations)} distinct order(s); use permutations <= {math.factorial(n_demonstrations)} "
             "or more demonstrations."
         )

@@ -168,10 +168,11 @@ def summary_html(summary: dict, out_dir: str | Path) -> str:
             for g in groups:
                 by_task.setdefault(g["task"], []).extend(_reports(out_dir, g["runs"]))
             by_task = {t: r for t, r in by_task.items() if r}
-            if by_task:
+            panels = _layer_panels(by_task) if by_task else []
+            if panels:  # none where the runs' reports hold no per-layer values
                 ids.append(f"layers-{s}-{m}")
                 title = f"{label}: per layer (mean over seeds, band ± 1 std over seeds)"
-                figure = curves_figure(title, _layer_panels(by_task), band_name="± 1 std over seeds")
+                figure = curves_figure(title, panels, band_name="± 1 std over seeds")
                 charts.append({"id": ids[-1], "figure": figure_json(figure)})
         sections.append({"title": setting_title(setting).replace("`", ""), "tables": tables, "charts": ids})
     grid = summary["grid"]

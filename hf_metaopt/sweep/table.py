@@ -13,7 +13,7 @@ from typing import Any
 
 from ..analysis.options import control_names
 from .paper import PAPER, paper_task
-from .summary import CONTROL_PARTS
+from .summary import CONTROL_PARTS, ORDER_METRICS
 
 __all__ = ["COUNTS", "ORDER_TABLES", "PART_NAMES", "TABLES", "grid_controls", "model_numbers", "section_tables", "table_rows",
            "to_markdown"]
@@ -128,7 +128,8 @@ def table_rows(summary: dict, method: str, lr: float, balanced: bool, metrics: t
     """
     grid = summary["grid"]
     labels = list(dict.fromkeys(g["model_label"] for g in summary["groups"]))
-    parts = ["pretrained"] + grid_controls(grid)
+    # The controls run in the main order only: the tables over orders have no control rows.
+    parts = ["pretrained"] + ([] if set(metrics) <= set(ORDER_METRICS) else grid_controls(grid))
     rows = []
     for task in grid["tasks"] + [None]:
         kind, match = ("groups", {"task": task}) if task else ("averages", {})
