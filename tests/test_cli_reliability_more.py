@@ -41,7 +41,7 @@ CASES = [
     Case("sweep-empty", "an empty sweep config (reported: it ran the whole default grid)", ("sweep", "--config", "empty.yaml"), 2,
          "--config: 'empty.yaml' is empty; a sweep config names its grid"),
     Case("sweep-gridless", "a sweep config that names no grid list", ("sweep", "--config", "gridless.yaml"), 2,
-         "sets none of the grid's lists (models, tasks, seeds, learning_rates, methods, controls, balanced)"),
+         "sets none of the grid's lists (models, tasks, seeds, learning_rates, methods, controls, balanced, permutations)"),
     Case("sweep-lr-inf", "an infinite learning rate in a sweep (reported: it failed after the weights loaded)",
          ("sweep", "--config", "lr-inf.yaml"), 2, "`learning_rates`: `learning_rate` must be a number > 0 and <= 10000, finite"),
     Case("pretrain-lr-inf", "an infinite learning rate for pretraining", ("pretrain", "--output_dir", "out", "--learning_rate", "inf"), 2,
