@@ -112,8 +112,9 @@ class ICLAnalyzer(Pipeline):
     default ``False``: ``report.scores`` is ``None``.
 
     Every other keyword is an :class:`~hf_metaopt.analysis.AnalysisOptions` field (``n_demonstrations``,
-    ``n_queries``, ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control``,
-    ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``,
+    ``n_queries``, ``learning_rate``, ``method``, ``position``, ``seed``, ``start_token``, ``control`` (``"untrained"``,
+    ``"shuffled_labels"``, both as ``"untrained+shuffled_labels"`` or a list), ``permutations`` (the demonstrations in
+    that many orders), ``max_demonstrations``, ``batch_size``, ``n_bootstrap``, ``fast``, ``split``,
     ``balanced_demonstrations``). Given demonstrations are used as given (up to
     ``max_demonstrations``, those that fit the context); ``n_demonstrations=k`` passed uses the
     first k and refuses fewer than k given, as ``--n-demonstrations`` does for a ``--data-file``;
