@@ -104,7 +104,8 @@ def test_each_order_permutes_the_icl_prompt_and_the_training_order_together(two_
     """Order 1 equals, number for number, the analysis of the demonstrations permuted by hand (prompt and training alike)."""
     tokenizer, _, two = two_orders
     order = two["permutations"]["orders"][1]
-    by_hand = run_analysis(gpt2(), tokenizer, [DEMOS[i] for i in order], QUERIES, PROMPT, AnalysisOptions(**OPTIONS)).report.to_dict()
+    by_hand = run_analysis(gpt2(), tokenizer, [DEMOS[i] for i in order], QUERIES, PROMPT,
+                           AnalysisOptions(**OPTIONS, stability_check=False)).report.to_dict()
     second = two["permutations"]["per_order"][1]
     # The training loss of each step is the permuted demonstration's: the finetuning ran in this order.
     assert second["loss_per_step"] == by_hand["finetuning"]["loss_per_step"] != two["finetuning"]["loss_per_step"]
