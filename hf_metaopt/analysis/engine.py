@@ -16,6 +16,7 @@ Notes are return values, collected into the report.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 from ..torch_utils import context_length, eval_mode
+from .batch_size import resolve_batch_size
 from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
@@ -42,7 +44,7 @@ from .scores import ScoreCollector
 from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary
 
-__all__ = ["AnalysisResult", "run_analysis", "run_planned", "untrained_copy"]
+__all__ = ["AnalysisResult", "planned_batch_size", "run_analysis", "run_planned", "untrained_copy"]
 
 
 @dataclass
@@ -110,14 +112,17 @@ def run_planned(
     check_causal_lm(model)
     encoder, demos, queries, prompt = plan.encoder, plan.demonstrations, plan.queries, plan.encoder.prompt
     notes = list(plan.notes)
+    query_ids = [encoder.query_ids(q) for q in queries]
+    batch_size = planned_batch_size(model, plan, options, query_ids)
+    run_options = dataclasses.replace(options, batch_size=batch_size)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
-        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip)
+        main = _analyze_model(model, encoder, plan.prefix, queries, query_ids, run_options, plan.pad_id, bar, skip)
         notes += main.notes
         controls = {}
         if options.control == "untrained":
-            control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
-                                     bar, "not run for the untrained control")
+            control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, query_ids, run_options,
+                                     plan.pad_id, bar, "not run for the untrained control")
             controls["untrained"] = {k: control.summary[k] for k in ("accuracy", "rec2ftp", "simaou", "simam", "kendall", "topk_recall")}
             controls["untrained"]["label_counts"] = {"predictions": prediction_counts(control.summary, len(prompt.label_words))}
             controls["untrained"]["finetuning"] = control.finetuning
@@ -126,15 +131,23 @@ def run_planned(
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
     config = _config(model, encoder, options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
+    config["batch_size_used"] = batch_size
     report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "config": config,
               "notes": notes, **(extra or {})}
     return AnalysisResult(ICLAnalysisReport(report), notes)
 
 
-def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
-                   skip_stability: str | None) -> _ModelRun:
+def planned_batch_size(model: nn.Module, plan: AnalysisPlan, options: AnalysisOptions, query_ids: Sequence[Sequence[int]]) -> int:
+    """``options.batch_size`` for the passes of ``plan`` on ``model``: the number given, or ``"auto"`` fitted to the free
+    memory (:func:`~.batch_size.resolve_batch_size`) for the ICL route's passes, the longest of the three."""
+    prefix = len(plan.prefix.ids)
+    where = {"cached": prefix} if options.fast else {"context": prefix}
+    return resolve_batch_size(options.batch_size, model, query_ids, plan.encoder.label_ids, **where)
+
+
+def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, query_ids, options: AnalysisOptions, pad_id: int,
+                   bar, skip_stability: str | None) -> _ModelRun:
     notes: list[str] = []
-    query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.start_ids + ids for ids in prefix.demo_ids]  # each training example: start token + d_i

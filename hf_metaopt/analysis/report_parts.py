@@ -188,6 +188,8 @@ class AnalysisConfig(ReportPart):
     n_demonstrations: int | None
     n_queries: int | None
     control: str | None
+    batch_size: int | str | None
+    batch_size_used: int | None
     demonstrations_used: list[Any] | None
     query_ids: list[Any] | None
     dtype: str | None
