@@ -1,22 +1,33 @@
 """Peak memory of the ICL-vs-finetuning analysis above the loaded model, as a ratio of the weights.
 
     python benchmarks/analysis_memory.py                          # SmolLM2-135M and Gemma-3-270M, every method
-    python benchmarks/analysis_memory.py --models smollm2 --queries 50 --methods kv   # quicker
+    python benchmarks/analysis_memory.py --models smollm2 --queries 50 --methods kv --growth none   # quicker
     python benchmarks/analysis_memory.py --before none            # without the comparison run
 
 For each model (float32, ``rt_sentiment``, 16 demonstrations, ``--queries`` test queries) and
 each measured run, a fresh Python process loads the model, reads every weight once (so the
 weights are resident), imports what the analysis imports and selects the examples; then it
-resets the peak resident set size (on Linux: writes ``5`` to ``/proc/self/clear_refs``, which
-resets ``VmHWM``; where that is refused, a thread samples ``VmRSS`` every millisecond), runs the
-whole analysis (``run_analysis``) and reads the peak. The ratio printed is
+hands the heap memory that loading freed back to the system (glibc's ``malloc_trim``: memory
+freed but still resident would otherwise be reused by the analysis without showing, and hide
+part of its peak), resets the peak resident set size (on Linux: writes ``5`` to
+``/proc/self/clear_refs``, which resets ``VmHWM``; where that is refused, a thread samples
+``VmRSS`` every millisecond), runs the whole analysis (``run_analysis``) and reads the peak. The
+ratio printed is
 
     (peak resident memory during the analysis - resident memory before it) / weight bytes,
 
-target <= 0.5 for ``method="kv"``. ``lora`` and ``full`` (a full copy, by design) are printed too,
-and ``before``: the same measurement of ``method="kv"`` with the package as it is at the git
-ref ``--before`` (default ``main``, extracted with ``git archive`` into a temporary folder), with
-whether its report equals this tree's (predictions and every metric, bit for bit).
+target <= 0.5 for ``method="kv"``. Each run's process first does what ``hf-metaopt analyze`` does
+(``hf_metaopt.heap.return_large_blocks``: glibc hands large blocks back as soon as they are freed);
+``kv, glibc heap`` is the K/V run in a process that does not (a Python user's, by default), and
+``before`` runs that way too, as the code at that ref did. Every other method of ``AnalysisOptions`` (``lora``, ``full``: a
+full copy, by design, and any added later) is printed too, and ``before``: the same measurement
+of ``method="kv"`` with the package as it is at the git ref ``--before`` (default ``main``,
+extracted with ``git archive`` into a temporary folder), with whether its report equals this
+tree's (predictions and every metric, bit for bit).
+
+``--growth N1 N2`` (default 100 500) also runs ``method="kv"`` with N1 and N2 queries and prints
+the growth of the process's peak resident memory during the analysis (model included) from N1
+to N2: target < 5%, since what the analysis keeps per query is a few kilobytes.
 
 Each run is CPU-heavy (a few minutes per run on two cores); the numbers are memory, not time.
 """
@@ -24,6 +35,7 @@ Each run is CPU-heavy (a few minutes per run on two cores); the numbers are memo
 from __future__ import annotations
 
 import argparse
+import ctypes
 import dataclasses
 import json
 import os
@@ -37,6 +49,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"smollm2": "SmolLM2-135M", "gemma3": "Gemma-3-270M"}
 COMPARED = ("accuracy", "predictions", "labels", "rec2ftp", "simaou", "simam", "kendall")
+
+
+def _methods() -> tuple[str, ...]:
+    """The finetuning methods of this tree's ``AnalysisOptions`` (``kv`` first)."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from hf_metaopt.analysis.options import METHODS
+    finally:
+        sys.path.remove(str(ROOT))
+    return ("kv", *[m for m in METHODS if m != "kv"])
+
+
+def _release_freed_heap() -> None:
+    """Give the heap memory freed so far back to the system (glibc), so that the baseline is what is in use."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to release this way
+        pass
 
 
 def _status_kib(field: str) -> int:
@@ -81,6 +111,10 @@ class PeakMemory:
 
 def _child(args) -> None:
     """One measured run, printed as a JSON line (this process imports the package under test)."""
+    if args.heap == "cli":
+        from hf_metaopt.heap import return_large_blocks
+
+        return_large_blocks()  # as hf-metaopt analyze does, before anything is loaded
     import peft  # noqa: F401  (imported before the reset: code, not the analysis's data)
     import torch
     import transformers  # noqa: F401
@@ -107,16 +141,19 @@ def _child(args) -> None:
         extra["stability_check"] = args.stability_check
     options = AnalysisOptions(method=args.method, n_queries=args.queries, seed=args.seed, **extra)
     peak = PeakMemory()
+    _release_freed_heap()
     peak.start()
-    report = run_analysis(model, tokenizer, chosen.demonstrations, chosen.queries, prompt_format(spec), options)
+    result = run_analysis(model, tokenizer, chosen.demonstrations, chosen.queries, prompt_format(spec), options)
     above = peak.stop()
-    compared = {k: report.report.to_dict()[k] for k in COMPARED}
-    print(json.dumps({"weights": weights, "above": above, "report": compared}))
+    report = result.report.to_dict()
+    compared = {k: report[k] for k in COMPARED}
+    print(json.dumps({"weights": weights, "above": above, "peak": peak.base * 1024 + above,
+                      "batch_size": report["config"].get("batch_size_used", report["config"]["batch_size"]), "report": compared}))
 
 
-def _measure(model: str, method: str, package_root: Path, args) -> dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", model, "--method", method,
-               "--queries", str(args.queries), "--task", args.task, "--seed", str(args.seed)]
+def _measure(model: str, method: str, package_root: Path, args, queries: int | None = None, heap: str = "cli") -> dict:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", model, "--method", method, "--heap", heap,
+               "--queries", str(queries or args.queries), "--task", args.task, "--seed", str(args.seed)]
     command += ["--stability-check"] if args.stability_check else []
     env = {**os.environ, "PYTHONPATH": str(package_root), "TOKENIZERS_PARALLELISM": "false"}
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True, cwd=package_root)
@@ -129,11 +166,22 @@ def _extract(ref: str, into: Path) -> Path:
     return into
 
 
+def _growth_sizes(values: list[str]) -> tuple[int, int] | None:
+    if values == ["none"]:
+        return None
+    if len(values) != 2 or not all(v.isdigit() and int(v) > 0 for v in values):
+        raise SystemExit(f"--growth takes two query counts (e.g. 100 500) or 'none'; got {' '.join(values)}")
+    return int(values[0]), int(values[1])
+
+
 def main(argv=None) -> None:
+    methods = _methods()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--methods", nargs="+", default=["kv", "lora", "full"], choices=["kv", "lora", "full"])
+    parser.add_argument("--methods", nargs="+", default=list(methods), choices=list(methods))
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--growth", nargs="+", default=["100", "500"], metavar="N",
+                        help="two query counts for the growth of the peak with method kv, or 'none'")
     parser.add_argument("--task", default="rt_sentiment")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--stability-check", action="store_true",
@@ -141,29 +189,42 @@ def main(argv=None) -> None:
     parser.add_argument("--before", default="main", help="git ref measured for comparison ('none': skip)")
     parser.add_argument("--child", choices=list(MODELS), help=argparse.SUPPRESS)
     parser.add_argument("--method", default="kv", help=argparse.SUPPRESS)
+    parser.add_argument("--heap", default="cli", choices=["cli", "default"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         _child(args)
         return
+    growth = _growth_sizes(args.growth)
     with tempfile.TemporaryDirectory(prefix="hf-metaopt-before-") as tmp:
         before_root = _extract(args.before, Path(tmp)) if args.before != "none" else None
         print(f"{args.task}, 16 demonstrations, {args.queries} queries, float32; ratio = peak above the loaded model / weights",
               flush=True)
         for model in args.models:
             print(f"{MODELS[model]}:", flush=True)
-            plan = [(method, method, ROOT) for method in args.methods]
+            plan = [(method, method, ROOT, "cli") for method in args.methods]
+            if "kv" in args.methods:
+                plan.insert(1, ("kv, glibc heap", "kv", ROOT, "default"))
             if before_root is not None:
-                plan.insert(1, ("before", "kv", before_root))
+                plan.insert(1, ("before", "kv", before_root, "default"))
             runs = {}
-            for name, method, root in plan:
-                runs[name] = run = _measure(model, method, root, args)
+            for name, method, root, heap in plan:
+                runs[name] = run = _measure(model, method, root, args, heap=heap)
                 label = f"kv at {args.before}" if name == "before" else name
                 target = "  (target <= 0.5)" if name == "kv" else ""
-                print(f"  {label:>12}: {run['above'] / 2**20:6.0f} MiB above the model's {run['weights'] / 2**20:.0f} MiB of weights, "
-                      f"ratio {run['above'] / run['weights']:.2f}{target}", flush=True)
+                print(f"  {label:>16}: {run['above'] / 2**20:6.0f} MiB above the model's {run['weights'] / 2**20:.0f} MiB of weights, "
+                      f"ratio {run['above'] / run['weights']:.2f}, batch size {run['batch_size']}{target}", flush=True)
             if "before" in runs and "kv" in runs:
                 same = json.dumps(runs["before"]["report"]) == json.dumps(runs["kv"]["report"])
                 print(f"  kv report identical to {args.before}'s (predictions, every metric): {same}", flush=True)
+            if "kv, glibc heap" in runs:
+                same = json.dumps(runs["kv, glibc heap"]["report"]) == json.dumps(runs["kv"]["report"])
+                print(f"  kv report identical with either heap: {same}", flush=True)
+            if growth is not None:
+                small, large = (_measure(model, "kv", ROOT, args, queries=n) for n in growth)
+                print(f"  kv peak resident memory (model included), {growth[0]} vs {growth[1]} queries: "
+                      f"{small['peak'] / 2**20:.0f} vs {large['peak'] / 2**20:.0f} MiB, "
+                      f"growth {100 * (large['peak'] - small['peak']) / small['peak']:.1f}% (target < 5%); above the model "
+                      f"{small['above'] / 2**20:.0f} vs {large['above'] / 2**20:.0f} MiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,19 @@ def check_yaml_values(parser: argparse.ArgumentParser, values: dict[str, Any], p
                 raise ValueError(f"{where} is {item!r}, not one of its choices ({choices}).")
 
 
+def _flag_type(parse):
+    """``parse`` as an argparse type whose ``ValueError`` message reaches the user (argparse would print only the function's name)."""
+
+    def flag_type(text: str):
+        try:
+            return parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+
+    flag_type.__name__ = getattr(parse, "__name__", "value")
+    return flag_type
+
+
 class ConfigError(ValueError):
     """A ``--config`` YAML file that cannot serve as defaults; the message is one line naming the file and the key."""
 
@@ -141,7 +154,9 @@ class MetaoptParser(HfArgumentParser):
     is parsed once, by argparse, then handed to its dataclass, which validates it.
 
     A dataclass may declare its own ``config`` field (recorded with the run's arguments); otherwise
-    the parser adds ``--config``.
+    the parser adds ``--config``. A field whose values take more than one form (``batch_size``:
+    ``auto`` or a number) names the function that reads a flag's text in its metadata, as
+    ``"parse"``; ``HfArgumentParser`` would read it with the union's first type.
     """
 
     def __init__(self, dataclass_types, *, default_config: str | Path | None = None, **kwargs):
@@ -149,6 +164,13 @@ class MetaoptParser(HfArgumentParser):
         self.default_config = default_config
         if not any(action.dest == "config" for action in self._actions):
             self.add_argument("--config", default=None, metavar="FILE.yaml", help="YAML file of defaults (flags override it).")
+
+    def add_argument(self, *args, **kwargs):
+        """``argparse``'s, with a field's ``metadata["parse"]`` (see the class docstring) as the flag's type."""
+        parse = kwargs.pop("parse", None)
+        if parse is not None:
+            kwargs["type"] = _flag_type(parse)
+        return super().add_argument(*args, **kwargs)
 
     def config_path(self, args: Sequence[str]) -> str | None:
         """The ``--config`` file named in ``args`` (``--config x`` or ``--config=x``), else :attr:`default_config`."""

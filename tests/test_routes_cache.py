@@ -1,5 +1,7 @@
 """The prefix cache reused through the Cache API: repeating it equals feeding the repeated prompt, for
-MomentumGPT's cache like any other, sliding windows included; the prefix cache itself is left as it was."""
+MomentumGPT's cache like any other, sliding windows included; the prefix cache itself is left as it was.
+Full and sliding-window layers are served by ExpandedPrefixLayer views, which give the repeated cache's
+logits bit for bit and keep no batch-sized tensor after the pass."""
 
 import copy
 
@@ -8,6 +10,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
 
 from hf_metaopt import MomentumGPTConfig, MomentumGPTForCausalLM
+from hf_metaopt.analysis.prefix_cache import ExpandedPrefixLayer
 from hf_metaopt.analysis.routes import RouteRunner, expand_cache
 
 SMALL = dict(vocab_size=400, hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
@@ -91,3 +94,70 @@ def test_route_from_the_prefix_cache_equals_the_full_prompt_for_momentum_gpt():
     torch.testing.assert_close(torch.as_tensor(cached.logprobs), torch.as_tensor(full.logprobs), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.as_tensor(cached.output), torch.as_tensor(full.output), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(torch.as_tensor(cached.demo), torch.as_tensor(full.demo), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the expanded prefix, held by no layer
+def gemma3_window():
+    """Alternating sliding (window 8, shorter than the prefix) and full layers."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    return Gemma3ForCausalLM(Gemma3TextConfig(
+        **{**SMALL, "num_key_value_heads": 1}, num_hidden_layers=2, head_dim=8, query_pre_attn_scalar=8, sliding_window=8,
+        layer_types=["sliding_attention", "full_attention"], pad_token_id=0))
+
+
+EXPANDED = {"llama": llama, "mistral_window": mistral_window, "gemma3_window": gemma3_window}
+
+
+def repeated_by_reorder(cache, batch):
+    """The batch's cache as the analysis made it before ExpandedPrefixLayer: a deep copy repeated by reorder_cache."""
+    cache = copy.deepcopy(cache)
+    cache.reorder_cache(torch.zeros(batch, dtype=torch.long))
+    return cache
+
+
+@pytest.mark.parametrize("name", sorted(EXPANDED))
+def test_expanded_prefix_layers_give_the_repeated_cache_logits_bit_for_bit(name):
+    torch.manual_seed(0)
+    model = EXPANDED[name]().eval()
+    cache = prefix_cache(model)
+    expanded = expand_cache(cache, len(QUERIES))
+    assert all(isinstance(layer, ExpandedPrefixLayer) for layer in expanded.layers)
+    assert torch.equal(continued(model, expanded), continued(model, repeated_by_reorder(cache, len(QUERIES))))
+
+
+@pytest.mark.parametrize("name", sorted(EXPANDED))
+def test_expanded_prefix_layers_store_nothing_and_leave_the_prefix_cache(name):
+    torch.manual_seed(0)
+    model = EXPANDED[name]().eval()
+    cache = prefix_cache(model)
+    before = snapshot(cache)
+    expanded = expand_cache(cache, len(QUERIES))
+    assert expanded.get_seq_length() == len(PREFIX) and expanded.is_sliding == cache.is_sliding
+    continued(model, expanded)
+    for layer, prefix in zip(expanded.layers, cache.layers):
+        # after the pass a layer still holds only the prefix's batch-1 tensors, broadcast (stride 0 over the batch)
+        assert layer.keys.shape[0] == len(QUERIES) and layer.keys.stride(0) == 0
+        assert layer.keys.untyped_storage().data_ptr() == prefix.keys.untyped_storage().data_ptr()
+        assert layer.get_seq_length() == prefix.get_seq_length()
+    for (k, v), (k0, v0) in zip(snapshot(cache), before):
+        assert torch.equal(k, k0) and torch.equal(v, v0) and k.shape[0] == 1
+
+
+def test_a_cache_with_state_beyond_keys_and_values_is_repeated_whole():
+    """MomentumGPT's layers hold a momentum state: the general route (deep copy, reorder_cache) serves them."""
+    model = build("momentum_gpt")
+    cache = prefix_cache(model)
+    expanded = expand_cache(cache, len(QUERIES))
+    assert not any(isinstance(layer, ExpandedPrefixLayer) for layer in expanded.layers)
+    assert all(layer.keys.shape[0] == len(QUERIES) and layer.keys.stride(0) != 0 for layer in expanded.layers)
+
+
+def test_an_expanded_prefix_layer_refuses_other_layers_and_reordering():
+    from transformers.cache_utils import StaticLayer
+
+    with pytest.raises(TypeError, match="DynamicLayer"):
+        ExpandedPrefixLayer(StaticLayer(max_cache_len=4), 2)
+    layer = ExpandedPrefixLayer(prefix_cache(build("llama")).layers[0], 2)
+    with pytest.raises(NotImplementedError, match="read-only"):
+        layer.reorder_cache(torch.zeros(2, dtype=torch.long))

@@ -340,6 +340,15 @@ def test_a_failed_sweep_resumes_and_reuses_finished_runs(single_run, tiny_models
     assert again["groups"] == single_run["summary"]["groups"]
 
 
+def test_runs_made_with_another_batch_size_are_reused_and_jobs_take_the_batch_size_given(single_run, tiny_models):
+    """The runs were made with batch_size 4 (sweep_tiny.yaml); batching never changes a number."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("finished runs must be reused"))
+        sweep.main(_argv(tiny_models, single_run["out"], "--batch_size", "auto"))
+    plan = sweep.plan_sweep(*sweep.parse_args(_argv(tiny_models, single_run["out"], "--batch-size", "auto")))
+    assert {job.options.batch_size for job in plan.jobs} == {"auto"} and plan.pending() == []
+
+
 def test_a_folder_from_other_settings_is_refused(single_run, tiny_models, monkeypatch):
     monkeypatch.setattr(runner, "load_model", lambda *a, **k: pytest.fail("a model loaded before validation"))
     with pytest.raises(ValueError, match="holds a run with other settings"):

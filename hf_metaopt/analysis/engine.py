@@ -25,6 +25,7 @@ too). Every finetuned copy is released before the next is made, and the verdict
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ import torch
 from torch import nn
 
 from ..torch_utils import context_length, eval_mode, placed_like
+from .batch_size import resolve_batch_size
 from .capture import AttentionRecorder
 from .environment import environment
 from .finetune import FinetunedModel, finetuned
@@ -57,7 +59,7 @@ from .stability import ParameterUpdates, float64_stability, skipped_stability
 from .training_log import LossRecorder, demonstration_loss, finetuning_summary, recorded_losses
 from .verdict import verdict
 
-__all__ = ["AnalysisResult", "CONTROL_KEYS", "run_analysis", "run_planned", "untrained_copy"]
+__all__ = ["AnalysisResult", "CONTROL_KEYS", "planned_batch_size", "run_analysis", "run_planned", "untrained_copy"]
 
 # The summary keys a control's report holds (report.py: ``controls``), beside its label counts and finetuning.
 CONTROL_KEYS = ("accuracy", "rec2ftp", "rec2ftp_counts", "change_recall", "change_recall_ci95", "change_recall_counts",
@@ -138,6 +140,8 @@ def run_planned(
     encoder, demos, queries, prompt = plan.encoder, plan.demonstrations, plan.queries, plan.encoder.prompt
     orders = demonstration_orders(plan.prefix.n_demonstrations, options.permutations, options.seed)
     notes = list(plan.notes)
+    batch_size = planned_batch_size(model, plan, options, [encoder.query_ids(q) for q in queries])
+    config_options, options = options, dataclasses.replace(options, batch_size=batch_size)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
         # The ZSL route does not depend on the demonstrations: kept for the later orders and the shuffled-label control.
@@ -172,7 +176,8 @@ def run_planned(
     counts = label_counts([d["label"] for d in demos[: main.n_used]], main.summary, len(prompt.label_words))
     notes += label_balance_notes(counts, prompt.label_words, options.balanced_demonstrations)
     notes += accuracy_notes(main.summary, len(queries))
-    config = _config(model, encoder, options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
+    config = _config(model, encoder, config_options, main.n_used, len(queries), {**plan.provenance, **(provenance or {})})
+    config["batch_size_used"] = batch_size
     judged = verdict(main.summary["labels"], main.rows, control_rows, kendall_queries=main.summary["kendall"]["n_queries"],
                      n_bootstrap=options.n_bootstrap, seed=options.seed)
     report = {**main.summary, "label_counts": counts, "finetuning": main.finetuning, "controls": controls, "verdict": judged,
@@ -182,6 +187,14 @@ def run_planned(
                        controls=list(control_rows))
     scores = QueryScores.from_rows(main.summary["labels"], main.rows, main.inspected, control_rows, meta)
     return AnalysisResult(ICLAnalysisReport(report).with_scores(scores), notes, scores)
+
+
+def planned_batch_size(model: nn.Module, plan: AnalysisPlan, options: AnalysisOptions, query_ids: Sequence[Sequence[int]]) -> int:
+    """``options.batch_size`` for the passes of ``plan`` on ``model``: the number given, or ``"auto"`` fitted to the free
+    memory (:func:`~.batch_size.resolve_batch_size`) for the ICL route's passes, the longest of the three."""
+    prefix = len(plan.prefix.ids)
+    where = {"cached": prefix} if options.fast else {"context": prefix}
+    return resolve_batch_size(options.batch_size, model, query_ids, plan.encoder.label_ids, **where)
 
 
 def _control_report(control: _ModelRun, n_labels: int, shuffle: dict | None = None) -> dict:

@@ -8,6 +8,7 @@ from typing import Any
 from torch import nn
 
 from ..torch_utils import context_length, eval_mode
+from .batch_size import resolve_batch_size
 from .finetune import finetune_model
 from .options import AnalysisOptions
 from .prompts import PromptEncoder, PromptFormat, validate_examples
@@ -63,7 +64,7 @@ def predict(
     """``(predicted label per query, notes)``: zero-shot, or with ``demonstrations`` in context.
 
     The prompt protocol, start token and batching are the analysis's (``options.start_token``,
-    ``options.batch_size``); demonstrations that do not fit the context are dropped from the end
+    ``options.batch_size``, ``"auto"`` fitted to the free memory); demonstrations that do not fit the context are dropped from the end
     and said in a note.
     """
     options = options or AnalysisOptions()
@@ -81,8 +82,10 @@ def predict(
             notes += fit_notes
             context, cache = prefix.ids, runner.prefix_cache(prefix.ids)
         query_ids = [encoder.query_ids(q) for q in queries]
+        batch_size = resolve_batch_size(options.batch_size, model, query_ids, encoder.label_ids,
+                                         **({"cached": len(context)} if cache is not None else {"context": len(context)}))
         predictions = [0] * len(queries)
-        for batch in length_batches(query_ids, options.batch_size):
+        for batch in length_batches(query_ids, batch_size):
             out = runner.run([query_ids[i] for i in batch], context, cache=cache)
             for i, label in zip(batch, out.logprobs.argmax(axis=1)):
                 predictions[i] = int(label)

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
-    "AnalysisOptions", "SharedOptions", "CONTROL_NAMES", "CONTROLS", "LAYER_CAUSAL_METHODS", "MAX_LEARNING_RATE", "METHODS",
-    "POSITIONS", "SPLITS", "check_learning_rate", "control_names", "normalize_control",
+    "AUTO_BATCH_SIZE", "AnalysisOptions", "SharedOptions", "CONTROL_NAMES", "CONTROLS", "LAYER_CAUSAL_METHODS", "MAX_LEARNING_RATE",
+    "METHODS", "POSITIONS", "SPLITS", "batch_size_value", "check_learning_rate", "control_names", "normalize_control",
 ]
 
 METHODS = ("kv", "lora", "full", "layer_causal", "layer_causal_lora")
@@ -29,6 +29,7 @@ POSITIONS = ("prediction", "label")
 CONTROL_NAMES = ("untrained", "shuffled_labels")
 CONTROLS = (None, "untrained", "shuffled_labels", "untrained+shuffled_labels")
 SPLITS = ("train", "dev", "test")
+AUTO_BATCH_SIZE = "auto"
 # Larger rates overflow SGD's update step in float16 (largest value 65504) and wreck any model.
 MAX_LEARNING_RATE = 1e4
 
@@ -71,6 +72,22 @@ def control_names(control: str | None) -> tuple[str, ...]:
     return tuple(control.split("+")) if control else ()
 
 
+def batch_size_value(value: Any) -> int | str:
+    """``value`` as a batch size: a positive integer (also given as a string, as flags and YAML give it) or ``"auto"``.
+
+    Raises ``ValueError`` naming ``batch_size`` and the two accepted forms.
+    """
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == AUTO_BATCH_SIZE:
+            return AUTO_BATCH_SIZE
+        if text.isdigit() and int(text) >= 1:
+            return int(text)
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ValueError(f"`batch_size` must be 'auto' (fitted to the free memory) or a positive integer (e.g. 8); got {value!r}.")
+
+
 def _choice(name: str, value: Any, allowed: tuple) -> None:
     if value not in allowed:
         raise ValueError(f"`{name}` must be one of {list(allowed)}; got {value!r}.")
@@ -98,7 +115,11 @@ class SharedOptions:
         default="auto", metadata={"help": "token starting every sequence: auto (BOS, else EOS), a token string, or none."}
     )
     max_demonstrations: int = field(default=32, metadata={"help": "at most this many demonstrations in context."})
-    batch_size: int = field(default=8, metadata={"help": "queries per forward pass."})
+    batch_size: int | str = field(
+        default=AUTO_BATCH_SIZE,
+        metadata={"help": "queries per forward pass: auto (fitted to the free memory of the model's device, at most 8 on CPU) "
+                          "or a number that fixes it.", "parse": batch_size_value},
+    )
     n_bootstrap: int = field(default=1000, metadata={"help": "bootstrap resamples for the 95%% intervals."})
     kendall_queries: int | None = field(
         default=None, metadata={"help": "Kendall and top-k recall over the first N queries only (the reference code reads 100); default: all."}
@@ -120,8 +141,9 @@ class SharedOptions:
     )
 
     def __post_init__(self):
-        for name in ("n_demonstrations", "max_demonstrations", "batch_size", "n_bootstrap", "top_k_tokens", "top_k_examples"):
+        for name in ("n_demonstrations", "max_demonstrations", "n_bootstrap", "top_k_tokens", "top_k_examples"):
             _positive_int(name, getattr(self, name))
+        object.__setattr__(self, "batch_size", batch_size_value(self.batch_size))
         _positive_int("n_queries", self.n_queries, allow_none=True)
         _positive_int("kendall_queries", self.kendall_queries, allow_none=True)
         if isinstance(self.n_inspect, bool) or not isinstance(self.n_inspect, int) or self.n_inspect < 0:

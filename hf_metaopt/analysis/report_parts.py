@@ -334,6 +334,8 @@ class AnalysisConfig(ReportPart):
     n_queries: int | None
     control: str | None
     permutations: int | None
+    batch_size: int | str | None
+    batch_size_used: int | None
     demonstrations_used: list[Any] | None
     query_ids: list[Any] | None
     dtype: str | None

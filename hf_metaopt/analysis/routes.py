@@ -13,7 +13,6 @@ the run with :class:`~.capture.NonFiniteError`.
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,22 +23,9 @@ from torch import nn
 
 from ..torch_utils import input_device
 from .capture import AttentionRecorder, RowSpec, check_finite, score_dtype
+from .prefix_cache import expand_cache
 
 __all__ = ["RouteOutput", "RouteRunner", "expand_cache"]
-
-
-def expand_cache(cache, batch: int):
-    """A copy of the batch-1 ``cache`` repeated ``batch`` times, for one forward pass; ``cache`` is left as it was.
-
-    Through the Cache API only: ``copy.deepcopy`` (as transformers' prompt reuse does) and
-    ``reorder_cache`` with every row taken from row 0, which every cache layer implements for
-    what it holds (keys and values, sliding windows, linear-attention states, MomentumGPT's
-    momentum state). ``batch_repeat_interleave`` would do the same for most layers, but static
-    and linear-attention layers lack it, and hybrid layers inherit the key/value-only one.
-    """
-    expanded = copy.deepcopy(cache)
-    expanded.reorder_cache(torch.zeros(batch, dtype=torch.long))
-    return expanded
 
 
 @dataclass

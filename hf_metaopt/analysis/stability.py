@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..torch_utils import dispatched, placed_like
+from .batch_size import resolve_batch_size
 from .finetune import finetuned, materialised_copy
 from .inference import length_batches
 from .options import AnalysisOptions
@@ -109,7 +110,8 @@ def float64_stability(
         cast = tuned.model.to(dtype=dtype)  # in place: the copies are ours
         runner = RouteRunner(cast, label_ids, options.position, pad_id, capture=False)
         again = [0] * len(query_ids)
-        for batch in length_batches(query_ids, options.batch_size):
+        batch_size = resolve_batch_size(options.batch_size, cast, query_ids, label_ids, context=len(start_ids))
+        for batch in length_batches(query_ids, batch_size):
             out = runner.run([query_ids[i] for i in batch], start_ids)
             for i, label in zip(batch, out.logprobs.argmax(axis=1)):
                 again[i] = int(label)

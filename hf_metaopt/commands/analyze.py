@@ -231,10 +231,12 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
 
     Every check that needs no model weights runs first: arguments, data, model reference,
     Hub settings, the run folder (reserved and locked), the tokenizer and the context length
-    (the run's plan: its examples and the ICL prefix that fits).
+    (the run's plan: its examples and the ICL prefix that fits). The process's heap then hands
+    large blocks back as soon as they are freed (:func:`~hf_metaopt.heap.return_large_blocks`).
     """
     from .. import tasks
     from ..analysis.query_scores import SCORES_FILE
+    from ..heap import return_large_blocks
     from ..analysis.report import PLOT_FILES
     from ..loading import check_model_reference, load_tokenizer, model_label
     from ..runs import RunFolder, default_run_dir
@@ -249,6 +251,7 @@ def run(model_args: ModelArguments, task_args: TaskArguments, options: AnalysisO
         data = spec.load()
         tokenizer = load_tokenizer(model_args)
         plan = _plan(model_args, tokenizer, spec, options, selection_args, data)
+        return_large_blocks()
         result = _analyze(model_args, tokenizer, spec, options, selection_args, data, out, plan)
         for note in result.notes:
             print(f"note: {note}", file=sys.stderr)

@@ -30,8 +30,11 @@ def register(subparsers) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``hf-metaopt sweep ARGS``: YAML defaults via ``--config``, flags override them."""
+    """``hf-metaopt sweep ARGS``: YAML defaults via ``--config``, flags override them; the process's heap hands
+    large blocks back as soon as they are freed (:func:`~hf_metaopt.heap.return_large_blocks`)."""
+    from ..heap import return_large_blocks
     from ..sweep import main
 
+    return_large_blocks()
     main(argv, parser=make_parser())
     return 0

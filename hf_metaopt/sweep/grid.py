@@ -77,6 +77,8 @@ class SweepPlan:
     def is_complete(self, job: Job) -> bool:
         """Whether the job's run folder holds its report (saves are atomic: a folder is whole or absent).
 
+        A run made with another batch size counts as this job's: batching never changes a number.
+
         Raises:
             ValueError: the folder holds another run (other options, model or dtype), or a
                 report.json that is empty or no report (the message says to delete the folder).
@@ -93,7 +95,7 @@ class SweepPlan:
             raise ValueError(f"{report} holds a JSON {type(data).__name__}, not a run report; "
                              f"delete the folder {self.path(job)} to rerun that job.")
         found, wanted = _with_defaults(data.get("sweep")), job.record(self.args.dtype)
-        if found != wanted:
+        if _without_batch_size(found) != _without_batch_size(wanted):
             raise ValueError(
                 f"{self.path(job)} holds a run with other settings than this sweep's grid point ({_differences(found, wanted)}); "
                 "choose another output_dir (or move that folder away)."
@@ -112,6 +114,13 @@ def _with_defaults(found: Any) -> Any:
         return found
     defaults = AnalysisOptions().to_dict()
     return {**found, "options": {**{k: v for k, v in defaults.items() if k not in found["options"]}, **found["options"]}}
+
+
+def _without_batch_size(record: Any) -> Any:
+    """A job's record less its batch size, which never changes a number: a run made with another batch size is reused."""
+    if not isinstance(record, dict) or not isinstance(record.get("options"), dict):
+        return record
+    return {**record, "options": {k: v for k, v in record["options"].items() if k != "batch_size"}}
 
 
 def _differences(found: Any, wanted: dict) -> str:
