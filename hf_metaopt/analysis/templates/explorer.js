@@ -6,6 +6,8 @@ const METRIC_NAMES = {
   recall_token: "top-k recall, tokens", recall_example: "top-k recall, demonstrations",
   simaou: "SimAOU", simaou_unnormalized: "SimAOU unnormalised", simam_before: "SimAM before finetuning",
   simam_after: "SimAM after finetuning", simam_delta: "SimAM delta",
+  kl_icl_ft: "KL(ICL ‖ FT)", kl_icl_zsl: "KL(ICL ‖ ZSL)", kl_ft_zsl: "KL(FT ‖ ZSL)",
+  tv_icl_ft: "TV(ICL, FT)", tv_icl_zsl: "TV(ICL, ZSL)", tv_ft_zsl: "TV(FT, ZSL)",
 };
 const AGREEMENT = ["kendall_token", "kendall_example", "recall_token", "recall_example"];
 const ROUTES = [["zsl", "ZSL"], ["icl", "ICL"], ["ft", "FT"]];
