@@ -87,7 +87,7 @@ class BenchArguments:
     tokenizer: str | None = field(default=None, metadata={"help": "tokenizer folder (from --prepare); default: the offline SmolLM2 tokenizer."})
     n_demonstrations: int = field(default=AnalysisOptions.n_demonstrations, metadata={"help": "demonstrations."})
     n_queries: int = field(default=AnalysisOptions.n_queries, metadata={"help": "queries."})
-    batch_size: int | None = field(default=None, metadata={"help": "queries per forward pass (default: the analysis's)."})
+    batch_size: int | None = field(default=None, metadata={"help": "queries per forward pass (default: the analysis's auto, fitted to the free GPU memory; the JSON records the one used)."})
     stability_check: bool = field(default=False, metadata={"help": "also the float64 rerun of the finetuning (a float64 copy: 4x the weights)."})
     per_query_route: bool = field(default=True, metadata={"help": "also run the per-query reference route and compare."})
     device: str = field(default="cuda", metadata={"help": "the accelerator (cpu with --tiny for a dry run)."})
@@ -189,7 +189,7 @@ def run_model(name: str, tokenizer, args: BenchArguments, data) -> dict:
         "notes": notes,
         "init_seconds": init_seconds, "seconds": seconds, "seconds_per_query": seconds / len(report["labels"]),
         "n_queries": len(report["labels"]), "n_demonstrations": report["config"]["n_demonstrations"],
-        "batch_size": report["config"]["batch_size"],
+        "batch_size": report["config"].get("batch_size_used", report["config"]["batch_size"]),
         "peak_memory_over_weights": None if peak is None else peak / weights,
         "peak_above_model_over_weights": None if peak is None else (peak - resident) / weights,
         "accuracy": report["accuracy"], **finetuning_facts(report),
