@@ -140,19 +140,20 @@ def run_planned(
     encoder, demos, queries, prompt = plan.encoder, plan.demonstrations, plan.queries, plan.encoder.prompt
     orders = demonstration_orders(plan.prefix.n_demonstrations, options.permutations, options.seed)
     notes = list(plan.notes)
-    batch_size = planned_batch_size(model, plan, options, [encoder.query_ids(q) for q in queries])
+    query_ids = [encoder.query_ids(q) for q in queries]  # tokenised once: every run below passes the same queries
+    batch_size = planned_batch_size(model, plan, options, query_ids)
     config_options, options = options, dataclasses.replace(options, batch_size=batch_size)
     with eval_mode(model), AnalysisProgress(progress) as bar:
         skip = None if options.stability_check else "off (stability_check=False)"
         # The ZSL route does not depend on the demonstrations: kept for the later orders and the shuffled-label control.
         zsl = [] if len(orders) > 1 or "shuffled_labels" in options.controls else None
-        main = _analyze_model(model, encoder, plan.prefix, queries, options, plan.pad_id, bar, skip, options.n_inspect, keep_zsl=zsl)
+        main = _analyze_model(model, encoder, plan.prefix, queries, query_ids, options, plan.pad_id, bar, skip, options.n_inspect, keep_zsl=zsl)
         notes += main.notes
         permutations = None
         if len(orders) > 1:
             summaries, losses = [main.summary], [main.finetuning["loss_per_step"]]
             for order in orders[1:]:
-                summary, loss = _order_run(model, encoder, encoder.reordered(plan.prefix, order), queries, options, plan.pad_id,
+                summary, loss = _order_run(model, encoder, encoder.reordered(plan.prefix, order), queries, query_ids, options, plan.pad_id,
                                            bar, zsl)
                 summaries.append(summary)
                 losses.append(loss)
@@ -160,13 +161,13 @@ def run_planned(
             del summaries
         controls, control_rows = {}, {}
         if "shuffled_labels" in options.controls:
-            control, shuffle, control_notes = _shuffled_control(model, plan, options, bar, zsl)
+            control, shuffle, control_notes = _shuffled_control(model, plan, query_ids, options, bar, zsl)
             control_rows["shuffled_labels"] = control.rows
             controls["shuffled_labels"] = _control_report(control, len(prompt.label_words), shuffle=shuffle)
             notes += [f"shuffled-label control: {n}" for n in control_notes + control.notes]
         zsl = None
         if "untrained" in options.controls:
-            control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, options, plan.pad_id,
+            control = _analyze_model(untrained_copy(model, options.seed), encoder, plan.prefix, queries, query_ids, options, plan.pad_id,
                                      bar, "not run for the untrained control", n_inspect=0)
             control_rows["untrained"] = control.rows
             controls["untrained"] = _control_report(control, len(prompt.label_words))
@@ -208,7 +209,7 @@ def _control_report(control: _ModelRun, n_labels: int, shuffle: dict | None = No
     return report
 
 
-def _shuffled_control(model, plan: AnalysisPlan, options: AnalysisOptions, bar, zsl) -> tuple[_ModelRun, dict, list[str]]:
+def _shuffled_control(model, plan: AnalysisPlan, query_ids, options: AnalysisOptions, bar, zsl) -> tuple[_ModelRun, dict, list[str]]:
     """The shuffled-label control: the demonstrations used, their labels permuted, re-encoded and fitted to the context."""
     encoder, demos = plan.encoder, plan.demonstrations[: plan.prefix.n_demonstrations]
     original = [d["label"] for d in demos]
@@ -218,12 +219,12 @@ def _shuffled_control(model, plan: AnalysisPlan, options: AnalysisOptions, bar, 
     if len(set(original)) == 1:
         notes.append("the demonstrations share one label, so shuffling leaves every label as it was: this control repeats "
                      "the pretrained analysis.")
-    run = _analyze_model(model, encoder, prefix, plan.queries, options, plan.pad_id, bar, "not run for the shuffled-label control",
-                         n_inspect=0, zsl=zsl)
+    run = _analyze_model(model, encoder, prefix, plan.queries, query_ids, options, plan.pad_id, bar,
+                         "not run for the shuffled-label control", n_inspect=0, zsl=zsl)
     return run, shuffle_summary(original[:kept], labels[:kept]), notes
 
 
-def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
+def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, query_ids, options: AnalysisOptions, pad_id: int, bar,
                    skip_stability: str | None, n_inspect: int, *, zsl: Sequence[RouteOutput] | None = None,
                    keep_zsl: list | None = None) -> _ModelRun:
     """One model's analysis on one prefix: finetune, score every batch, summarise, rerun in float64 (unless skipped).
@@ -231,7 +232,6 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
     ``zsl``: the ZSL outputs of every batch, reused instead of rerun; ``keep_zsl``: a list that collects them.
     """
     notes: list[str] = []
-    query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.start_ids + ids for ids in prefix.demo_ids]  # each training example: start token + d_i
@@ -267,11 +267,10 @@ def _analyze_model(model, encoder: PromptEncoder, prefix: IclPrefix, queries, op
                      collector.token_queries[0].shape[0])
 
 
-def _order_run(model, encoder: PromptEncoder, prefix: IclPrefix, queries, options: AnalysisOptions, pad_id: int, bar,
+def _order_run(model, encoder: PromptEncoder, prefix: IclPrefix, queries, query_ids, options: AnalysisOptions, pad_id: int, bar,
                zsl: Sequence[RouteOutput]) -> tuple[dict, list[float | None]]:
     """One more demonstration order: finetune in the prefix's order, score ICL and FT (ZSL reused); its summary and
     its loss per step. Nothing else of it is kept (no per-query rows, no stability rerun, no loss before / after)."""
-    query_ids = [encoder.query_ids(q) for q in queries]
     batches = length_batches(query_ids, options.batch_size)
     bar.add_phase(prefix.n_demonstrations + len(batches))
     examples = [encoder.start_ids + ids for ids in prefix.demo_ids]
